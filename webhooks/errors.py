@@ -1,0 +1,55 @@
+"""The domain's error tree.
+
+Every error a caller can act on derives from :class:`WebhooksError`. The API
+maps each class to one HTTP status in a single place (``api/errors.py``); the
+CLI prints ``str(error)`` and exits non-zero. Messages are written for humans
+and never contain secrets, API keys or tokens.
+"""
+
+
+class WebhooksError(Exception):
+    """Base of every domain error."""
+
+
+class NotFound(WebhooksError):
+    """The object does not exist, or belongs to another tenant (same answer on purpose)."""
+
+
+class Invalid(WebhooksError):
+    """Input that breaks a domain rule (bad URL, event type, header...)."""
+
+
+class InvalidTarget(Invalid):
+    """An endpoint URL, or the address it resolves to, that deliveries may not go to."""
+
+
+class PayloadTooLarge(WebhooksError):
+    """An event body above the configured ``max_payload_bytes``."""
+
+
+class Conflict(WebhooksError):
+    """The request contradicts the current state (e.g. a name already taken)."""
+
+
+class LimitExceeded(WebhooksError):
+    """A quota or rate limit was hit; ``retry_after_s`` says when trying again may succeed."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class Unauthorized(WebhooksError):
+    """Missing or unknown credentials."""
+
+
+class Forbidden(WebhooksError):
+    """Known credentials that may not perform this operation (e.g. a tenant key on an admin route)."""
+
+
+class ConfigError(WebhooksError):
+    """A setting that is invalid, insecure or contradicts another; stops the process at start."""
+
+
+class StorageError(WebhooksError):
+    """Redis is unreachable or misconfigured."""
