@@ -1,0 +1,92 @@
+"""The FastAPI application: routes, error mapping, request-size limit, lifespan of the Redis client."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import errors
+from api.deps import AppState
+from api.routes import dead_letters, deliveries, endpoints, events, health, tenants
+from webhooks import __version__
+from webhooks.connection import RedisTarget, async_client
+from webhooks.errors import PayloadTooLarge
+from webhooks.secretbox import SecretBox
+from webhooks.store import Policy, Store
+
+BATCH_BODY_LIMIT = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    target: RedisTarget
+    box: SecretBox
+    policy: Policy
+    admin_token: str | None
+
+
+class BodyLimit:
+    """Refuses request bodies above the limit with 413 before they are parsed.
+
+    A single event's request may carry ``max_payload_bytes`` of payload plus its
+    envelope; a batch request is bounded separately and each event is checked
+    again by the store.
+    """
+
+    def __init__(self, app: ASGIApp, single_limit: int) -> None:
+        self.app = app
+        self.single_limit = single_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = BATCH_BODY_LIMIT if scope["path"].endswith("/batch") else self.single_limit
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > limit
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    await errors.error_response(
+                        413, "payload_too_large", f"the request body is larger than {limit} bytes"
+                    )(scope, receive, send)
+                    return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def create_app(config: ApiConfig) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        r = async_client(config.target)
+        app.state.webhooks = AppState(Store(r, config.box, config.policy), config.admin_token)
+        try:
+            yield
+        finally:
+            await r.aclose()
+
+    app = FastAPI(
+        title="webhooks",
+        version=__version__,
+        description="Signed, retried, durable webhook deliveries. See CONTRACT.md.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for module in (tenants, endpoints, events, deliveries, dead_letters, health):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, single_limit=config.policy.max_payload_bytes + 64 * 1024)
+    return app

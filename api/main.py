@@ -1,0 +1,19 @@
+"""``uvicorn api.main:app --factory``: the API built from the environment's settings."""
+
+from fastapi import FastAPI
+
+from api.app import ApiConfig, create_app
+from webhooks.cli import box_of, policy_of, target_of
+from webhooks.settings import load
+
+
+def app() -> FastAPI:
+    s = load()
+    return create_app(
+        ApiConfig(
+            target=target_of(s),
+            box=box_of(s),
+            policy=policy_of(s),
+            admin_token=s.admin_token.get_secret_value() if s.admin_token else None,
+        )
+    )

@@ -1,0 +1,35 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from api.deps import StoreDep, TenantDep, now_ms
+from webhooks.models import Delivery, DeliveryDetail, DeliveryStatus, Page
+
+router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"])
+
+
+@router.get("", response_model=Page[Delivery])
+async def list_deliveries(
+    tenant: TenantDep,
+    store: StoreDep,
+    event_id: Annotated[str | None, Query(max_length=256)] = None,
+    endpoint_id: Annotated[str | None, Query(max_length=64)] = None,
+    status: DeliveryStatus | None = None,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> Page[Delivery]:
+    return await store.list_deliveries(
+        tenant, event_id=event_id, endpoint_id=endpoint_id, status=status, limit=limit, cursor=cursor
+    )
+
+
+@router.get("/{delivery_id}", response_model=DeliveryDetail)
+async def get_delivery(delivery_id: str, tenant: TenantDep, store: StoreDep) -> DeliveryDetail:
+    return await store.get_delivery(tenant, delivery_id)
+
+
+@router.post("/{delivery_id}/retry", status_code=202, response_model=DeliveryDetail)
+async def retry_delivery(delivery_id: str, tenant: TenantDep, store: StoreDep) -> JSONResponse:
+    detail = await store.retry_delivery(tenant, delivery_id, now_ms())
+    return JSONResponse(detail.model_dump(mode="json"), status_code=202)

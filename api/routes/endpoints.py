@@ -1,0 +1,70 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from api.deps import CallerDep, StoreDep, TenantDep, now_ms, resolve_tenant
+from api.schemas import EndpointCreate, EndpointUpdate, SecretRotate
+from webhooks.models import Endpoint, EndpointWithSecret, Page, Secret
+
+router = APIRouter(prefix="/v1/endpoints", tags=["endpoints"])
+
+
+@router.post("", status_code=201, response_model=EndpointWithSecret)
+async def create_endpoint(
+    body: EndpointCreate,
+    who: CallerDep,
+    store: StoreDep,
+    tenant_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> EndpointWithSecret:
+    tenant = await resolve_tenant(who, store, tenant_id or body.tenant_id)
+    return await store.create_endpoint(
+        tenant,
+        url=body.url,
+        now_ms=now_ms(),
+        description=body.description,
+        event_types=body.event_types,
+        headers=body.headers,
+        rate_limit_per_s=body.rate_limit_per_s,
+        disabled=body.disabled,
+    )
+
+
+@router.get("", response_model=Page[Endpoint])
+async def list_endpoints(
+    tenant: TenantDep,
+    store: StoreDep,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> Page[Endpoint]:
+    return await store.list_endpoints(tenant, limit, cursor)
+
+
+@router.get("/{endpoint_id}", response_model=Endpoint)
+async def get_endpoint(endpoint_id: str, tenant: TenantDep, store: StoreDep) -> Endpoint:
+    return await store.get_endpoint(tenant, endpoint_id)
+
+
+@router.patch("/{endpoint_id}", response_model=Endpoint)
+async def update_endpoint(
+    endpoint_id: str, body: EndpointUpdate, tenant: TenantDep, store: StoreDep
+) -> Endpoint:
+    return await store.update_endpoint(tenant, endpoint_id, body.model_dump(exclude_unset=True), now_ms())
+
+
+@router.delete("/{endpoint_id}", status_code=204)
+async def delete_endpoint(endpoint_id: str, tenant: TenantDep, store: StoreDep) -> Response:
+    await store.delete_endpoint(tenant, endpoint_id)
+    return Response(status_code=204)
+
+
+@router.get("/{endpoint_id}/secret", response_model=Secret)
+async def get_secret(endpoint_id: str, tenant: TenantDep, store: StoreDep) -> Secret:
+    return Secret(secret=await store.endpoint_secret(tenant, endpoint_id))
+
+
+@router.post("/{endpoint_id}/secret/rotate", response_model=Secret)
+async def rotate_secret(
+    endpoint_id: str, tenant: TenantDep, store: StoreDep, body: SecretRotate | None = None
+) -> Secret:
+    grace = body.grace_period_s if body else 86400
+    return Secret(secret=await store.rotate_secret(tenant, endpoint_id, grace, now_ms()))

@@ -1,0 +1,45 @@
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from api.deps import StoreDep
+from webhooks import queue
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(store: StoreDep) -> JSONResponse:
+    try:
+        await store.r.ping()
+    except Exception:  # noqa: BLE001 - any failure means not ready
+        return JSONResponse({"status": "unavailable", "message": "Redis is not reachable"}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(store: StoreDep) -> str:
+    d = await queue.depths(store.r)
+    lines = [
+        "# HELP webhooks_queue_depth Deliveries by queue state.",
+        "# TYPE webhooks_queue_depth gauge",
+        f'webhooks_queue_depth{{state="ready"}} {d.ready}',
+        f'webhooks_queue_depth{{state="due"}} {d.due}',
+        f'webhooks_queue_depth{{state="dead"}} {d.dead}',
+        "# HELP webhooks_leases_active Batches currently leased by workers.",
+        "# TYPE webhooks_leases_active gauge",
+        f"webhooks_leases_active {d.leases}",
+    ]
+    for name in (
+        "events_accepted",
+        "attempts_succeeded",
+        "attempts_failed",
+        "deliveries_dead",
+        "deliveries_reclaimed",
+    ):
+        lines += [f"# TYPE webhooks_{name}_total counter", f"webhooks_{name}_total {d.counters.get(name, 0)}"]
+    return "\n".join(lines) + "\n"

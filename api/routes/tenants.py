@@ -1,0 +1,63 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from api.deps import AdminDep, CallerDep, StoreDep, now_ms
+from api.schemas import TenantCreate
+from webhooks.errors import NotFound
+from webhooks.models import ApiKey, ApiKeyCreated, Page, Tenant, TenantCreated
+
+router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
+
+
+@router.post("", status_code=201, response_model=TenantCreated)
+async def create_tenant(body: TenantCreate, _: AdminDep, store: StoreDep) -> TenantCreated:
+    return await store.create_tenant(body.name, now_ms())
+
+
+@router.get("", response_model=Page[Tenant])
+async def list_tenants(
+    _: AdminDep,
+    store: StoreDep,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> Page[Tenant]:
+    return await store.list_tenants(limit, cursor)
+
+
+def _own(who: CallerDep, tenant_id: str) -> None:
+    if not who.is_admin and who.tenant_id != tenant_id:
+        raise NotFound("no such tenant")
+
+
+@router.get("/{tenant_id}", response_model=Tenant)
+async def get_tenant(tenant_id: str, who: CallerDep, store: StoreDep) -> Tenant:
+    _own(who, tenant_id)
+    return await store.get_tenant(tenant_id)
+
+
+@router.delete("/{tenant_id}", status_code=204)
+async def delete_tenant(tenant_id: str, _: AdminDep, store: StoreDep) -> Response:
+    await store.delete_tenant(tenant_id)
+    return Response(status_code=204)
+
+
+@router.post("/{tenant_id}/api-keys", status_code=201, response_model=ApiKeyCreated)
+async def create_api_key(tenant_id: str, who: CallerDep, store: StoreDep) -> ApiKeyCreated:
+    _own(who, tenant_id)
+    await store.get_tenant(tenant_id)
+    return await store.create_api_key(tenant_id, now_ms())
+
+
+@router.get("/{tenant_id}/api-keys", response_model=list[ApiKey])
+async def list_api_keys(tenant_id: str, who: CallerDep, store: StoreDep) -> list[ApiKey]:
+    _own(who, tenant_id)
+    await store.get_tenant(tenant_id)
+    return await store.list_api_keys(tenant_id)
+
+
+@router.delete("/{tenant_id}/api-keys/{key_id}", status_code=204)
+async def revoke_api_key(tenant_id: str, key_id: str, who: CallerDep, store: StoreDep) -> Response:
+    _own(who, tenant_id)
+    await store.revoke_api_key(tenant_id, key_id)
+    return Response(status_code=204)

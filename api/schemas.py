@@ -1,0 +1,57 @@
+"""Request bodies of the HTTP API. Responses use the domain models in :mod:`webhooks.models`."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TenantCreate(_In):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class EndpointCreate(_In):
+    url: str = Field(max_length=2048)
+    description: str | None = Field(None, max_length=1024)
+    event_types: list[str] | None = None
+    headers: dict[str, str] | None = None
+    rate_limit_per_s: float | None = None
+    disabled: bool = False
+    tenant_id: str | None = None  # admin only: the tenant to act for
+
+
+class EndpointUpdate(_In):
+    url: str | None = Field(None, max_length=2048)
+    description: str | None = Field(None, max_length=1024)
+    event_types: list[str] | None = None
+    headers: dict[str, str] | None = None
+    rate_limit_per_s: float | None = None
+    disabled: bool | None = None
+
+
+class SecretRotate(_In):
+    grace_period_s: float = Field(86400, ge=0, le=30 * 86400)
+
+
+class EventCreate(_In):
+    event_type: str = Field(max_length=256)
+    payload: Any = Field(...)
+    id: str | None = Field(None, max_length=256)
+
+
+class EventBatch(_In):
+    events: list[EventCreate] = Field(min_length=1)
+
+
+class ReplayRequest(_In):
+    endpoint_id: str | None = None
+    event_type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    ids: list[str] | None = None
+    dry_run: bool = False
+    rate_per_s: float | None = Field(None, gt=0, le=100000)

@@ -1,0 +1,71 @@
+"""Redis clients, direct or through Sentinel, and the start-up check of the server's configuration."""
+
+import logging
+from dataclasses import dataclass
+
+import redis
+import redis.asyncio
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.sentinel import Sentinel
+
+log = logging.getLogger("webhooks")
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTarget:
+    """Where Redis is: a URL, or Sentinel addresses plus the master's name."""
+
+    url: str
+    sentinels: tuple[tuple[str, int], ...] = ()
+    master: str | None = None
+
+    def describe(self) -> str:
+        if self.sentinels:
+            return f"sentinel master {self.master!r} via {len(self.sentinels)} sentinels"
+        # Never print a password that may sit in the URL.
+        return redis.connection.parse_url(self.url).get("host", "?") + f" (db {self._db()})"
+
+    def _db(self) -> int:
+        return int(redis.connection.parse_url(self.url).get("db", 0) or 0)
+
+
+_SOCKET_OPTS: dict[str, object] = {"socket_connect_timeout": 5, "health_check_interval": 30}
+
+
+def async_client(target: RedisTarget) -> "redis.asyncio.Redis":
+    """An asyncio client with ``decode_responses=True``; through Sentinel it follows failovers."""
+    if target.sentinels:
+        sentinel = AsyncSentinel(list(target.sentinels), socket_timeout=5)
+        return sentinel.master_for(target.master or "", decode_responses=True, **_SOCKET_OPTS)
+    return redis.asyncio.Redis.from_url(target.url, decode_responses=True, **_SOCKET_OPTS)  # type: ignore[arg-type]
+
+
+def sync_client(target: RedisTarget, *, decode: bool = True) -> "redis.Redis":
+    """A blocking client; RQ needs ``decode=False``."""
+    if target.sentinels:
+        sentinel = Sentinel(list(target.sentinels), socket_timeout=5)
+        return sentinel.master_for(target.master or "", decode_responses=decode, **_SOCKET_OPTS)
+    return redis.Redis.from_url(target.url, decode_responses=decode, **_SOCKET_OPTS)  # type: ignore[arg-type]
+
+
+def durability_problems(r: "redis.Redis") -> list[str]:
+    """What in the server's configuration breaks the durability promise (empty when all is well)."""
+    problems = []
+    aof = r.config_get("appendonly").get("appendonly")
+    if aof != "yes":
+        problems.append("AOF is off (appendonly no): a Redis restart loses accepted events")
+    policy = r.config_get("maxmemory-policy").get("maxmemory-policy")
+    if policy != "noeviction":
+        problems.append(f"maxmemory-policy is {policy!r}, not 'noeviction': Redis may evict queued work")
+    return problems
+
+
+def warn_if_not_durable(r: "redis.Redis") -> list[str]:
+    """Log each durability problem loudly; returns them. A server that hides CONFIG is reported too."""
+    try:
+        problems = durability_problems(r)
+    except redis.ResponseError:
+        problems = ["cannot read the Redis configuration (CONFIG GET refused): durability unchecked"]
+    for problem in problems:
+        log.warning("DURABILITY WARNING: %s", problem)
+    return problems

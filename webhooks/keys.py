@@ -1,0 +1,78 @@
+"""Every Redis key the platform uses, in one place.
+
+All keys start with :data:`PREFIX`. Lua scripts receive the prefix as an
+argument and build the same names with the same suffixes as below, so a key's
+shape is only ever written twice: here and in ``webhooks/lua/``.
+"""
+
+PREFIX = "wh:"
+
+# Queue state (see webhooks/queue.py)
+READY = PREFIX + "q:ready"  # list of delivery ids to attempt now
+DUE = PREFIX + "q:due"  # zset delivery id -> due unix ms
+LEASES = PREFIX + "q:leases"  # zset lease id -> expiry unix ms
+SCHEDULER_LOCK = PREFIX + "sched:lock"
+STATS = PREFIX + "stats"  # hash of counters for /metrics
+TENANTS = PREFIX + "tenants"  # lex zset of tenant ids
+DEAD_ALL = PREFIX + "dead"  # zset delivery id -> dead unix ms, every tenant
+RQ_QUEUE = "webhooks"  # RQ queue name (RQ owns its own rq:* keys)
+
+
+def lease(lease_id: str) -> str:
+    return f"{PREFIX}q:lease:{lease_id}"
+
+
+def tenant(tenant_id: str) -> str:
+    return f"{PREFIX}t:{tenant_id}"
+
+
+def tenant_endpoints(tenant_id: str) -> str:
+    return f"{PREFIX}t:{tenant_id}:eps"
+
+
+def tenant_deliveries(tenant_id: str) -> str:
+    return f"{PREFIX}t:{tenant_id}:dlvs"
+
+
+def tenant_dead(tenant_id: str) -> str:
+    return f"{PREFIX}t:{tenant_id}:dead"
+
+
+def tenant_api_keys(tenant_id: str) -> str:
+    return f"{PREFIX}t:{tenant_id}:keys"
+
+
+def api_key(key_hash: str) -> str:
+    return f"{PREFIX}apikey:{key_hash}"
+
+
+def idempotency(tenant_id: str, key: str) -> str:
+    return f"{PREFIX}t:{tenant_id}:idem:{key}"
+
+
+def endpoint(endpoint_id: str) -> str:
+    return f"{PREFIX}ep:{endpoint_id}"
+
+
+def endpoint_deliveries(endpoint_id: str) -> str:
+    return f"{PREFIX}ep:{endpoint_id}:dlvs"
+
+
+def event(tenant_id: str, event_id: str) -> str:
+    return f"{PREFIX}evt:{tenant_id}:{event_id}"
+
+
+def delivery(delivery_id: str) -> str:
+    return f"{PREFIX}dlv:{delivery_id}"
+
+
+def attempts(delivery_id: str) -> str:
+    return f"{PREFIX}dlv:{delivery_id}:att"
+
+
+def replay(replay_id: str) -> str:
+    return f"{PREFIX}replay:{replay_id}"
+
+
+def rate_window(endpoint_id: str, second: int) -> str:
+    return f"{PREFIX}rl:{endpoint_id}:{second}"

@@ -1,0 +1,51 @@
+-- Record attempt outcomes and release finished leases (see webhooks/queue.py: complete).
+-- ARGV[1] prefix, ARGV[2] now ms, ARGV[3] count F of finished leases, ARGV[4 .. 3+F] their ids,
+-- then one JSON record per delivery: {id, l=lease, s=new status, n=attempt_count, sn=series_attempts,
+--   a=attempt document or nil, due=next attempt ms or nil, t=tenant, ep=endpoint, gone=bool,
+--   code=status code or nil, ok=1 when the attempt succeeded}
+-- An outcome is applied only while the delivery is still under the same lease: a lease that
+-- expired and was reclaimed belongs to someone else now, and its stale outcome is dropped.
+-- Returns the number of outcomes applied.
+local p = ARGV[1]
+local now = ARGV[2]
+local nf = tonumber(ARGV[3])
+local applied = 0
+local n_ok, n_fail, n_dead = 0, 0, 0
+for i = 4 + nf, #ARGV do
+  local r = cjson.decode(ARGV[i])
+  local dk = p .. 'dlv:' .. r.id
+  if redis.call('HGET', dk, 'lease') == r.l then
+    applied = applied + 1
+    redis.call('HDEL', dk, 'lease')
+    redis.call('HSET', dk, 'status', r.s, 'attempt_count', r.n, 'series_attempts', r.sn, 'updated_at', now)
+    if r.a then
+      redis.call('RPUSH', p .. 'dlv:' .. r.id .. ':att', r.a)
+      redis.call('HSET', dk, 'last_attempt_at', now)
+      if r.code then redis.call('HSET', dk, 'last_status_code', r.code) end
+      if r.ok == 1 then n_ok = n_ok + 1 else n_fail = n_fail + 1 end
+    end
+    if r.due then
+      redis.call('ZADD', p .. 'q:due', r.due, r.id)
+      redis.call('HSET', dk, 'next_attempt_at', r.due)
+    else
+      redis.call('HDEL', dk, 'next_attempt_at')
+    end
+    if r.s == 'dead' then
+      redis.call('ZADD', p .. 'dead', now, r.id)
+      redis.call('ZADD', p .. 't:' .. r.t .. ':dead', now, r.id)
+      redis.call('HSET', dk, 'dead_at', now)
+      n_dead = n_dead + 1
+    end
+    if r.gone then
+      redis.call('HSET', p .. 'ep:' .. r.ep, 'disabled', '1', 'disabled_reason', 'receiver answered 410 Gone')
+    end
+  end
+end
+for i = 4, 3 + nf do
+  redis.call('DEL', p .. 'q:lease:' .. ARGV[i])
+  redis.call('ZREM', p .. 'q:leases', ARGV[i])
+end
+if n_ok > 0 then redis.call('HINCRBY', p .. 'stats', 'attempts_succeeded', n_ok) end
+if n_fail > 0 then redis.call('HINCRBY', p .. 'stats', 'attempts_failed', n_fail) end
+if n_dead > 0 then redis.call('HINCRBY', p .. 'stats', 'deliveries_dead', n_dead) end
+return applied

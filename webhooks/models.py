@@ -1,0 +1,118 @@
+"""The domain objects as callers see them (also the API's response shapes).
+
+Timestamps are ISO 8601 UTC strings; storage keeps Unix milliseconds and
+converts at this boundary (:mod:`webhooks.timefmt`).
+"""
+
+import enum
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERING = "delivering"
+    SUCCEEDED = "succeeded"
+    RETRYING = "retrying"
+    DEAD = "dead"
+
+
+class Tenant(BaseModel):
+    id: str
+    name: str
+    created_at: str
+
+
+class TenantCreated(Tenant):
+    api_key: str
+
+
+class ApiKey(BaseModel):
+    id: str
+    tenant_id: str
+    prefix: str  # the first characters, to recognise a key without revealing it
+    created_at: str
+
+
+class ApiKeyCreated(ApiKey):
+    api_key: str
+
+
+class Endpoint(BaseModel):
+    id: str
+    tenant_id: str
+    url: str
+    description: str
+    event_types: list[str] | None
+    headers: dict[str, str]
+    rate_limit_per_s: float | None
+    disabled: bool
+    disabled_reason: str | None
+    created_at: str
+    updated_at: str
+
+
+class EndpointWithSecret(Endpoint):
+    secret: str
+
+
+class Secret(BaseModel):
+    secret: str
+
+
+class Attempt(BaseModel):
+    number: int
+    at: str
+    status_code: int | None
+    duration_ms: int
+    error: str | None
+    response_excerpt: str | None
+
+
+class DeliverySummary(BaseModel):
+    id: str
+    endpoint_id: str
+    status: DeliveryStatus
+
+
+class Delivery(BaseModel):
+    id: str
+    tenant_id: str
+    event_id: str
+    endpoint_id: str
+    event_type: str
+    status: DeliveryStatus
+    attempt_count: int
+    created_at: str
+    updated_at: str
+    next_attempt_at: str | None
+    last_status_code: int | None
+    dead_at: str | None
+
+
+class DeliveryDetail(Delivery):
+    attempts: list[Attempt]
+
+
+class Event(BaseModel):
+    id: str
+    tenant_id: str
+    event_type: str
+    created_at: str
+    payload: Any
+    deliveries: list[DeliverySummary]
+
+
+class ReplayResult(BaseModel):
+    replay_id: str | None
+    matched: int
+    dry_run: bool
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+    next_cursor: str | None

@@ -1,0 +1,101 @@
+"""The one ``Settings`` class, read from ``WEBHOOKS_*`` variables and ``.env``.
+
+Built once by the CLI and passed down; the domain modules take plain
+arguments and never import this module. :func:`load` turns every invalid,
+insecure or contradictory value into a :class:`ConfigError` whose message
+names the variable, which the CLI prints as one line before exiting.
+"""
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from webhooks.errors import ConfigError
+from webhooks.retry import parse_schedule
+
+ENV_PREFIX = "WEBHOOKS_"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+MIN_TOKEN_LEN = 16
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
+
+    redis_url: str | None = None
+    redis_sentinels: str | None = None
+    redis_sentinel_master: str | None = None
+    data_dir: Path = Path("./.webhooks")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    admin_token: SecretStr | None = None
+    retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
+    request_timeout_s: float = Field(15.0, gt=0, le=300)
+    max_payload_bytes: int = Field(262144, ge=1, le=16 * 1024 * 1024)
+    allow_private_targets: bool = False
+    https_only: bool = False
+    secret_key: SecretStr | None = None
+    # Engine tuning (not in the contract; defaults suit most machines).
+    worker_concurrency: int = Field(512, ge=1, le=10000)
+    endpoint_concurrency: int = Field(32, ge=1, le=10000)
+    lease_ttl_s: float = Field(10.0, ge=1, le=600)
+    api_workers: int = Field(1, ge=1, le=64)
+    log_level: str = "INFO"
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _schedule_parses(cls, value: str) -> str:
+        parse_schedule(value)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("one of DEBUG, INFO, WARNING, ERROR")
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        if self.admin_token is not None and len(self.admin_token.get_secret_value()) < MIN_TOKEN_LEN:
+            raise ValueError(f"WEBHOOKS_ADMIN_TOKEN must be at least {MIN_TOKEN_LEN} characters")
+        if bool(self.redis_sentinels) != bool(self.redis_sentinel_master):
+            raise ValueError("WEBHOOKS_REDIS_SENTINELS and WEBHOOKS_REDIS_SENTINEL_MASTER go together")
+        if self.redis_sentinels and self.redis_url:
+            raise ValueError("set WEBHOOKS_REDIS_URL or WEBHOOKS_REDIS_SENTINELS, not both")
+        if self.redis_sentinels:
+            for part in self.redis_sentinels.split(","):
+                host, _, port = part.strip().rpartition(":")
+                if not host or not port.isdigit():
+                    raise ValueError("WEBHOOKS_REDIS_SENTINELS is a list of host:port separated by commas")
+        return self
+
+    @property
+    def schedule(self) -> tuple[float, ...]:
+        return parse_schedule(self.retry_schedule)
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        out = []
+        for part in (self.redis_sentinels or "").split(","):
+            if part.strip():
+                host, _, port = part.strip().rpartition(":")
+                out.append((host.strip("[]"), int(port)))
+        return out
+
+    @property
+    def effective_redis_url(self) -> str:
+        return self.redis_url or DEFAULT_REDIS_URL
+
+
+def load(**overrides: object) -> Settings:
+    """Settings from the environment (and ``overrides``); raises :class:`ConfigError` naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = [str(part) for part in err.get("loc", ()) if part != "__root__"]
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        if loc:
+            raise ConfigError(f"{ENV_PREFIX}{loc[0].upper()}: {msg}") from None
+        raise ConfigError(msg) from None

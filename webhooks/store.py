@@ -1,0 +1,682 @@
+"""Tenants, API keys, endpoints, events, deliveries and dead letters in Redis.
+
+:class:`Store` is the only way the API and the CLI read or change this state.
+Ownership is enforced here: every read takes the caller's tenant id and an
+object of another tenant answers :class:`NotFound`, exactly like a missing one.
+Key names come from :mod:`webhooks.keys`; queue transitions from
+:mod:`webhooks.queue`.
+"""
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from webhooks import ids, keys, queue, routing, validation
+from webhooks.errors import Invalid, LimitExceeded, NotFound, PayloadTooLarge
+from webhooks.models import (
+    ApiKey,
+    ApiKeyCreated,
+    Attempt,
+    Delivery,
+    DeliveryDetail,
+    DeliveryStatus,
+    DeliverySummary,
+    Endpoint,
+    EndpointWithSecret,
+    Event,
+    Page,
+    ReplayResult,
+    Tenant,
+    TenantCreated,
+)
+from webhooks.netguard import check_target_url
+from webhooks.secretbox import SecretBox
+from webhooks.signing import generate_secret
+from webhooks.timefmt import iso_from_ms
+
+API_KEY_PREFIX = "whk_"
+MAX_PAGE = 1000
+DEFAULT_PAGE = 50
+SCAN_FACTOR = 20  # a filtered page reads at most this many times `limit` candidates
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What the operator allows; built from Settings by the caller."""
+
+    allow_private_targets: bool = False
+    https_only: bool = False
+    max_payload_bytes: int = 262144
+    max_endpoints_per_tenant: int = 1000
+    max_batch: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class EventIn:
+    event_type: str
+    payload: Any
+    event_id: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadFilter:
+    endpoint_id: str | None = None
+    event_type: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def encode_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise Invalid("cursor: not a cursor this API returned") from None
+
+
+def check_limit(limit: int | None) -> int:
+    if limit is None:
+        return DEFAULT_PAGE
+    if not 1 <= limit <= MAX_PAGE:
+        raise Invalid(f"limit: between 1 and {MAX_PAGE}")
+    return limit
+
+
+def _int(value: Any) -> int | None:
+    return None if value in (None, "") else int(value)
+
+
+def _delivery_from_hash(h: dict[str, str]) -> Delivery:
+    return Delivery(
+        id=h["id"],
+        tenant_id=h["tenant_id"],
+        event_id=h["event_id"],
+        endpoint_id=h["endpoint_id"],
+        event_type=h.get("event_type", ""),
+        status=DeliveryStatus(h["status"]),
+        attempt_count=int(h.get("attempt_count", 0)),
+        created_at=iso_from_ms(int(h["created_at"])) or "",
+        updated_at=iso_from_ms(int(h.get("updated_at", h["created_at"]))) or "",
+        next_attempt_at=iso_from_ms(_int(h.get("next_attempt_at"))),
+        last_status_code=_int(h.get("last_status_code")),
+        dead_at=iso_from_ms(_int(h.get("dead_at"))),
+    )
+
+
+class Store:
+    def __init__(self, r: "Redis", box: SecretBox, policy: Policy | None = None) -> None:
+        self.r = r
+        self.box = box
+        self.policy = policy or Policy()
+
+    # -- tenants and API keys ------------------------------------------------------------
+
+    async def create_tenant(self, name: str, now_ms: int) -> TenantCreated:
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise Invalid("name: 1 to 200 characters")
+        tenant_id = ids.new_id(ids.TENANT, now_ms)
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.tenant(tenant_id), mapping={"id": tenant_id, "name": name, "created_at": now_ms})
+            pipe.zadd(keys.TENANTS, {tenant_id: 0})
+            await pipe.execute()
+        created = await self.create_api_key(tenant_id, now_ms)
+        tenant = Tenant(id=tenant_id, name=name, created_at=iso_from_ms(now_ms) or "")
+        return TenantCreated(**tenant.model_dump(), api_key=created.api_key)
+
+    async def get_tenant(self, tenant_id: str) -> Tenant:
+        h = await self.r.hgetall(keys.tenant(tenant_id))
+        if not h:
+            raise NotFound("no such tenant")
+        return Tenant(id=h["id"], name=h["name"], created_at=iso_from_ms(int(h["created_at"])) or "")
+
+    async def list_tenants(self, limit: int | None, cursor: str | None) -> Page[Tenant]:
+        page_ids, next_cursor = await self._lex_page(keys.TENANTS, check_limit(limit), decode_cursor(cursor))
+        tenants = []
+        for tenant_id in page_ids:
+            try:
+                tenants.append(await self.get_tenant(tenant_id))
+            except NotFound:
+                continue
+        return Page[Tenant](data=tenants, next_cursor=next_cursor)
+
+    async def delete_tenant(self, tenant_id: str) -> None:
+        await self.get_tenant(tenant_id)
+        key_docs = await self.r.hgetall(keys.tenant_api_keys(tenant_id))
+        endpoint_ids = await self.r.zrange(keys.tenant_endpoints(tenant_id), 0, -1)
+        async with self.r.pipeline(transaction=True) as pipe:
+            for doc in key_docs.values():
+                pipe.delete(keys.api_key(orjson.loads(doc)["hash"]))
+            for endpoint_id in endpoint_ids:
+                pipe.delete(keys.endpoint(endpoint_id))
+            pipe.delete(
+                keys.tenant_api_keys(tenant_id), keys.tenant_endpoints(tenant_id), keys.tenant(tenant_id)
+            )
+            pipe.zrem(keys.TENANTS, tenant_id)
+            await pipe.execute()
+
+    async def create_api_key(self, tenant_id: str, now_ms: int) -> ApiKeyCreated:
+        key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        key_id = ids.new_id(ids.API_KEY, now_ms)
+        key_hash = hash_api_key(key)
+        doc = {"id": key_id, "prefix": key[:10], "hash": key_hash, "created_at": now_ms}
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.tenant_api_keys(tenant_id), key_id, orjson.dumps(doc))
+            pipe.set(keys.api_key(key_hash), f"{tenant_id}:{key_id}")
+            await pipe.execute()
+        return ApiKeyCreated(
+            id=key_id, tenant_id=tenant_id, prefix=key[:10], created_at=iso_from_ms(now_ms) or "", api_key=key
+        )
+
+    async def list_api_keys(self, tenant_id: str) -> list[ApiKey]:
+        docs = await self.r.hgetall(keys.tenant_api_keys(tenant_id))
+        out = [orjson.loads(d) for d in docs.values()]
+        return [
+            ApiKey(
+                id=d["id"],
+                tenant_id=tenant_id,
+                prefix=d["prefix"],
+                created_at=iso_from_ms(d["created_at"]) or "",
+            )
+            for d in sorted(out, key=lambda d: d["id"])
+        ]
+
+    async def revoke_api_key(self, tenant_id: str, key_id: str) -> None:
+        doc = await self.r.hget(keys.tenant_api_keys(tenant_id), key_id)
+        if doc is None:
+            raise NotFound("no such API key")
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.api_key(orjson.loads(doc)["hash"]))
+            pipe.hdel(keys.tenant_api_keys(tenant_id), key_id)
+            await pipe.execute()
+
+    async def tenant_for_api_key(self, key: str) -> str | None:
+        """The tenant a presented key belongs to, or None. Looks up by hash; compares in constant time."""
+        if not key.startswith(API_KEY_PREFIX) or len(key) > 200:
+            return None
+        key_hash = hash_api_key(key)
+        found = await self.r.get(keys.api_key(key_hash))
+        if found is None:
+            return None
+        tenant_id, _, key_id = str(found).partition(":")
+        doc = await self.r.hget(keys.tenant_api_keys(tenant_id), key_id)
+        if doc is None or not hmac.compare_digest(orjson.loads(doc)["hash"], key_hash):
+            return None
+        return tenant_id
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    def _endpoint_out(self, doc: dict[str, Any], disabled: str | None, reason: str | None) -> Endpoint:
+        return Endpoint(
+            id=doc["id"],
+            tenant_id=doc["tenant_id"],
+            url=doc["url"],
+            description=doc.get("description", ""),
+            event_types=doc.get("event_types"),
+            headers=doc.get("headers") or {},
+            rate_limit_per_s=doc.get("rate_limit_per_s"),
+            disabled=disabled == "1",
+            disabled_reason=reason if disabled == "1" else None,
+            created_at=iso_from_ms(doc["created_at"]) or "",
+            updated_at=iso_from_ms(doc["updated_at"]) or "",
+        )
+
+    def _check_url(self, url: str) -> str:
+        return check_target_url(
+            url, allow_private=self.policy.allow_private_targets, https_only=self.policy.https_only
+        )
+
+    @staticmethod
+    def _check_event_types(event_types: Sequence[str] | None) -> list[str] | None:
+        if event_types is None:
+            return None
+        if len(event_types) > validation.MAX_EVENT_TYPES:
+            raise Invalid(f"event_types: at most {validation.MAX_EVENT_TYPES}")
+        for t in event_types:
+            routing.check_event_type(t)
+        return list(dict.fromkeys(event_types))
+
+    async def _endpoint_raw(self, tenant_id: str, endpoint_id: str) -> tuple[dict[str, Any], dict[str, str]]:
+        h = await self.r.hgetall(keys.endpoint(endpoint_id))
+        if not h:
+            raise NotFound("no such endpoint")
+        doc = orjson.loads(h["doc"])
+        if doc["tenant_id"] != tenant_id:
+            raise NotFound("no such endpoint")
+        return doc, h
+
+    async def create_endpoint(
+        self,
+        tenant_id: str,
+        *,
+        url: str,
+        now_ms: int,
+        description: str | None = None,
+        event_types: Sequence[str] | None = None,
+        headers: dict[str, str] | None = None,
+        rate_limit_per_s: float | None = None,
+        disabled: bool = False,
+    ) -> EndpointWithSecret:
+        await self.get_tenant(tenant_id)
+        doc = {
+            "id": ids.new_id(ids.ENDPOINT, now_ms),
+            "tenant_id": tenant_id,
+            "url": self._check_url(url),
+            "description": validation.check_description(description),
+            "event_types": self._check_event_types(event_types),
+            "headers": validation.check_headers(headers),
+            "rate_limit_per_s": validation.check_rate_limit(rate_limit_per_s),
+            "created_at": now_ms,
+            "updated_at": now_ms,
+        }
+        count = await self.r.zcard(keys.tenant_endpoints(tenant_id))
+        if count >= self.policy.max_endpoints_per_tenant:
+            raise LimitExceeded(f"a tenant has at most {self.policy.max_endpoints_per_tenant} endpoints")
+        secret = generate_secret()
+        doc["secrets"] = [{"s": self.box.seal(secret), "exp": None}]
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                keys.endpoint(doc["id"]),
+                mapping={
+                    "doc": orjson.dumps(doc),
+                    "disabled": "1" if disabled else "0",
+                    "disabled_reason": "",
+                },
+            )
+            pipe.zadd(keys.tenant_endpoints(tenant_id), {doc["id"]: 0})
+            await pipe.execute()
+        out = self._endpoint_out(doc, "1" if disabled else "0", "disabled on creation")
+        return EndpointWithSecret(**out.model_dump(), secret=secret)
+
+    async def get_endpoint(self, tenant_id: str, endpoint_id: str) -> Endpoint:
+        doc, h = await self._endpoint_raw(tenant_id, endpoint_id)
+        return self._endpoint_out(doc, h.get("disabled"), h.get("disabled_reason"))
+
+    async def endpoint_secret(self, tenant_id: str, endpoint_id: str) -> str:
+        doc, _ = await self._endpoint_raw(tenant_id, endpoint_id)
+        return self.box.open(doc["secrets"][0]["s"])
+
+    async def list_endpoints(self, tenant_id: str, limit: int | None, cursor: str | None) -> Page[Endpoint]:
+        page_ids, next_cursor = await self._lex_page(
+            keys.tenant_endpoints(tenant_id), check_limit(limit), decode_cursor(cursor)
+        )
+        out = []
+        for endpoint_id in page_ids:
+            try:
+                out.append(await self.get_endpoint(tenant_id, endpoint_id))
+            except NotFound:
+                continue
+        return Page[Endpoint](data=out, next_cursor=next_cursor)
+
+    async def update_endpoint(
+        self, tenant_id: str, endpoint_id: str, changes: dict[str, Any], now_ms: int
+    ) -> Endpoint:
+        """Apply the given fields (absent ones stay); ``disabled: false`` re-enables, clearing the reason."""
+        doc, h = await self._endpoint_raw(tenant_id, endpoint_id)
+        if "url" in changes:
+            if changes["url"] is None:
+                raise Invalid("url: may not be null")
+            doc["url"] = self._check_url(changes["url"])
+        if "description" in changes:
+            doc["description"] = validation.check_description(changes["description"])
+        if "event_types" in changes:
+            doc["event_types"] = self._check_event_types(changes["event_types"])
+        if "headers" in changes:
+            doc["headers"] = validation.check_headers(changes["headers"])
+        if "rate_limit_per_s" in changes:
+            doc["rate_limit_per_s"] = validation.check_rate_limit(changes["rate_limit_per_s"])
+        doc["updated_at"] = now_ms
+        fields: dict[str, Any] = {"doc": orjson.dumps(doc)}
+        disabled, reason = h.get("disabled", "0"), h.get("disabled_reason", "")
+        if "disabled" in changes and changes["disabled"] is not None:
+            disabled = "1" if changes["disabled"] else "0"
+            reason = "disabled by the tenant" if changes["disabled"] else ""
+            fields.update(disabled=disabled, disabled_reason=reason)
+        await self.r.hset(keys.endpoint(endpoint_id), mapping=fields)
+        return self._endpoint_out(doc, disabled, reason)
+
+    async def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> None:
+        await self._endpoint_raw(tenant_id, endpoint_id)
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.endpoint(endpoint_id))
+            pipe.zrem(keys.tenant_endpoints(tenant_id), endpoint_id)
+            await pipe.execute()
+
+    async def rotate_secret(
+        self, tenant_id: str, endpoint_id: str, grace_period_s: float, now_ms: int
+    ) -> str:
+        """A new signing secret; the previous one keeps signing (a second signature) for the grace period."""
+        if not 0 <= grace_period_s <= 30 * 86400:
+            raise Invalid("grace_period_s: between 0 and 2592000 (30 days)")
+        doc, _ = await self._endpoint_raw(tenant_id, endpoint_id)
+        secret = generate_secret()
+        old = [s for s in doc["secrets"] if s["exp"] is None or s["exp"] > now_ms]
+        if old:
+            old[0] = {"s": old[0]["s"], "exp": now_ms + int(grace_period_s * 1000)}
+        doc["secrets"] = [{"s": self.box.seal(secret), "exp": None}, *old[:4]]
+        doc["updated_at"] = now_ms
+        await self.r.hset(keys.endpoint(endpoint_id), "doc", orjson.dumps(doc))
+        return secret
+
+    # -- events ------------------------------------------------------------------------------
+
+    async def _routes(self, tenant_id: str) -> list[tuple[str, bool, list[str] | None]]:
+        endpoint_ids = await self.r.zrange(keys.tenant_endpoints(tenant_id), 0, -1)
+        if not endpoint_ids:
+            return []
+        async with self.r.pipeline(transaction=False) as pipe:
+            for endpoint_id in endpoint_ids:
+                pipe.hmget(keys.endpoint(endpoint_id), ["doc", "disabled"])
+            rows = await pipe.execute()
+        routes = []
+        for doc, disabled in rows:
+            if doc:
+                d = orjson.loads(doc)
+                routes.append((d["id"], disabled == "1", d.get("event_types")))
+        return routes
+
+    def prepare(
+        self, tenant_id: str, event: EventIn, routes: list[tuple[str, bool, list[str] | None]], now_ms: int
+    ) -> queue.NewEvent:
+        """Validate one event, serialize its body once and pick its deliveries (pure)."""
+        routing.check_event_type(event.event_type)
+        event_id = (
+            validation.check_event_id(event.event_id) if event.event_id else ids.new_id(ids.EVENT, now_ms)
+        )
+        idem = validation.check_idempotency_key(event.idempotency_key) if event.idempotency_key else ""
+        body = orjson.dumps(
+            {"type": event.event_type, "timestamp": iso_from_ms(now_ms), "data": event.payload}
+        )
+        if len(body) > self.policy.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"the event body is {len(body)} bytes; the limit is {self.policy.max_payload_bytes}"
+            )
+        deliveries = [
+            (ids.new_id(ids.DELIVERY, now_ms), endpoint_id)
+            for endpoint_id in routing.route(routes, event.event_type)
+        ]
+        return queue.NewEvent(tenant_id, event_id, event.event_type, now_ms, body.decode(), idem, deliveries)
+
+    async def ingest(self, tenant_id: str, events: Sequence[EventIn], now_ms: int) -> list[Event]:
+        """Accept events all-or-nothing; an id or idempotency key seen before answers the stored event."""
+        if len(events) > self.policy.max_batch:
+            raise LimitExceeded(f"a batch holds at most {self.policy.max_batch} events")
+        routes = await self._routes(tenant_id)
+        prepared = [self.prepare(tenant_id, e, routes, now_ms) for e in events]
+        stored = await queue.ingest(self.r, prepared)
+        out = []
+        for new, existing in zip(prepared, stored, strict=True):
+            if existing is None:
+                out.append(
+                    Event(
+                        id=new.event_id,
+                        tenant_id=tenant_id,
+                        event_type=new.event_type,
+                        created_at=iso_from_ms(now_ms) or "",
+                        payload=orjson.loads(new.body)["data"],
+                        deliveries=[
+                            DeliverySummary(id=d, endpoint_id=e, status=DeliveryStatus.PENDING)
+                            for d, e in new.deliveries
+                        ],
+                    )
+                )
+            else:
+                out.append(await self._event_out(existing))
+        return out
+
+    async def _event_out(self, doc: dict[str, Any]) -> Event:
+        pairs = doc["deliveries"]
+        statuses = []
+        if pairs:
+            async with self.r.pipeline(transaction=False) as pipe:
+                for delivery_id, _ in pairs:
+                    pipe.hget(keys.delivery(delivery_id), "status")
+                statuses = await pipe.execute()
+        return Event(
+            id=doc["id"],
+            tenant_id=doc["tenant_id"],
+            event_type=doc["event_type"],
+            created_at=iso_from_ms(doc["created_at"]) or "",
+            payload=orjson.loads(doc["body"])["data"],
+            deliveries=[
+                DeliverySummary(id=d, endpoint_id=e, status=DeliveryStatus(s or "pending"))
+                for (d, e), s in zip(pairs, statuses, strict=True)
+            ],
+        )
+
+    async def get_event(self, tenant_id: str, event_id: str) -> Event:
+        raw = await self.r.get(keys.event(tenant_id, event_id))
+        if raw is None:
+            raise NotFound("no such event")
+        return await self._event_out(orjson.loads(raw))
+
+    # -- deliveries ----------------------------------------------------------------------------
+
+    async def _delivery_hash(self, tenant_id: str | None, delivery_id: str) -> dict[str, str]:
+        h = await self.r.hgetall(keys.delivery(delivery_id))
+        if not h or (tenant_id is not None and h.get("tenant_id") != tenant_id):
+            raise NotFound("no such delivery")
+        return h
+
+    async def get_delivery(self, tenant_id: str | None, delivery_id: str) -> DeliveryDetail:
+        h = await self._delivery_hash(tenant_id, delivery_id)
+        raw_attempts = await self.r.lrange(keys.attempts(delivery_id), 0, -1)
+        attempts = [Attempt(**orjson.loads(a)) for a in raw_attempts]
+        return DeliveryDetail(**_delivery_from_hash(h).model_dump(), attempts=attempts)
+
+    async def list_deliveries(
+        self,
+        tenant_id: str,
+        *,
+        event_id: str | None = None,
+        endpoint_id: str | None = None,
+        status: DeliveryStatus | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[Delivery]:
+        """Newest first. A filtered page may hold fewer than ``limit`` items and still have a next cursor."""
+        limit = check_limit(limit)
+        after = decode_cursor(cursor)
+        if event_id is not None:
+            raw = await self.r.get(keys.event(tenant_id, event_id))
+            candidates = sorted((d for d, _ in orjson.loads(raw)["deliveries"]), reverse=True) if raw else []
+            if after:
+                candidates = [c for c in candidates if c < after]
+            source: AsyncIterator[list[str]] = _chunks_of(candidates, max(limit, 100))
+        else:
+            index = (
+                keys.endpoint_deliveries(endpoint_id) if endpoint_id else keys.tenant_deliveries(tenant_id)
+            )
+            if endpoint_id:
+                await self._endpoint_raw(tenant_id, endpoint_id)
+            source = self._lex_scan(index, after, max(limit, 100))
+        out: list[Delivery] = []
+        scanned = 0
+        last: str | None = None
+        async for chunk in source:
+            async with self.r.pipeline(transaction=False) as pipe:
+                for delivery_id in chunk:
+                    pipe.hgetall(keys.delivery(delivery_id))
+                rows = await pipe.execute()
+            for delivery_id, h in zip(chunk, rows, strict=True):
+                scanned += 1
+                last = delivery_id
+                if not h or h.get("tenant_id") != tenant_id:
+                    continue
+                if endpoint_id and h["endpoint_id"] != endpoint_id:
+                    continue
+                if status and h["status"] != status:
+                    continue
+                out.append(_delivery_from_hash(h))
+                if len(out) == limit:
+                    break
+            if len(out) == limit or scanned >= limit * SCAN_FACTOR:
+                break
+        else:
+            last = None  # the source ran dry: this is the last page
+        return Page[Delivery](data=out, next_cursor=encode_cursor(last) if last else None)
+
+    async def retry_delivery(self, tenant_id: str, delivery_id: str, now_ms: int) -> DeliveryDetail:
+        """One new attempt now, whatever the delivery's state (but not while one is under way)."""
+        await self._delivery_hash(tenant_id, delivery_id)
+        (before,) = await queue.requeue(self.r, [delivery_id], mode="retry", now_ms=now_ms)
+        if before == DeliveryStatus.DELIVERING:
+            from webhooks.errors import Conflict
+
+            raise Conflict("an attempt of this delivery is under way; try again when it has finished")
+        return await self.get_delivery(tenant_id, delivery_id)
+
+    # -- dead letters ----------------------------------------------------------------------------
+
+    async def _dead_scan(
+        self, tenant_id: str | None, f: DeadFilter, after: str | None
+    ) -> AsyncIterator[list[Delivery]]:
+        """Dead deliveries matching ``f``, newest first, in chunks, starting after cursor ``after``."""
+        index = keys.tenant_dead(tenant_id) if tenant_id else keys.DEAD_ALL
+        high = "+inf" if f.until_ms is None else str(f.until_ms)
+        low = "-inf" if f.since_ms is None else str(f.since_ms)
+        after_score, after_id = None, None
+        if after:
+            score_text, _, after_id = after.partition(":")
+            try:
+                after_score = int(score_text)
+            except ValueError:
+                raise Invalid("cursor: not a cursor this API returned") from None
+            high = str(after_score) if f.until_ms is None else str(min(after_score, f.until_ms))
+        while True:
+            rows = await self.r.zrevrangebyscore(index, high, low, start=0, num=500, withscores=True)
+            if after_id is not None:
+                rows = [
+                    (m, s)
+                    for m, s in rows
+                    if int(s) < (after_score or 0) or (int(s) == after_score and m < after_id)
+                ]
+            if not rows:
+                return
+            async with self.r.pipeline(transaction=False) as pipe:
+                for member, _ in rows:
+                    pipe.hgetall(keys.delivery(member))
+                hashes = await pipe.execute()
+            chunk = []
+            for h in hashes:
+                if not h or h.get("status") != "dead":
+                    continue
+                if f.endpoint_id and h["endpoint_id"] != f.endpoint_id:
+                    continue
+                if f.event_type and h.get("event_type") != f.event_type:
+                    continue
+                chunk.append(_delivery_from_hash(h))
+            yield chunk
+            member, score = rows[-1]
+            after_score, after_id = int(score), member
+            high = str(after_score)
+
+    async def list_dead(
+        self, tenant_id: str | None, f: DeadFilter, limit: int | None, cursor: str | None
+    ) -> Page[Delivery]:
+        limit = check_limit(limit)
+        out: list[Delivery] = []
+        async for chunk in self._dead_scan(tenant_id, f, decode_cursor(cursor)):
+            out.extend(chunk)
+            if len(out) >= limit:
+                break
+        page = out[:limit]
+        next_cursor = None
+        if len(out) > limit or (len(out) == limit and page):
+            last = page[-1]
+            dead_ms = await self.r.hget(keys.delivery(last.id), "dead_at")
+            next_cursor = encode_cursor(f"{dead_ms}:{last.id}")
+        return Page[Delivery](data=page, next_cursor=next_cursor)
+
+    async def replay(
+        self,
+        tenant_id: str | None,
+        f: DeadFilter,
+        delivery_ids: Sequence[str] | None,
+        *,
+        dry_run: bool,
+        rate_per_s: float | None,
+        now_ms: int,
+    ) -> ReplayResult:
+        """Requeue matching dead deliveries for a fresh retry series; ``rate_per_s`` spaces them out."""
+        if rate_per_s is not None and not 0 < rate_per_s <= 100000:
+            raise Invalid("rate_per_s: a number above 0 and at most 100000")
+        matched: list[str] = []
+        if delivery_ids is not None:
+            if len(delivery_ids) > 10000:
+                raise Invalid("ids: at most 10000")
+            for delivery_id in delivery_ids:
+                try:
+                    h = await self._delivery_hash(tenant_id, delivery_id)
+                except NotFound:
+                    continue
+                if h["status"] == "dead" and (not f.endpoint_id or h["endpoint_id"] == f.endpoint_id):
+                    matched.append(delivery_id)
+        else:
+            async for chunk in self._dead_scan(tenant_id, f, None):
+                matched.extend(d.id for d in chunk)
+        if dry_run:
+            return ReplayResult(replay_id=None, matched=len(matched), dry_run=True)
+        replay_id = ids.new_id(ids.REPLAY, now_ms)
+        step_ms = int(1000 / rate_per_s) if rate_per_s else 0
+        first_due = now_ms if rate_per_s else 0
+        requeued = 0
+        for start in range(0, len(matched), 500):
+            part = matched[start : start + 500]
+            before = await queue.requeue(
+                self.r, part, mode="replay", now_ms=now_ms, first_due_ms=first_due, step_ms=step_ms
+            )
+            n = sum(1 for s in before if s == "dead")
+            requeued += n
+            if first_due:
+                first_due += n * step_ms
+        await self.r.hset(
+            keys.replay(replay_id),
+            mapping={
+                "id": replay_id,
+                "matched": requeued,
+                "created_at": now_ms,
+                "tenant_id": tenant_id or "",
+            },
+        )
+        await self.r.expire(keys.replay(replay_id), 30 * 86400)
+        return ReplayResult(replay_id=replay_id, matched=requeued, dry_run=False)
+
+    # -- paging helpers ----------------------------------------------------------------------------
+
+    async def _lex_page(self, index: str, limit: int, after: str | None) -> tuple[list[str], str | None]:
+        high = f"({after}" if after else "+"
+        found = await self.r.zrevrangebylex(index, high, "-", start=0, num=limit + 1)
+        page = list(found[:limit])
+        return page, (encode_cursor(page[-1]) if len(found) > limit else None)
+
+    async def _lex_scan(self, index: str, after: str | None, chunk: int) -> AsyncIterator[list[str]]:
+        high = f"({after}" if after else "+"
+        while True:
+            found = await self.r.zrevrangebylex(index, high, "-", start=0, num=chunk)
+            if not found:
+                return
+            yield list(found)
+            high = f"({found[-1]}"
+
+
+async def _chunks_of(items: list[str], size: int) -> AsyncIterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

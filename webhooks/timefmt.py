@@ -1,0 +1,17 @@
+"""Time conversions. Storage keeps Unix milliseconds; the wire shows ISO 8601 UTC."""
+
+from datetime import UTC, datetime
+
+
+def iso_from_ms(ms: int | None) -> str | None:
+    """``2026-11-29T01:42:18.123Z`` for Unix milliseconds; None stays None."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def ms_from_datetime(value: datetime) -> int:
+    """Unix milliseconds; a naive datetime is taken as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp() * 1000)

@@ -1,0 +1,102 @@
+"""Process entry points: ``webhooks worker`` and ``webhooks scheduler``.
+
+A worker is an RQ :class:`~rq.SimpleWorker` on the single queue ``webhooks``
+(single-queue workers dequeue with an atomic BLMOVE). Each RQ job drains many
+deliveries on the process's persistent event loop. By default a worker also
+runs a scheduler in a thread; the scheduler lock lets one act at a time.
+"""
+
+import asyncio
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+from rq import Queue, SimpleWorker
+
+from webhooks import keys
+from webhooks.connection import RedisTarget, async_client, sync_client, warn_if_not_durable
+from webhooks.secretbox import SecretBox
+from workers import runtime
+from workers.engine import EngineConfig
+from workers.scheduler import Scheduler
+
+log = logging.getLogger("webhooks.worker")
+
+
+class DeliveryWorker(SimpleWorker):
+    """Stops leasing at the first SIGINT/SIGTERM, finishes what is in flight, then exits."""
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        try:
+            runtime.current().engine.stopping = True
+        except RuntimeError:
+            pass
+        super().request_stop(signum, frame)
+
+
+def _scheduler_thread(target: RedisTarget, request_timeout_s: float) -> tuple[threading.Thread, Any]:
+    holder: dict[str, Any] = {}
+    ready = threading.Event()
+
+    def main() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        sched = Scheduler(async_client(target), sync_client(target, decode=False), request_timeout_s)
+        holder["sched"], holder["loop"] = sched, loop
+        ready.set()
+        loop.run_until_complete(sched.run())
+        loop.run_until_complete(sched.r.aclose())
+        loop.close()
+
+    thread = threading.Thread(target=main, name="scheduler", daemon=True)
+    thread.start()
+    ready.wait()
+
+    def stop() -> None:
+        holder["loop"].call_soon_threadsafe(holder["sched"].stop.set)
+        thread.join(timeout=5)
+
+    return thread, stop
+
+
+def run_worker(
+    target: RedisTarget,
+    box: SecretBox,
+    config: EngineConfig,
+    *,
+    allow_private: bool,
+    with_scheduler: bool = True,
+    burst: bool = False,
+) -> None:
+    conn = sync_client(target, decode=False)
+    warn_if_not_durable(conn)
+    rt = runtime.build(target, box, config, allow_private=allow_private)
+    runtime.install(rt)
+    stop_scheduler = None
+    if with_scheduler:
+        _, stop_scheduler = _scheduler_thread(target, config.request_timeout_s)
+    worker = DeliveryWorker([Queue(keys.RQ_QUEUE, connection=conn)], connection=conn)
+    try:
+        worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
+    finally:
+        if stop_scheduler:
+            stop_scheduler()
+        rt.close()
+
+
+def run_scheduler(target: RedisTarget, request_timeout_s: float) -> None:
+    warn_if_not_durable(sync_client(target))
+
+    async def main() -> None:
+        sched = Scheduler(async_client(target), sync_client(target, decode=False), request_timeout_s)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, sched.stop.set)
+        try:
+            await sched.run()
+        finally:
+            await sched.r.aclose()
+
+    asyncio.run(main())

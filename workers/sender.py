@@ -1,0 +1,92 @@
+"""One HTTP attempt of a delivery: build the signed request, send it, read a short excerpt.
+
+Never raises for anything the receiver or the network does: every failure
+becomes an :class:`AttemptResult` with ``status_code=None`` and an ``error``
+that names the failure without the URL's query or any header value.
+"""
+
+import asyncio
+import ssl
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import httpx
+
+from webhooks import __version__
+from webhooks.netguard import find_forbidden_address_error
+from webhooks.signing import signature_header
+
+USER_AGENT = f"webhooks/{__version__}"
+EXCERPT_BYTES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    status_code: int | None
+    duration_ms: int
+    error: str | None = None
+    excerpt: str | None = None
+    retry_after: str | None = None
+
+
+def build_headers(
+    custom: dict[str, str], msg_id: str, timestamp_s: int, body: bytes, keys: list[bytes]
+) -> dict[str, str]:
+    headers = dict(custom)
+    headers["content-type"] = "application/json"
+    headers["user-agent"] = USER_AGENT
+    headers["webhook-id"] = msg_id
+    headers["webhook-timestamp"] = str(timestamp_s)
+    headers["webhook-signature"] = signature_header(keys, msg_id, timestamp_s, body)
+    return headers
+
+
+def _root(exc: BaseException) -> BaseException:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def _describe(exc: BaseException, timeout_s: float) -> str:
+    """A short, secret-free description. httpx-aiohttp maps every connection failure to
+    ``ConnectTimeout``, so the root cause decides, not the httpx class."""
+    forbidden = find_forbidden_address_error(exc)
+    if forbidden is not None:
+        return f"refused: {forbidden}"
+    root = _root(exc)
+    if isinstance(exc, TimeoutError) or isinstance(root, TimeoutError | aiohttp.ServerTimeoutError):
+        return f"timeout: no complete answer within {timeout_s:g}s"
+    if isinstance(root, aiohttp.ClientConnectorError):
+        return f"connection failed: {root.os_error.strerror or type(root.os_error).__name__}"
+    if isinstance(root, aiohttp.ClientSSLError | ssl.SSLError):
+        return "TLS error: " + str(root)[:200]
+    return f"{type(root).__name__}: {str(root)[:200]}"
+
+
+async def send(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], body: bytes, timeout_s: float
+) -> AttemptResult:
+    """POST ``body`` to ``url``; the whole exchange (connect, send, headers, excerpt) within ``timeout_s``."""
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout_s):
+            async with client.stream("POST", url, content=body, headers=headers) as response:
+                excerpt = b""
+                async for chunk in response.aiter_raw():
+                    excerpt += chunk
+                    if len(excerpt) >= EXCERPT_BYTES:
+                        break
+                elapsed = int((time.perf_counter() - started) * 1000)
+                return AttemptResult(
+                    status_code=response.status_code,
+                    duration_ms=elapsed,
+                    excerpt=excerpt[:EXCERPT_BYTES].decode("utf-8", "replace") or None,
+                    retry_after=response.headers.get("retry-after"),
+                )
+    except Exception as exc:  # noqa: BLE001 - every failure is an outcome, not a crash
+        return AttemptResult(
+            status_code=None,
+            duration_ms=int((time.perf_counter() - started) * 1000),
+            error=_describe(exc, timeout_s),
+        )
