@@ -121,8 +121,8 @@ class OurPlatform(System):
         return [self.api.pid]
 
     def describe_failure(self) -> str:
-        dead = [f"{p.name} exited {p.popen.returncode}: {p.tail(3)!r}" for p in self.all_procs() if not p.alive()]
-        return "; ".join(dead)
+        dead = [p for p in self.all_procs() if not p.alive()]
+        return "; ".join(f"{p.name} exited {p.popen.returncode}: {p.tail(3)!r}" for p in dead)
 
     def stop(self) -> None:
         if self.client is not None:
@@ -188,6 +188,6 @@ class OurPlatform(System):
                 cursor = page.get("next_cursor")
                 if not cursor:
                     break
-        except Exception:
+        except (ApiError, httpx.HTTPError, ValueError, AttributeError):
             return None
         return total

@@ -1,0 +1,306 @@
+"""Turn a run's results into the printed table, the PNG chart and docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.common import OUT_DIR, ROOT
+
+if TYPE_CHECKING:
+    from bench.run import Results
+
+THROUGHPUT_ORDER = ("ours", "rq-fork", "rq-simple", "celery", "ceiling")
+LATENCY_ORDER = ("ours", "rq", "celery", "ceiling")
+
+
+def _num(v: float | None, digits: int = 0) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:,.{digits}f}"
+
+
+def _ms(v: float | None) -> str:
+    if v is None:
+        return "censored"
+    return f"{v:,.0f} ms" if v >= 10 else f"{v:.1f} ms"
+
+
+def _rows(headers: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [fmt.format(*headers), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*r) for r in rows]
+    return ["  " + line.rstrip() for line in out]
+
+
+def _failed(name: str, r: dict[str, Any]) -> str:
+    return f"  {name}: failed: {r['error']}"
+
+
+def table(res: Results) -> str:
+    cfg = res.config
+    lines: list[str] = []
+    m = res.machine
+    lines.append(f"bench: {m.get('cpu', '?')}, {m.get('cores')} cores, {m.get('ram_gb')} GB RAM, "
+                 f"Python {m.get('python')}, {m.get('redis', '').split(' sha')[0]}; "
+                 f"{cfg['workers']} worker processes per system; run took {res.seconds:.0f}s "
+                 f"({cfg['command']})")
+    for key, title in (("a", "instant receivers"), ("b", f"receivers answering in {cfg['slow_ms']} ms")):
+        block = res.scenarios.get(key)
+        if not block:
+            continue
+        lines += ["", f"({key}) {cfg['total']:,} deliveries to {title}, {cfg['fanout']} endpoints "
+                  f"(events fan out to all)"]
+        rows, fails = [], []
+        for name in THROUGHPUT_ORDER:
+            r = block.get(name)
+            if r is None:
+                continue
+            if "error" in r:
+                fails.append(_failed(name, r))
+                continue
+            done = f"{r['delivered']:,}/{r['total']:,}"
+            if r["time_boxed"]:
+                note = f"time-boxed: {done} in {r['budget_s']:.0f}s"
+            else:
+                note = "complete" if r["complete"] else f"partial: {done}"
+            rows.append([name, _num(r["rate"]), f"{r['elapsed_s']:.1f}s", note,
+                         f"{r['receiver_cpu'] * 100:.0f}%", r.get("notes", "")])
+        lines += _rows(["system", "deliveries/s", "time", "result", "receiver CPU", "how"], rows)
+        lines += fails
+        rq = block.get("rq")
+        if rq:
+            lines.append(f"  RQ peer in the goals = {rq['variant']} (the better of fork-per-job Worker and "
+                         "SimpleWorker)")
+    block = res.scenarios.get("c")
+    if block:
+        lines += ["", f"(c) {cfg['c_rate']:g} events/s for {cfg['c_duration_s']:g}s, each to 45 healthy "
+                  f"(instant) endpoints, without / with 5 black-holed ones (timeout {cfg['timeout_s']:g}s); "
+                  "end-to-end latency of the healthy deliveries"]
+        rows, fails = [], []
+        for name in LATENCY_ORDER:
+            r = block.get(name)
+            if r is None:
+                continue
+            h, b = r["healthy"], r["broken"]
+            if "error" in h or "error" in b:
+                fails.append(_failed(name, h if "error" in h else b))
+                continue
+            label = f"{name} ({h['variant']})" if "variant" in h else name
+            sigs = h["verified"] + b["verified"]
+            bad = h["bad_signatures"] + b["bad_signatures"]
+            rows.append([label, f"{_ms(h['p50_ms'])} / {_ms(h['p99_ms'])}",
+                         f"{_ms(b['p50_ms'])} / {_ms(b['p99_ms'])}",
+                         _num(r["p99_ratio"], 2) + ("x" if r["p99_ratio"] else ""),
+                         f"{h['delivered']:,}/{h['expected']:,}  {b['delivered']:,}/{b['expected']:,}",
+                         f"{sigs:,} ok, {bad} bad" if sigs or bad else "not checked"])
+        lines += _rows(["system", "healthy-only p50 / p99", "with broken p50 / p99", "p99 ratio",
+                        "delivered (without, with)", "signatures"], rows)
+        lines += fails
+        lines.append("  censored = fewer than 99% (or 50%) of the healthy deliveries arrived within the "
+                     "posting window + drain time")
+    block = res.scenarios.get("d")
+    if block:
+        lines += ["", "(d) ingest: single-event POSTs (64 in flight) and batch POSTs of 1,000 events"]
+        rows, fails = [], []
+        for name in ("ours", "bare"):
+            r = block.get(name)
+            if r is None:
+                continue
+            if "error" in r:
+                fails.append(_failed(name, r))
+                continue
+            errs = r["single_errors"] + r["batch_errors"]
+            rows.append([name, _num(r["single_rate"]), _num(r["batch_events_rate"]),
+                         json.dumps(r.get("server", {})), f"{errs} errors" + (
+                             f": {r['single_first_error'] or r['batch_first_error']}" if errs else "")])
+        lines += _rows(["system", "single events/s", "batch events/s", "server", "errors"], rows)
+        lines += fails
+    block = res.scenarios.get("e")
+    if block:
+        lines += ["", "(e) worker memory: one worker, 1,000 deliveries to black-holed endpoints"]
+        rows, fails = [], []
+        for name in ("ours", "rq-simple", "celery"):
+            r = block.get(name)
+            if r is None:
+                continue
+            if "error" in r:
+                fails.append(_failed(name, r))
+                continue
+            rows.append([name, f"{r['peak_rss_mb_per_process']:.0f} MB",
+                         f"{r['idle_rss_mb_per_process']:.0f} MB", f"{r['peak_rss_mb_total']:.0f} MB",
+                         str(r["processes"]), str(r["max_in_flight"])])
+        lines += _rows(["system", "peak RSS/process", "idle RSS/process", "peak total", "processes",
+                        "max in flight"], rows)
+        lines += fails
+    if res.receiver:
+        rc = res.receiver
+        lines += ["", f"receiver: {rc['rate_seen']:,.0f} req/s used {rc['cpu_share'] * 100:.0f}% of one core "
+                  f"-> capacity ~{rc['capacity_est']:,.0f} req/s (not the bottleneck if far above the rates)"]
+    if res.goals:
+        lines += ["", "goals (ratios from this run)"]
+        rows = []
+        for g in res.goals:
+            v = g["value"]
+            if v is None:
+                shown = "n/a"
+            elif g["unit"] == "%":
+                shown = f"{v * 100:.0f}%"
+            elif g["unit"] == "x":
+                shown = f"{v:.1f}x"
+            else:
+                shown = f"{v:,.0f} {g['unit']}"
+            status = {True: "MET", False: "MISSED", None: "not measured"}[g["met"]]
+            rows.append([g["goal"], shown, status])
+        lines += _rows(["goal", "measured", "status"], rows)
+    return "\n".join(lines)
+
+
+def chart(res: Results, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(16, 9))
+    colors = {"ours": "#2b8a3e", "ceiling": "#868e96", "bare": "#868e96"}
+    default = "#4dabf7"
+
+    def bars(ax: Any, title: str, labels: list[str], values: list[float], unit: str,
+             log: bool = False) -> None:
+        ax.set_title(title, fontsize=10)
+        if not labels:
+            ax.text(0.5, 0.5, "not run / failed", ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            return
+        cs = [colors.get(label.split(" ")[0], default) for label in labels]
+        rects = ax.bar(labels, values, color=cs)
+        if log and min(values) > 0:
+            ax.set_yscale("log")
+        ax.set_ylabel(unit)
+        for r, v in zip(rects, values, strict=True):
+            ax.annotate(f"{v:,.0f}", (r.get_x() + r.get_width() / 2, r.get_height()), ha="center",
+                        va="bottom", fontsize=8)
+        ax.tick_params(axis="x", labelsize=8, rotation=15)
+
+    for ax, key, title in ((axes[0][0], "a", "(a) instant receivers"),
+                           (axes[0][1], "b", f"(b) receivers answering in {res.config['slow_ms']} ms")):
+        block = res.scenarios.get(key, {})
+        labels = [n for n in THROUGHPUT_ORDER if "rate" in block.get(n, {})]
+        bars(ax, title, labels, [block[n]["rate"] for n in labels], "deliveries/s (log)", log=True)
+
+    ax = axes[0][2]
+    block = res.scenarios.get("c", {})
+    names, base, brk = [], [], []
+    for n in LATENCY_ORDER:
+        r = block.get(n)
+        if not r or "p99_ms" not in r["healthy"] or "p99_ms" not in r["broken"]:
+            continue
+        cap = max(1.0, (res.config["c_duration_s"] + res.config["c_drain_s"]) * 1000)
+        names.append(n)
+        base.append(r["healthy"]["p99_ms"] or cap)
+        brk.append(r["broken"]["p99_ms"] or cap)
+    ax.set_title("(c) healthy p99 latency (censored = window)", fontsize=10)
+    if names:
+        x = list(range(len(names)))
+        ax.bar([i - 0.2 for i in x], base, width=0.4, label="45 healthy only", color="#74c0fc")
+        ax.bar([i + 0.2 for i in x], brk, width=0.4, label="+5 black-holed", color="#fa5252")
+        ax.set_xticks(x, names, fontsize=8)
+        ax.set_yscale("log")
+        ax.set_ylabel("ms (log)")
+        ax.legend(fontsize=8)
+    else:
+        ax.set_axis_off()
+
+    block = res.scenarios.get("d", {})
+    labels = [n for n in ("ours", "bare") if "single_rate" in block.get(n, {})]
+    bars(axes[1][0], "(d) single-event ingest", labels, [block[n]["single_rate"] for n in labels], "POSTs/s")
+    bars(axes[1][1], "(d) batch ingest (1,000/POST)", labels, [block[n]["batch_events_rate"] for n in labels],
+         "events/s")
+    block = res.scenarios.get("e", {})
+    labels = [n for n in ("ours", "rq-simple", "celery") if "peak_rss_mb_per_process" in block.get(n, {})]
+    bars(axes[1][2], "(e) peak worker RSS, 1,000 deliveries", labels,
+         [block[n]["peak_rss_mb_per_process"] for n in labels], "MB per process")
+    if labels:
+        axes[1][2].axhline(200, color="#fa5252", linestyle="--", linewidth=1)
+    m = res.machine
+    fig.suptitle(f"webhooks benchmark - {m.get('cpu', '')}, {m.get('cores')} cores, "
+                 f"{res.config['workers']} worker processes per system", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+DOC_INTRO = """\
+# Benchmarks
+
+Our platform next to two peers written the way a Python team would write webhooks without us, and
+next to the speed limit of "sign and POST" in Python. Everything runs on one machine, side by side, in
+one command; the harness, the peers and the scenarios are in [`bench/`](../bench/README.md).
+
+* **ours**: `webhooks api`, `webhooks worker` x N, `webhooks scheduler`, driven through the HTTP API.
+* **RQ peer**: one RQ job per delivery, sync `httpx.Client`, `Retry(max=3, interval=[5, 300, 1800])`,
+  `rq worker --with-scheduler`; measured with the default fork-per-job `Worker` and with
+  `SimpleWorker`; the goals use the better of the two.
+* **Celery peer**: Redis broker, `task_acks_late=True`, `worker_prefetch_multiplier=1`,
+  `autoretry_for=(Exception,)`, `retry_backoff=True`, prefork pool with `--concurrency N` (N pool
+  processes plus Celery's parent process).
+* **ceiling**: no queue, no durability: N processes firing the same signed POSTs with
+  `httpx.AsyncClient` over `httpx_aiohttp.AiohttpTransport` on uvloop, 256 in flight each.
+
+Every system gets its own `redis-server` with `--appendonly yes` (fsync every second) and no RDB
+snapshots, the same number of worker processes, the same per-attempt timeout and the same receiver
+(one uvicorn process, uvloop + httptools, raw ASGI).
+"""
+
+
+def publish(res: Results, text: str) -> None:
+    results_dir = ROOT / "bench" / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    if (OUT_DIR / "chart.png").exists():
+        shutil.copyfile(OUT_DIR / "chart.png", results_dir / "chart.png")
+    shutil.copyfile(OUT_DIR / "results.json", results_dir / "results.json")
+    m = res.machine
+    pk = ", ".join(f"{k} {v}" for k, v in m.get("packages", {}).items())
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(res.started_at))
+    doc = [
+        DOC_INTRO,
+        "## Results",
+        "",
+        f"Run of {when}, `{res.config['command']}`, {res.seconds:.0f} s in all.",
+        "",
+        "![benchmark chart](../bench/results/chart.png)",
+        "",
+        "```text",
+        text,
+        "```",
+        "",
+        "Raw numbers: [`bench/results/results.json`](../bench/results/results.json).",
+        "",
+        "## Machine",
+        "",
+        f"* CPU: {m.get('cpu')} ({m.get('cores')} cores), {m.get('ram_gb')} GB RAM",
+        f"* OS: {m.get('os')}",
+        f"* Python {m.get('python')}; {m.get('redis')}",
+        f"* {pk}",
+        "",
+        "## Rerun",
+        "",
+        "From a fresh clone (the `bench` extra brings Celery, matplotlib and psutil):",
+        "",
+        "```sh",
+        "python -m venv .venv && .venv/bin/pip install -e '.[bench,test]'",
+        ".venv/bin/python -m bench.run            # everything, under 15 minutes on 2 cores",
+        ".venv/bin/python -m bench.run --publish  # ... and rewrite this page and bench/results/",
+        "```",
+        "",
+        "`--quick` runs a small smoke version in about two minutes; `--only a,b` picks scenarios;",
+        "`--systems ours,ceiling` picks systems; `--workers N` sets the worker processes per system.",
+        "How each column is measured is in [`bench/README.md`](../bench/README.md).",
+        "",
+    ]
+    (ROOT / "docs" / "benchmarks.md").write_text("\n".join(doc))
