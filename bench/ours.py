@@ -52,6 +52,7 @@ class OurPlatform(System):
         self.workers: list[Proc] = []
         self.scheduler: Proc | None = None
         self.admin_token = secrets.token_urlsafe(24)
+        self.secret_key = secrets.token_urlsafe(48)
         self.api_port = 0
         self.base = ""
         self.client: httpx.Client | None = None
@@ -75,6 +76,9 @@ class OurPlatform(System):
             "WEBHOOKS_API_PORT": str(self.api_port),
             "WEBHOOKS_REQUEST_TIMEOUT_S": str(int(self.timeout_s)),
             "WEBHOOKS_DATA_DIR": self.data_dir,
+            # As `webhooks up` runs it: endpoint secrets encrypted at rest. Logs at WARNING like the peers.
+            "WEBHOOKS_SECRET_KEY": self.secret_key,
+            "WEBHOOKS_LOG_LEVEL": "WARNING",
         }
 
     def start(self, workers: int, timeout_s: float, scheduler: bool = True) -> None:

@@ -122,7 +122,8 @@ def table(res: Results) -> str:
         lines += fails
     block = res.scenarios.get("e")
     if block:
-        lines += ["", "(e) worker memory: one worker, 1,000 deliveries to black-holed endpoints"]
+        lines += ["", f"(e) worker memory: {cfg['workers']} workers, {cfg['e_deliveries']:,} deliveries to "
+                  "black-holed endpoints (50), RSS sampled every 0.25 s"]
         rows, fails = [], []
         for name in ("ours", "rq-simple", "celery"):
             r = block.get(name)

@@ -398,7 +398,7 @@ def scenario_ingest(cfg: Config, res: Results) -> None:
 
 def rss_run(system: System, cfg: Config, window_s: float) -> dict[str, Any]:
     rec = REC
-    fanout = 10
+    fanout = 50  # 20 events x 50 endpoints: few deliveries per endpoint, so per-endpoint limits do not cap
     system.set_endpoints([rec.url("blackhole", f"m{j}") for j in range(fanout)])
     idle = _rss(system.worker_pids())
     system.submit(make_events(cfg.e_deliveries // fanout))
@@ -428,12 +428,13 @@ def _rss(pids: list[int]) -> dict[int, float]:
 
 
 def scenario_memory(cfg: Config, res: Results) -> None:
-    log(f"scenario (e): RSS of one worker with {cfg.e_deliveries} deliveries to black-holed endpoints")
+    log(f"scenario (e): worker RSS, {cfg.workers} workers, {cfg.e_deliveries} deliveries to black-holed "
+        "endpoints")
     for name in cfg.systems:
         if name in ("ceiling", "rq-fork"):
             continue
         window = cfg.e_window_s if name == "ours" else cfg.e_peer_window_s
-        out = with_system(name, cfg, 1, lambda s, w=window: rss_run(s, cfg, w))
+        out = with_system(name, cfg, cfg.workers, lambda s, w=window: rss_run(s, cfg, w))
         res.put("e", name, out)
         if "peak_rss_mb_per_process" in out:
             log(f"  {name}: peak {out['peak_rss_mb_per_process']} MB per process "

@@ -367,9 +367,13 @@ class Store:
             raise Invalid("grace_period_s: between 0 and 2592000 (30 days)")
         doc, _ = await self._endpoint_raw(tenant_id, endpoint_id)
         secret = generate_secret()
-        old = [s for s in doc["secrets"] if s["exp"] is None or s["exp"] > now_ms]
-        if old:
-            old[0] = {"s": old[0]["s"], "exp": now_ms + int(grace_period_s * 1000)}
+        # Every older secret keeps signing until this grace period ends (or its own, if sooner).
+        grace_end = now_ms + int(grace_period_s * 1000)
+        old = [
+            {"s": s["s"], "exp": grace_end if s["exp"] is None else min(s["exp"], grace_end)}
+            for s in doc["secrets"]
+            if s["exp"] is None or s["exp"] > now_ms
+        ]
         doc["secrets"] = [{"s": self.box.seal(secret), "exp": None}, *old[:4]]
         doc["updated_at"] = now_ms
         await self.r.hset(keys.endpoint(endpoint_id), "doc", orjson.dumps(doc))
