@@ -24,16 +24,34 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def run(*args: str, env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "webhooks", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "webhooks", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
-def test_up_runs_everything_on_an_embedded_redis_and_stops_cleanly(tmp_path: Path, receiver: Receiver) -> None:
+def test_up_runs_everything_on_an_embedded_redis_and_stops_cleanly(
+    tmp_path: Path, receiver: Receiver
+) -> None:
     port = free_port()
-    env = clean_env(WEBHOOKS_DATA_DIR=str(tmp_path / "data"), WEBHOOKS_API_PORT=str(port),
-                    WEBHOOKS_ALLOW_PRIVATE_TARGETS="true")
-    proc = subprocess.Popen([sys.executable, "-m", "webhooks", "up"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, cwd=ROOT, start_new_session=True)
+    env = clean_env(
+        WEBHOOKS_DATA_DIR=str(tmp_path / "data"),
+        WEBHOOKS_API_PORT=str(port),
+        WEBHOOKS_ALLOW_PRIVATE_TARGETS="true",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "webhooks", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
     try:
         lines: list[str] = []
         assert proc.stdout is not None
@@ -49,7 +67,10 @@ def test_up_runs_everything_on_an_embedded_redis_and_stops_cleanly(tmp_path: Pat
             tenant = api.post("/v1/tenants", json={"name": "up"}, headers=admin).json()
             auth = {"Authorization": f"Bearer {tenant['api_key']}"}
             ep = api.post("/v1/endpoints", json={"url": receiver.url("ok/up")}, headers=auth).json()
-            assert api.post("/v1/events", json={"event_type": "a.b", "payload": {}}, headers=auth).status_code == 202
+            assert (
+                api.post("/v1/events", json={"event_type": "a.b", "payload": {}}, headers=auth).status_code
+                == 202
+            )
             (got,) = poll(lambda: receiver.to("ok/up"), timeout_s=30, what="a delivery through `webhooks up`")
             Webhook(ep["secret"]).verify(got.body, got.headers)
         assert (tmp_path / "data" / "redis").is_dir(), "the embedded Redis keeps its AOF under the data dir"
@@ -68,8 +89,13 @@ def test_up_runs_everything_on_an_embedded_redis_and_stops_cleanly(tmp_path: Pat
 
 @pytest.mark.parametrize(
     ("var", "value"),
-    [("WEBHOOKS_REQUEST_TIMEOUT_S", "soon"), ("WEBHOOKS_RETRY_SCHEDULE", "5,-1"), ("WEBHOOKS_ADMIN_TOKEN", "short"),
-     ("WEBHOOKS_API_PORT", "99999"), ("WEBHOOKS_REDIS_SENTINELS", "a:1")],
+    [
+        ("WEBHOOKS_REQUEST_TIMEOUT_S", "soon"),
+        ("WEBHOOKS_RETRY_SCHEDULE", "5,-1"),
+        ("WEBHOOKS_ADMIN_TOKEN", "short"),
+        ("WEBHOOKS_API_PORT", "99999"),
+        ("WEBHOOKS_REDIS_SENTINELS", "a:1"),
+    ],
 )
 def test_a_bad_setting_stops_the_process_with_one_line_naming_it(var: str, value: str) -> None:
     result = run("api", env=clean_env(**{var: value}))
@@ -89,7 +115,9 @@ def test_tenant_create_and_dlq_commands(redis_url: str) -> None:
     env = clean_env(WEBHOOKS_REDIS_URL=redis_url)
     created = run("tenant", "create", "acme", env=env)
     assert created.returncode == 0, created.stderr
-    assert re.search(r"tenant id: ten_\w+", created.stdout) and re.search(r"api key:\s+whk_\S+", created.stdout)
+    assert re.search(r"tenant id: ten_\w+", created.stdout) and re.search(
+        r"api key:\s+whk_\S+", created.stdout
+    )
     listed = run("dlq", "list", env=env)
     assert listed.returncode == 0 and "0 dead deliveries shown" in listed.stderr
     dry = run("dlq", "replay", "--dry-run", env=env)

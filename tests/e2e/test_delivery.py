@@ -16,8 +16,12 @@ from tests.support.receiver import Receiver
 Endpoint = Callable[..., dict[str, Any]]
 
 
-def post_event(api: httpx.Client, tenant: Tenant, event_type: str = "invoice.paid", **extra: Any) -> dict[str, Any]:
-    resp = api.post("/v1/events", json={"event_type": event_type, "payload": {"n": 1}, **extra}, headers=tenant.auth)
+def post_event(
+    api: httpx.Client, tenant: Tenant, event_type: str = "invoice.paid", **extra: Any
+) -> dict[str, Any]:
+    resp = api.post(
+        "/v1/events", json={"event_type": event_type, "payload": {"n": 1}, **extra}, headers=tenant.auth
+    )
     assert resp.status_code == 202, resp.text
     return dict(resp.json())
 
@@ -28,10 +32,13 @@ def delivery(api: httpx.Client, tenant: Tenant, delivery_id: str) -> dict[str, A
     return dict(resp.json())
 
 
-def wait_status(api: httpx.Client, tenant: Tenant, delivery_id: str, status: str, timeout_s: float = 20) -> dict[str, Any]:
+def wait_status(
+    api: httpx.Client, tenant: Tenant, delivery_id: str, status: str, timeout_s: float = 20
+) -> dict[str, Any]:
     return poll(
         lambda: (d := delivery(api, tenant, delivery_id))["status"] == status and d,
-        timeout_s, what=f"delivery {delivery_id} to be {status}",
+        timeout_s,
+        what=f"delivery {delivery_id} to be {status}",
     )
 
 
@@ -126,22 +133,32 @@ def test_reposting_the_same_event_id_or_key_delivers_once(
     first = post_event(api, tenant, id="order-1001")
     again = post_event(api, tenant, id="order-1001")
     assert again["id"] == first["id"] and again["deliveries"][0]["id"] == first["deliveries"][0]["id"]
-    keyed = api.post("/v1/events", json={"event_type": "a.b", "payload": 1},
-                     headers={**tenant.auth, "Idempotency-Key": "k-1"}).json()
-    keyed_again = api.post("/v1/events", json={"event_type": "a.b", "payload": 1},
-                           headers={**tenant.auth, "Idempotency-Key": "k-1"}).json()
+    keyed = api.post(
+        "/v1/events",
+        json={"event_type": "a.b", "payload": 1},
+        headers={**tenant.auth, "Idempotency-Key": "k-1"},
+    ).json()
+    keyed_again = api.post(
+        "/v1/events",
+        json={"event_type": "a.b", "payload": 1},
+        headers={**tenant.auth, "Idempotency-Key": "k-1"},
+    ).json()
     assert keyed_again["id"] == keyed["id"]
     procs.worker()
     poll(lambda: len(receiver.to("ok/once")) == 2, what="two distinct events")
     time.sleep(0.5)  # a duplicate would arrive within the same drain; give it the chance to (it must not)
-    assert sorted(r.headers["webhook-id"] for r in receiver.to("ok/once")) == sorted([first["id"], keyed["id"]])
+    assert sorted(r.headers["webhook-id"] for r in receiver.to("ok/once")) == sorted(
+        [first["id"], keyed["id"]]
+    )
 
 
 def test_rotated_secret_signs_twice_during_the_grace_period(
     api: httpx.Client, tenant: Tenant, make_endpoint: Endpoint, receiver: Receiver, procs: Processes
 ) -> None:
     ep = make_endpoint(receiver.url("ok/rot"))
-    rotated = api.post(f"/v1/endpoints/{ep['id']}/secret/rotate", json={"grace_period_s": 3600}, headers=tenant.auth)
+    rotated = api.post(
+        f"/v1/endpoints/{ep['id']}/secret/rotate", json={"grace_period_s": 3600}, headers=tenant.auth
+    )
     assert rotated.status_code == 200
     new_secret = rotated.json()["secret"]
     assert new_secret != ep["secret"]

@@ -13,8 +13,14 @@ class ApiServer:
     def __init__(self, config: ApiConfig) -> None:
         self.port = free_port()
         self.server = uvicorn.Server(
-            uvicorn.Config(create_app(config), host="127.0.0.1", port=self.port, log_level="warning",
-                           access_log=False, lifespan="on")
+            uvicorn.Config(
+                create_app(config),
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                access_log=False,
+                lifespan="on",
+            )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -5,7 +5,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def poll(fn: Callable[[], T], timeout_s: float = 20.0, interval_s: float = 0.02, what: str = "condition") -> T:
+def poll(
+    fn: Callable[[], T], timeout_s: float = 20.0, interval_s: float = 0.02, what: str = "condition"
+) -> T:
     """Call ``fn`` until it returns something truthy; fail the test after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:

@@ -28,8 +28,15 @@ def ar(redis_url: str, loop: asyncio.AbstractEventLoop) -> Iterator["redis.async
 
 
 def new_event(event_id: str, n: int = 2, key: str = "") -> NewEvent:
-    return NewEvent("ten_1", event_id, "a.b", NOW, '{"data":1}', key,
-                    [(f"dlv_{event_id}_{i}", f"ep_{i}") for i in range(n)])
+    return NewEvent(
+        "ten_1",
+        event_id,
+        "a.b",
+        NOW,
+        '{"data":1}',
+        key,
+        [(f"dlv_{event_id}_{i}", f"ep_{i}") for i in range(n)],
+    )
 
 
 def test_ingest_stores_event_deliveries_and_ready_in_one_step(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
@@ -51,8 +58,18 @@ def _lease(ar, loop, n=10, now=NOW):  # type: ignore[no-untyped-def]
 
 
 def _ok(d: queue.LeasedDelivery, lease_id: str) -> Outcome:
-    return Outcome(d.id, lease_id, "succeeded", d.attempt_count + 1, d.series_attempts + 1, d.tenant_id,
-                   d.endpoint_id, attempt={"number": 1}, ok=True, status_code=200)
+    return Outcome(
+        d.id,
+        lease_id,
+        "succeeded",
+        d.attempt_count + 1,
+        d.series_attempts + 1,
+        d.tenant_id,
+        d.endpoint_id,
+        attempt={"number": 1},
+        ok=True,
+        status_code=200,
+    )
 
 
 def test_lease_hands_out_deliveries_with_their_event_and_endpoint(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
@@ -71,8 +88,18 @@ def test_complete_applies_outcomes_and_releases_the_lease(ar, loop, rds) -> None
     loop.run_until_complete(queue.ingest(ar, [new_event("e1")]))
     lease = _lease(ar, loop)
     d0, d1 = lease.deliveries
-    retry = Outcome(d1.id, lease.id, "retrying", 1, 1, d1.tenant_id, d1.endpoint_id, attempt={"number": 1},
-                    due_ms=NOW + 5000, status_code=500)
+    retry = Outcome(
+        d1.id,
+        lease.id,
+        "retrying",
+        1,
+        1,
+        d1.tenant_id,
+        d1.endpoint_id,
+        attempt={"number": 1},
+        due_ms=NOW + 5000,
+        status_code=500,
+    )
     applied = loop.run_until_complete(queue.complete(ar, [_ok(d0, lease.id), retry], [lease.id], NOW))
     assert applied == 2
     assert rds.hget(keys.delivery(d0.id), "status") == "succeeded"
@@ -118,8 +145,10 @@ def test_heartbeat_extends_live_leases_but_never_revives_reclaimed_ones(ar, loop
 def test_promote_moves_due_deliveries_back_to_ready(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
     loop.run_until_complete(queue.ingest(ar, [new_event("e1", 2)]))
     lease = _lease(ar, loop)
-    outs = [Outcome(d.id, lease.id, "retrying", 1, 1, d.tenant_id, d.endpoint_id, due_ms=NOW + 1000 * (i + 1))
-            for i, d in enumerate(lease.deliveries)]
+    outs = [
+        Outcome(d.id, lease.id, "retrying", 1, 1, d.tenant_id, d.endpoint_id, due_ms=NOW + 1000 * (i + 1))
+        for i, d in enumerate(lease.deliveries)
+    ]
     loop.run_until_complete(queue.complete(ar, outs, [lease.id], NOW))
     assert loop.run_until_complete(queue.promote(ar, NOW + 1500)) == 1
     assert rds.lrange(keys.READY, 0, -1) == ["dlv_e1_0"]
@@ -147,7 +176,9 @@ def test_manual_retry_requeues_any_settled_delivery_once(ar, loop, rds) -> None:
     assert loop.run_until_complete(queue.requeue(ar, ["dlv_e1_0"], mode="retry", now_ms=NOW)) == ["pending"]
     assert rds.llen(keys.READY) == 1, "already queued: not pushed twice"
     lease = _lease(ar, loop)
-    assert loop.run_until_complete(queue.requeue(ar, ["dlv_e1_0"], mode="retry", now_ms=NOW)) == ["delivering"]
+    assert loop.run_until_complete(queue.requeue(ar, ["dlv_e1_0"], mode="retry", now_ms=NOW)) == [
+        "delivering"
+    ]
     loop.run_until_complete(queue.complete(ar, [_ok(lease.deliveries[0], lease.id)], [lease.id], NOW))
     assert loop.run_until_complete(queue.requeue(ar, ["dlv_e1_0"], mode="retry", now_ms=NOW)) == ["succeeded"]
     assert rds.lrange(keys.READY, 0, -1) == ["dlv_e1_0"]

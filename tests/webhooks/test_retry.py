@@ -21,9 +21,20 @@ NOW_MS = 1_800_000_000_000
 
 @pytest.mark.parametrize(
     ("status", "verdict"),
-    [(200, Verdict.SUCCESS), (204, Verdict.SUCCESS), (299, Verdict.SUCCESS), (410, Verdict.GONE),
-     (301, Verdict.RETRY), (302, Verdict.RETRY), (400, Verdict.RETRY), (404, Verdict.RETRY),
-     (429, Verdict.RETRY), (500, Verdict.RETRY), (503, Verdict.RETRY), (None, Verdict.RETRY)],
+    [
+        (200, Verdict.SUCCESS),
+        (204, Verdict.SUCCESS),
+        (299, Verdict.SUCCESS),
+        (410, Verdict.GONE),
+        (301, Verdict.RETRY),
+        (302, Verdict.RETRY),
+        (400, Verdict.RETRY),
+        (404, Verdict.RETRY),
+        (429, Verdict.RETRY),
+        (500, Verdict.RETRY),
+        (503, Verdict.RETRY),
+        (None, Verdict.RETRY),
+    ],
 )
 def test_classification(status: int | None, verdict: Verdict) -> None:
     assert classify(status).verdict is verdict

@@ -1,6 +1,8 @@
 import base64
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
 from webhooks.errors import Invalid
@@ -29,8 +31,11 @@ def test_standardwebhooks_package_verifies_our_signature() -> None:
         "webhook-timestamp": str(ts),
         "webhook-signature": signature_header([secret_key_bytes(secret)], "evt_1", ts, body),
     }
-    assert Webhook(secret).verify(body, headers) == {"type": "a.b", "timestamp": "2026-01-01T00:00:00.000Z",
-                                                      "data": {"x": 1}}
+    assert Webhook(secret).verify(body, headers) == {
+        "type": "a.b",
+        "timestamp": "2026-01-01T00:00:00.000Z",
+        "data": {"x": 1},
+    }
 
 
 def test_several_keys_give_space_separated_signatures_each_verifiable() -> None:
@@ -53,3 +58,43 @@ def test_malformed_secrets_are_refused_without_echoing_them(bad: str) -> None:
     with pytest.raises(Invalid) as err:
         secret_key_bytes(bad)
     assert bad not in str(err.value) or bad == "nope"
+
+
+@given(
+    key=st.binary(min_size=24, max_size=64),
+    msg_id=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=64),
+    ts=st.integers(min_value=0, max_value=2**40),
+    body=st.binary(max_size=2048),
+)
+def test_property_sign_verifies_and_any_change_breaks_it(
+    key: bytes, msg_id: str, ts: int, body: bytes
+) -> None:
+    sig = sign(key, msg_id, ts, body)
+    assert verify(key, msg_id, ts, body, sig)
+    assert not verify(key, msg_id, ts + 1, body, sig)
+    assert not verify(key, msg_id, ts, body + b" ", sig)
+    assert not verify(key, msg_id + "x", ts, body, sig)
+
+
+@given(
+    payload=st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
+        lambda children: (
+            st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+        ),
+        max_leaves=12,
+    )
+)
+def test_property_standardwebhooks_accepts_every_body_we_sign(payload: object) -> None:
+    import json
+    import time
+
+    secret = generate_secret()
+    body = json.dumps({"type": "t", "timestamp": "x", "data": payload}).encode()
+    ts = int(time.time())
+    headers = {
+        "webhook-id": "evt_p",
+        "webhook-timestamp": str(ts),
+        "webhook-signature": signature_header([secret_key_bytes(secret)], "evt_p", ts, body),
+    }
+    assert Webhook(secret).verify(body, headers)["data"] == payload

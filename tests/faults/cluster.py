@@ -1,0 +1,484 @@
+"""Real processes for the fault scenarios: redis-server (plain or with Sentinel) and the platform's own.
+
+Everything here is started by the caller, on loopback ports it picked, and is
+killed by process id only. Ports are picked below the kernel's ephemeral range so
+that a port freed by a SIGKILL cannot be taken by an outgoing connection before
+the process that owned it is restarted on it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+ADMIN_TOKEN = "fault-admin-token-0123456789abcdef"
+SECRET_KEY = "fault-secret-key-0123456789abcdef0123456789"
+
+_taken: set[int] = set()
+_taken_lock = threading.Lock()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def stable_port() -> int:
+    """A free loopback port outside the ephemeral range, never handed out twice by this process."""
+    high = min(_ephemeral_low() - 1, 32000)
+    low = 12000 if high > 13000 else 1025
+    rng = random.Random()
+    for _ in range(2000):
+        port = rng.randint(low, high)
+        with _taken_lock:
+            if port in _taken:
+                continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        with _taken_lock:
+            _taken.add(port)
+        return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
+
+
+def wait_until(fn: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.02) -> object:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:g}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+# ---------------------------------------------------------------------------------------- redis
+
+
+class RedisServer:
+    """One redis-server with AOF in ``data_dir``; SIGKILL and restart on the same port and files."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        appendonly: bool = True,
+        appendfsync: str = "always",
+        maxmemory_policy: str = "noeviction",
+        extra: list[str] | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.port = port or stable_port()
+        self.appendonly = appendonly
+        self.appendfsync = appendfsync
+        self.maxmemory_policy = maxmemory_policy
+        self.extra = list(extra or [])
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def aof_dir(self) -> Path:
+        return self.data_dir / "appendonlydir"
+
+    def argv(self) -> list[str]:
+        return [
+            REDIS_SERVER,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", self.appendfsync,
+            "--save", "",
+            "--maxmemory-policy", self.maxmemory_policy,
+            "--logfile", str(self.data_dir / "redis.log"),
+            *self.extra,
+        ]  # fmt: skip
+
+    def start(self, timeout_s: float = 30.0) -> RedisServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        self.starts += 1
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=2)
+        try:
+
+            def up() -> bool:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"redis-server exited at start; see {self.data_dir / 'redis.log'}")
+                try:
+                    return bool(client.ping()) and not client.info("persistence").get("loading", 0)
+                except (redis.ConnectionError, redis.BusyLoadingError, redis.TimeoutError):
+                    return False
+
+            wait_until(up, timeout_s, f"redis-server on port {self.port}")
+        finally:
+            client.close()
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: nothing is flushed beyond what the AOF policy already wrote."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def snapshot_aof(self, dest: Path) -> Path:
+        """Copy the AOF as it is now (call it between kill and restart: the state at the kill)."""
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(self.aof_dir, dest / "appendonlydir")
+        return dest
+
+    def client(self, **kw: object) -> redis.Redis:
+        return redis.Redis(port=self.port, decode_responses=True, socket_connect_timeout=1, **kw)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class AofSnapshot:
+    """Loads an AOF copy into a throw-away redis-server and hands out a client to read it."""
+
+    def __init__(self, snapshot_dir: Path) -> None:
+        self.server = RedisServer(snapshot_dir, appendfsync="no")
+
+    def __enter__(self) -> redis.Redis:
+        self.server.start(timeout_s=60)
+        self.client = self.server.client()
+        return self.client
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close()
+        self.server.kill()
+
+
+class SentinelCluster:
+    """A primary, one replica and three sentinels on loopback; all with AOF."""
+
+    def __init__(
+        self,
+        base: Path,
+        *,
+        master_name: str = "whmaster",
+        appendfsync: str = "everysec",
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 10000,
+        primary_extra: list[str] | None = None,
+    ) -> None:
+        self.base = base
+        self.master_name = master_name
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.primary = RedisServer(base / "primary", appendfsync=appendfsync, extra=primary_extra)
+        self.replica = RedisServer(
+            base / "replica",
+            appendfsync=appendfsync,
+            extra=["--replicaof", "127.0.0.1", str(self.primary.port), *(primary_extra or [])],
+        )
+        self.sentinel_ports = [stable_port() for _ in range(3)]
+        self.sentinels: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def addresses(self) -> str:
+        return ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
+
+    def _sentinel(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, decode_responses=True, socket_connect_timeout=0.5, socket_timeout=2)
+
+    def start(self, timeout_s: float = 30.0) -> SentinelCluster:
+        self.primary.start()
+        self.replica.start()
+        rep = self.replica.client()
+        wait_until(
+            lambda: rep.info("replication").get("master_link_status") == "up", timeout_s, "the replica to sync"
+        )
+        rep.close()
+        for i, port in enumerate(self.sentinel_ports):
+            d = self.base / f"sentinel-{i}"
+            d.mkdir(parents=True, exist_ok=True)
+            conf = d / "sentinel.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndaemonize no\ndir {d}\nlogfile {d / 'sentinel.log'}\n"
+                f"sentinel monitor {self.master_name} 127.0.0.1 {self.primary.port} 2\n"
+                f"sentinel down-after-milliseconds {self.master_name} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {self.master_name} {self.failover_timeout_ms}\n"
+                f"sentinel parallel-syncs {self.master_name} 1\n"
+            )
+            self.sentinels.append(
+                subprocess.Popen(
+                    [REDIS_SERVER, str(conf), "--sentinel"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+
+        def settled() -> bool:
+            for port in self.sentinel_ports:
+                try:
+                    s = self._sentinel(port)
+                    replicas = s.sentinel_slaves(self.master_name)
+                    peers = s.sentinel_sentinels(self.master_name)
+                    s.close()
+                except redis.RedisError:
+                    return False
+                if len(peers) < 2 or not any("s_down" not in str(r.get("flags")) for r in replicas):
+                    return False
+            return True
+
+        wait_until(settled, timeout_s, "the sentinels to see the replica and each other", 0.1)
+        return self
+
+    def master_address(self) -> tuple[str, int] | None:
+        for port in self.sentinel_ports:
+            try:
+                s = self._sentinel(port)
+                addr = s.sentinel_get_master_addr_by_name(self.master_name)
+                s.close()
+                if addr:
+                    return str(addr[0]), int(addr[1])
+            except redis.RedisError:
+                continue
+        return None
+
+    def master_client(self) -> redis.Redis:
+        from redis.sentinel import Sentinel
+
+        sentinel = Sentinel([("127.0.0.1", p) for p in self.sentinel_ports], socket_timeout=2)
+        return sentinel.master_for(self.master_name, decode_responses=True, socket_timeout=5)
+
+    def stop(self) -> None:
+        for proc in self.sentinels:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.replica.kill()
+        self.primary.kill()
+
+
+# ----------------------------------------------------------------------------- platform processes
+
+
+def platform_env(
+    *,
+    api_port: int,
+    redis_url: str | None = None,
+    sentinels: str | None = None,
+    sentinel_master: str | None = None,
+    lease_ttl_s: float | None = 2.0,
+    retry_schedule: str = "0.2,0.2,0.2",
+    request_timeout_s: float = 3.0,
+    extra: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Settings for ``python -m webhooks ...`` subprocesses (the tests' fast schedule and short leases)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKS_")}
+    env.update(
+        WEBHOOKS_ADMIN_TOKEN=ADMIN_TOKEN,
+        WEBHOOKS_SECRET_KEY=SECRET_KEY,
+        WEBHOOKS_ALLOW_PRIVATE_TARGETS="true",
+        WEBHOOKS_RETRY_SCHEDULE=retry_schedule,
+        WEBHOOKS_REQUEST_TIMEOUT_S=str(request_timeout_s),
+        WEBHOOKS_API_HOST="127.0.0.1",
+        WEBHOOKS_API_PORT=str(api_port),
+        WEBHOOKS_LOG_LEVEL="INFO",
+        PYTHONPATH=str(ROOT),
+    )
+    if lease_ttl_s is not None:  # None: the shipped default
+        env["WEBHOOKS_LEASE_TTL_S"] = str(lease_ttl_s)
+    if sentinels:
+        env["WEBHOOKS_REDIS_SENTINELS"] = sentinels
+        env["WEBHOOKS_REDIS_SENTINEL_MASTER"] = sentinel_master or ""
+    else:
+        env["WEBHOOKS_REDIS_URL"] = redis_url or ""
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class ProcEvent:
+    at: float
+    name: str
+    what: str  # "killed", "restarted", "exited rc=N"
+
+
+@dataclass
+class _Managed:
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    generation: int = 0
+    restart_at: float | None = None  # wall time; set after a kill or an unexpected exit
+    killed: bool = False
+
+
+@dataclass
+class Fleet:
+    """The platform's processes, supervised like ``webhooks up`` does: whatever dies is restarted.
+
+    A process killed by the scenario comes back after the delay the kill asked for;
+    one that exits on its own (an unexpected exit, reported) after one second.
+    """
+
+    env: dict[str, str]
+    log_dir: Path
+    workers: int = 2
+    embedded_scheduler: bool = False
+    standalone_scheduler: bool = True
+    unexpected_restart_delay_s: float = 1.0
+    events: list[ProcEvent] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        me = [sys.executable, "-m", "webhooks"]
+        worker = [*me, "worker"] if self.embedded_scheduler else [*me, "worker", "--no-scheduler"]
+        self.procs: dict[str, _Managed] = {"api": _Managed("api", [*me, "api"])}
+        for i in range(self.workers):
+            self.procs[f"worker-{i + 1}"] = _Managed(f"worker-{i + 1}", worker)
+        if self.standalone_scheduler:
+            self.procs["scheduler"] = _Managed("scheduler", [*me, "scheduler"])
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.watcher = threading.Thread(target=self._watch, name="fleet-watcher", daemon=True)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['WEBHOOKS_API_PORT']}"
+
+    def _spawn(self, m: _Managed) -> None:
+        m.generation += 1
+        log = open(self.log_dir / f"{m.name}-{m.generation}.log", "wb")  # noqa: SIM115
+        m.proc = subprocess.Popen(
+            m.argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        m.restart_at = None
+        m.killed = False
+
+    def start(self, ready_timeout_s: float = 60.0) -> Fleet:
+        for m in self.procs.values():
+            self._spawn(m)
+        self.watcher.start()
+        self.wait_api(ready_timeout_s)
+        return self
+
+    def wait_api(self, timeout_s: float = 60.0) -> None:
+        def ready() -> bool:
+            try:
+                return httpx.get(self.api_url + "/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, timeout_s, "the API to answer /readyz", 0.05)
+
+    def names(self, prefix: str) -> list[str]:
+        return [n for n in self.procs if n.startswith(prefix)]
+
+    def pid(self, name: str) -> int | None:
+        m = self.procs[name]
+        return m.proc.pid if m.proc is not None and m.proc.poll() is None else None
+
+    def kill(self, name: str, restart_after_s: float | None) -> int:
+        """SIGKILL one process (by its id); it comes back after ``restart_after_s`` (None: never)."""
+        with self.lock:
+            m = self.procs[name]
+            assert m.proc is not None and m.proc.poll() is None, f"{name} is not running"
+            pid = m.proc.pid
+            os.kill(pid, signal.SIGKILL)
+            m.proc.wait()
+            m.killed = True
+            now = time.time()
+            m.restart_at = None if restart_after_s is None else now + restart_after_s
+            self.events.append(ProcEvent(now, name, f"killed pid {pid}"))
+        return pid
+
+    def _watch(self) -> None:
+        while not self.stopping.wait(0.05):
+            with self.lock:
+                now = time.time()
+                for m in self.procs.values():
+                    if m.proc is None or m.proc.poll() is None:
+                        continue
+                    if not m.killed and m.restart_at is None:
+                        self.events.append(ProcEvent(now, m.name, f"exited on its own, rc={m.proc.returncode}"))
+                        m.restart_at = now + self.unexpected_restart_delay_s
+                    if m.restart_at is not None and now >= m.restart_at:
+                        self._spawn(m)
+                        self.events.append(ProcEvent(now, m.name, f"restarted as pid {m.proc.pid}"))
+
+    def unexpected_exits(self) -> list[ProcEvent]:
+        return [e for e in self.events if e.what.startswith("exited on its own")]
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"==> {p.name}\n" + p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log"))
+        )
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.watcher.is_alive():
+            self.watcher.join(timeout=5)
+        with self.lock:
+            for m in self.procs.values():
+                if m.proc is not None and m.proc.poll() is None:
+                    os.kill(m.proc.pid, signal.SIGKILL)
+                    m.proc.wait()
+
+
+def tcp_peer_ports(pid: int, remote_port: int) -> set[int]:
+    """Local ports of ``pid``'s TCP connections to ``remote_port`` on this host (Linux /proc; no psutil)."""
+    inodes: set[str] = set()
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return set()
+    for fd in fds:
+        try:
+            link = os.readlink(f"{fd_dir}/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if len(parts) > 9 and parts[9] in inodes and int(parts[2].rsplit(":", 1)[1], 16) == remote_port:
+                        ports.add(int(parts[1].rsplit(":", 1)[1], 16))
+        except OSError:
+            continue
+    return ports
