@@ -1,17 +1,20 @@
-"""The drain loop: lease ready deliveries, send them concurrently, record outcomes in batches.
+"""The delivery engine: lease ready deliveries, send them concurrently, record outcomes in batches.
 
 One :class:`Engine` lives per worker process, on that process's persistent
-event loop, and keeps its HTTP connection pool across drains. A drain
-(:meth:`Engine.drain`) keeps up to ``concurrency`` requests in flight,
-at most ``endpoint_concurrency`` per endpoint, leases more work as slots free
-up, and writes outcomes in one script call per flush. It stops leasing when its
-budget is spent, when ``ready`` stays empty for ``idle_exit_s``, or when asked to
-stop, and returns after every leased delivery's outcome is recorded.
+event loop (a background thread, see :mod:`workers.runtime`), and keeps its
+HTTP connection pool, its in-flight requests, its lease heartbeats and its
+outcome writer running across RQ jobs. An RQ job calls :meth:`Engine.drain`,
+which *leases* work for up to ``budget_s``: it keeps up to ``concurrency``
+requests in flight (at most ``endpoint_concurrency`` per endpoint, a few more
+waiting; the rest of a saturated endpoint's deliveries go back to the queue for
+a second, so one slow or dead receiver cannot hold the worker) and returns when
+its budget is spent or ``ready`` stays empty; requests still in flight finish in
+the background and their outcomes are written by the same writer.
 
 Failure behaviour: a Redis error while recording is retried until it succeeds
-(the outcomes stay in memory, the leases keep their heartbeat); if the process
-dies, its leases expire and :func:`webhooks.queue.reclaim` hands the deliveries
-to another worker: at least once, never lost.
+(the outcomes stay in memory and the leases keep their heartbeat); if the
+process dies, its leases expire and :func:`webhooks.queue.reclaim` hands the
+deliveries to another worker: at least once, never lost.
 """
 
 import asyncio
@@ -42,7 +45,7 @@ class EngineConfig:
     schedule: tuple[float, ...]
     request_timeout_s: float = 15.0
     concurrency: int = 512
-    endpoint_concurrency: int = 64
+    endpoint_concurrency: int = 32
     lease_ttl_s: float = 10.0
     lease_batch: int = 200
     flush_max: int = 500
@@ -53,6 +56,13 @@ class EngineConfig:
 @dataclass(slots=True)
 class DrainStats:
     leased: int = 0
+    deferred: int = 0
+
+
+@dataclass(slots=True)
+class Totals:
+    """Counters over the engine's life (for logs and benchmarks)."""
+
     attempted: int = 0
     succeeded: int = 0
     failed: int = 0
@@ -88,125 +98,111 @@ class Engine:
         self.r = r
         self.client = client
         self.box = box
-        self.config = config
+        self.cfg = config
         self.clock = clock
         self.rng = rng or random.Random()
         self.stopping = False
+        self.totals = Totals()
         self._keys: dict[str, bytes] = {}  # sealed secret -> HMAC key
+        self._leases: dict[str, _LeaseState] = {}
+        self._endpoints: dict[str, _Endpoint] = {}
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._buffer: list[Outcome] = []
+        self._finished: list[str] = []
+        self._background: list[asyncio.Task[None]] = []
+        self._wake: asyncio.Event | None = None
+        self._flush_wanted: asyncio.Event | None = None
+        self._closing = False
 
-    # -- one drain --------------------------------------------------------------------------
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def _start_background(self) -> None:
+        if self._background:
+            return
+        self._wake = asyncio.Event()
+        self._flush_wanted = asyncio.Event()
+        self._background = [
+            asyncio.create_task(self._flush_loop()),
+            asyncio.create_task(self._heartbeat_loop()),
+        ]
+
+    # -- leasing ----------------------------------------------------------------------------------
 
     async def drain(self, budget_s: float) -> DrainStats:
-        d = _Drain(self, budget_s)
-        return await d.run()
-
-    def signing_keys(self, endpoint_doc: dict[str, Any], at_ms: int) -> list[bytes]:
-        out = []
-        for s in endpoint_doc.get("secrets", []):
-            if s["exp"] is not None and s["exp"] <= at_ms:
-                continue
-            key = self._keys.get(s["s"])
-            if key is None:
-                key = self._keys[s["s"]] = secret_key_bytes(self.box.open(s["s"]))
-            out.append(key)
-        return out
-
-
-class _Drain:
-    def __init__(self, engine: Engine, budget_s: float) -> None:
-        self.e = engine
-        self.cfg = engine.config
-        self.deadline = time.monotonic() + budget_s
-        self.stats = DrainStats()
-        self.leases: dict[str, _LeaseState] = {}
-        self.endpoints: dict[str, _Endpoint] = {}
-        self.in_flight = 0
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.buffer: list[Outcome] = []
-        self.finished: list[str] = []
-        self.wake = asyncio.Event()  # a slot freed up
-        self.flush_wanted = asyncio.Event()
-        self.closing = False
-
-    async def run(self) -> DrainStats:
-        flusher = asyncio.create_task(self._flush_loop())
-        beater = asyncio.create_task(self._heartbeat_loop())
-        try:
-            await self._lease_loop()
-            while self.in_flight or any(ep.waiting for ep in self.endpoints.values()):
-                self.wake.clear()
-                await self.wake.wait()
-        finally:
-            self.closing = True
-            self.flush_wanted.set()
-            await flusher
-            beater.cancel()
-            await asyncio.gather(beater, return_exceptions=True)
-        return self.stats
-
-    async def _lease_loop(self) -> None:
+        """Lease and start deliveries for up to ``budget_s``; returns once leasing stops."""
+        self._start_background()
+        assert self._wake is not None
+        stats = DrainStats()
+        deadline = time.monotonic() + budget_s
         idle_since: float | None = None
         poll_s = 0.005
-        while not self.e.stopping and time.monotonic() < self.deadline:
-            free = self.cfg.concurrency - self.in_flight
-            if free < min(self.cfg.lease_batch, max(1, self.cfg.concurrency // 4)) and self.in_flight:
-                self.wake.clear()
-                await self.wake.wait()
+        while not self.stopping and time.monotonic() < deadline:
+            free = self.cfg.concurrency - self._in_flight
+            if free < min(self.cfg.lease_batch, max(1, self.cfg.concurrency // 4)) and self._in_flight:
+                await self._wait(0.1)
                 continue
             try:
                 lease = await queue.lease(
-                    self.e.r,
-                    min(free, self.cfg.lease_batch),
-                    int(self.cfg.lease_ttl_s * 1000),
-                    self.e.clock(),
+                    self.r, min(free, self.cfg.lease_batch), int(self.cfg.lease_ttl_s * 1000), self.clock()
                 )
             except Exception:
                 log.exception("leasing failed; retrying")
                 await asyncio.sleep(0.5)
                 continue
             if lease is None:
-                if self.in_flight == 0 and not self.buffer:
-                    now = time.monotonic()
-                    idle_since = idle_since or now
-                    if now - idle_since >= self.cfg.idle_exit_s:
-                        return
-                self.wake.clear()
-                try:
-                    await asyncio.wait_for(self.wake.wait(), poll_s)
-                except TimeoutError:
-                    pass
+                now = time.monotonic()
+                idle_since = idle_since or now
+                if now - idle_since >= self.cfg.idle_exit_s:
+                    break
+                await self._wait(poll_s)
                 poll_s = min(poll_s * 2, 0.05)
                 continue
             idle_since = None
             poll_s = 0.005
-            self._start_lease(lease)
+            stats.leased += len(lease.deliveries)
+            stats.deferred += self._start_lease(lease)
+        return stats
 
-    def _start_lease(self, lease: Lease) -> None:
-        self.stats.leased += len(lease.deliveries)
-        self.leases[lease.id] = _LeaseState(lease, len(lease.deliveries))
+    async def _wait(self, timeout_s: float) -> None:
+        assert self._wake is not None
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout_s)
+        except TimeoutError:
+            pass
+
+    def _start_lease(self, lease: Lease) -> int:
+        """Start what the endpoints' caps allow, queue a little, defer the rest; the number deferred."""
+        self._leases[lease.id] = _LeaseState(lease, len(lease.deliveries))
         if not lease.deliveries:
             self._lease_done(lease.id)
-            return
+            return 0
+        deferred = 0
         for d in lease.deliveries:
-            ep = self.endpoints.setdefault(d.endpoint_id, _Endpoint())
+            ep = self._endpoints.setdefault(d.endpoint_id, _Endpoint())
             if ep.in_flight < self.cfg.endpoint_concurrency:
                 self._launch(d, lease.id, ep)
             elif len(ep.waiting) < self.cfg.endpoint_concurrency:
                 ep.waiting.append((d, lease.id))
             else:
                 self._defer(d, lease.id)
+                deferred += 1
+        return deferred
 
     def _launch(self, d: LeasedDelivery, lease_id: str, ep: _Endpoint) -> None:
         ep.in_flight += 1
-        self.in_flight += 1
+        self._in_flight += 1
         task = asyncio.create_task(self._deliver(d, lease_id))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _defer(self, d: LeasedDelivery, lease_id: str) -> None:
         """The endpoint is saturated: hand the delivery back for a little later, no attempt counted."""
-        self.stats.deferred += 1
-        delay_ms = int(self.cfg.defer_s * 1000 * self.e.rng.uniform(0.5, 1.5))
+        self.totals.deferred += 1
+        delay_ms = int(self.cfg.defer_s * 1000 * self.rng.uniform(0.5, 1.5))
         self._record(
             Outcome(
                 d.id,
@@ -216,9 +212,11 @@ class _Drain:
                 d.series_attempts,
                 d.tenant_id,
                 d.endpoint_id,
-                due_ms=self.e.clock() + delay_ms,
+                due_ms=self.clock() + delay_ms,
             )
         )
+
+    # -- one delivery -----------------------------------------------------------------------------
 
     async def _deliver(self, d: LeasedDelivery, lease_id: str) -> None:
         try:
@@ -229,16 +227,22 @@ class _Drain:
                 d, lease_id, AttemptResult(None, 0, error=f"internal error: {type(exc).__name__}")
             )
         self._record(outcome)
-        ep = self.endpoints[d.endpoint_id]
+        ep = self._endpoints[d.endpoint_id]
         ep.in_flight -= 1
-        self.in_flight -= 1
-        if ep.waiting and not self.e.stopping:
-            nd, nl = ep.waiting.popleft()
-            self._launch(nd, nl, ep)
-        self.wake.set()
+        self._in_flight -= 1
+        if ep.waiting:
+            if self.stopping:
+                while ep.waiting:
+                    self._defer(*ep.waiting.popleft())
+            else:
+                self._launch(*ep.waiting.popleft(), ep)
+        elif ep.in_flight == 0:
+            del self._endpoints[d.endpoint_id]
+        assert self._wake is not None
+        self._wake.set()
 
     async def _attempt(self, d: LeasedDelivery, lease_id: str) -> Outcome:
-        lease = self.leases[lease_id].lease
+        lease = self._leases[lease_id].lease
         doc, disabled = lease.endpoints.get(d.endpoint_id, (None, False))
         event = lease.events.get(f"{d.tenant_id}:{d.event_id}")
         if doc is None or event is None or disabled:
@@ -254,27 +258,39 @@ class _Drain:
                 d.id, lease_id, "dead", d.attempt_count, d.series_attempts, d.tenant_id, d.endpoint_id
             )
         body = event["body"].encode()
-        at_ms = self.e.clock()
+        at_ms = self.clock()
         try:
-            keys = self.e.signing_keys(doc, at_ms)
+            keys = self.signing_keys(doc, at_ms)
         except ConfigError as exc:
             return self._outcome(d, lease_id, AttemptResult(None, 0, error=f"cannot sign: {exc}"))
         headers = build_headers(doc.get("headers") or {}, d.event_id, at_ms // 1000, body, keys)
-        result = await send(self.e.client, doc["url"], headers, body, self.cfg.request_timeout_s)
-        self.stats.attempted += 1
+        result = await send(self.client, doc["url"], headers, body, self.cfg.request_timeout_s)
+        self.totals.attempted += 1
         return self._outcome(d, lease_id, result, at_ms)
+
+    def signing_keys(self, endpoint_doc: dict[str, Any], at_ms: int) -> list[bytes]:
+        """HMAC keys of the endpoint's secrets still valid at ``at_ms``, newest first (decrypted once)."""
+        out = []
+        for s in endpoint_doc.get("secrets", []):
+            if s["exp"] is not None and s["exp"] <= at_ms:
+                continue
+            key = self._keys.get(s["s"])
+            if key is None:
+                key = self._keys[s["s"]] = secret_key_bytes(self.box.open(s["s"]))
+            out.append(key)
+        return out
 
     def _outcome(
         self, d: LeasedDelivery, lease_id: str, result: AttemptResult, at_ms: int | None = None
     ) -> Outcome:
-        now = self.e.clock()
+        now = self.clock()
         classified = retry.classify(result.status_code, result.retry_after, now)
         series = d.series_attempts + 1
-        decision = retry.decide(classified, series, self.cfg.schedule, now, self.e.rng)
+        decision = retry.decide(classified, series, self.cfg.schedule, now, self.rng)
         if decision.status == "succeeded":
-            self.stats.succeeded += 1
+            self.totals.succeeded += 1
         else:
-            self.stats.failed += 1
+            self.totals.failed += 1
         return Outcome(
             d.id,
             lease_id,
@@ -297,37 +313,42 @@ class _Drain:
             ok=decision.status == "succeeded",
         )
 
+    # -- recording --------------------------------------------------------------------------------
+
     def _record(self, outcome: Outcome) -> None:
-        self.buffer.append(outcome)
-        state = self.leases[outcome.lease_id]
+        self._buffer.append(outcome)
+        state = self._leases[outcome.lease_id]
         state.outstanding -= 1
         if state.outstanding == 0:
             self._lease_done(outcome.lease_id)
-        self.flush_wanted.set()
+        assert self._flush_wanted is not None
+        self._flush_wanted.set()
 
     def _lease_done(self, lease_id: str) -> None:
-        self.finished.append(lease_id)
-        del self.leases[lease_id]
-        self.flush_wanted.set()
+        self._finished.append(lease_id)
+        del self._leases[lease_id]
+        assert self._flush_wanted is not None
+        self._flush_wanted.set()
 
     async def _flush_loop(self) -> None:
+        assert self._flush_wanted is not None
         while True:
-            await self.flush_wanted.wait()
-            self.flush_wanted.clear()
-            if not self.closing and len(self.buffer) < self.cfg.flush_max:
+            await self._flush_wanted.wait()
+            self._flush_wanted.clear()
+            if not self._closing and len(self._buffer) < self.cfg.flush_max:
                 await asyncio.sleep(0.002)  # let a few more outcomes join this write
-            outcomes, self.buffer = self.buffer, []
-            finished, self.finished = self.finished, []
+            outcomes, self._buffer = self._buffer, []
+            finished, self._finished = self._finished, []
             if outcomes or finished:
                 await self._write(outcomes, finished)
-            if self.closing and not self.buffer and not self.finished:
+            if self._closing and not self._buffer and not self._finished:
                 return
 
     async def _write(self, outcomes: list[Outcome], finished: list[str]) -> None:
         delay_s = 0.1
         while True:
             try:
-                await queue.complete(self.e.r, outcomes, finished, self.e.clock())
+                await queue.complete(self.r, outcomes, finished, self.clock())
                 return
             except Exception:
                 log.exception("recording %d outcomes failed; retrying in %.1fs", len(outcomes), delay_s)
@@ -338,10 +359,31 @@ class _Drain:
         period_s = self.cfg.lease_ttl_s / 3
         while True:
             await asyncio.sleep(period_s)
-            if self.leases:
+            if self._leases:
                 try:
                     await queue.heartbeat(
-                        self.e.r, list(self.leases), self.e.clock() + int(self.cfg.lease_ttl_s * 1000)
+                        self.r, list(self._leases), self.clock() + int(self.cfg.lease_ttl_s * 1000)
                     )
                 except Exception:
                     log.exception("lease heartbeat failed")
+
+    # -- shutdown ---------------------------------------------------------------------------------
+
+    async def idle(self) -> None:
+        """Wait until nothing is in flight or waiting and every outcome is written."""
+        while self._in_flight or self._buffer or self._finished or self._leases:
+            await self._wait(0.05)
+
+    async def shutdown(self) -> None:
+        """Stop leasing, let in-flight requests finish (bounded by their timeout), write every outcome."""
+        self.stopping = True
+        if not self._background:
+            return
+        await self.idle()
+        self._closing = True
+        assert self._flush_wanted is not None
+        self._flush_wanted.set()
+        flusher, beater = self._background
+        await flusher
+        beater.cancel()
+        await asyncio.gather(beater, return_exceptions=True)

@@ -33,7 +33,7 @@ class DeliveryWorker(SimpleWorker):
             runtime.current().engine.stopping = True
         except RuntimeError:
             pass
-        super().request_stop(signum, frame)
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
 
 
 def _scheduler_thread(target: RedisTarget, request_timeout_s: float) -> tuple[threading.Thread, Any]:

@@ -1,13 +1,17 @@
-"""Per-process state of a delivery worker: its event loop, Redis client, HTTP client and engine.
+"""Per-process state of a delivery worker: a persistent event loop thread and the engine on it.
 
-RQ jobs are plain functions; they find this state through :func:`current`,
-installed once by :func:`install` before the RQ worker starts. The event loop
-persists across jobs so that the HTTP connection pool does too.
+RQ jobs are plain functions running in the main thread; they hand coroutines to
+the loop thread through :meth:`Runtime.run`. The loop keeps running between jobs,
+so requests in flight, lease heartbeats and outcome writes carry on while RQ does
+its bookkeeping, and the HTTP connection pool persists.
 """
 
 import asyncio
+import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any, TypeVar
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
@@ -17,19 +21,30 @@ from webhooks.netguard import make_guarded_session
 from webhooks.secretbox import SecretBox
 from workers.engine import Engine, EngineConfig
 
+T = TypeVar("T")
+
 
 @dataclass
 class Runtime:
     loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
     engine: Engine
 
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the loop thread and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
     def close(self) -> None:
+        """Finish in-flight deliveries, write their outcomes, close the clients, stop the loop."""
+
         async def _close() -> None:
+            await self.engine.shutdown()
             await self.engine.client.aclose()
             await self.engine.r.aclose()
 
-        self.loop.run_until_complete(_close())
-        self.loop.close()
+        self.run(_close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
 
 
 _current: Runtime | None = None
@@ -41,13 +56,15 @@ def _no_cookies() -> CookieJar:
 
 
 def build(target: RedisTarget, box: SecretBox, config: EngineConfig, *, allow_private: bool) -> Runtime:
-    """A runtime on a new event loop (uvloop when available)."""
+    """A runtime on a new event loop (uvloop when available) running in a daemon thread."""
     try:
         import uvloop
 
         loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
     except ImportError:  # pragma: no cover
         loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="delivery-loop", daemon=True)
+    thread.start()
 
     async def _make() -> Engine:
         session = make_guarded_session(
@@ -61,8 +78,8 @@ def build(target: RedisTarget, box: SecretBox, config: EngineConfig, *, allow_pr
         )
         return Engine(async_client(target), client, box, config)
 
-    engine = loop.run_until_complete(_make())
-    return Runtime(loop, engine)
+    engine = asyncio.run_coroutine_threadsafe(_make(), loop).result()
+    return Runtime(loop, thread, engine)
 
 
 def install(runtime: Runtime) -> None:
