@@ -74,5 +74,6 @@ def replay(replay_id: str) -> str:
     return f"{PREFIX}replay:{replay_id}"
 
 
-def rate_window(endpoint_id: str, second: int) -> str:
-    return f"{PREFIX}rl:{endpoint_id}:{second}"
+def rate_window(endpoint_id: str, window: int) -> str:
+    """Sends to an endpoint in one fixed window (built in ``lua/rate.lua``)."""
+    return f"{PREFIX}rl:{endpoint_id}:{window}"

@@ -19,6 +19,7 @@ reached its receiver.
 """
 
 import importlib.resources
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,7 @@ class Scripts:
         self.reclaim: AsyncScript = r.register_script(_script_source("reclaim"))
         self.promote: AsyncScript = r.register_script(_script_source("promote"))
         self.requeue: AsyncScript = r.register_script(_script_source("requeue"))
+        self.rate: AsyncScript = r.register_script(_script_source("rate"))
 
 
 _scripts: dict[int, Scripts] = {}
@@ -222,6 +224,18 @@ async def requeue(
         keys=[], args=[keys.PREFIX, now_ms, mode, first_due_ms, step_ms, *delivery_ids]
     )
     return [str(s) for s in out]
+
+
+def rate_window(per_s: float) -> tuple[int, int]:
+    """``(window ms, sends per window)`` for a limit of ``per_s`` sends per second (fractions allowed)."""
+    window_s = max(1, math.ceil(1 / per_s))
+    return window_s * 1000, max(1, int(per_s * window_s))
+
+
+async def take_send_slot(r: "Redis", endpoint_id: str, per_s: float, now_ms: int) -> int:
+    """0 when a send to this endpoint fits its rate limit now; else the ms until the next window."""
+    window_ms, allowed = rate_window(per_s)
+    return int(await scripts(r).rate(keys=[], args=[keys.PREFIX, endpoint_id, now_ms, window_ms, allowed]))
 
 
 @dataclass(slots=True)

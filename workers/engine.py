@@ -79,6 +79,8 @@ class _LeaseState:
 class _Endpoint:
     in_flight: int = 0
     waiting: deque[tuple[LeasedDelivery, str]] = field(default_factory=deque)
+    deferred: int = 0  # deliveries handed back since the endpoint was last idle here
+    per_s: float | None = None  # its rate limit
 
 
 def now_ms() -> int:
@@ -182,13 +184,16 @@ class Engine:
             return 0
         deferred = 0
         for d in lease.deliveries:
-            ep = self._endpoints.setdefault(d.endpoint_id, _Endpoint())
+            ep = self._endpoints.get(d.endpoint_id)
+            if ep is None:
+                doc = lease.endpoints.get(d.endpoint_id, (None, False))[0]
+                ep = self._endpoints[d.endpoint_id] = _Endpoint(per_s=(doc or {}).get("rate_limit_per_s"))
             if ep.in_flight < self.cfg.endpoint_concurrency:
                 self._launch(d, lease.id, ep)
             elif len(ep.waiting) < self.cfg.endpoint_concurrency:
                 ep.waiting.append((d, lease.id))
             else:
-                self._defer(d, lease.id)
+                self._defer(d, lease.id, ep)
                 deferred += 1
         return deferred
 
@@ -199,10 +204,20 @@ class Engine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _defer(self, d: LeasedDelivery, lease_id: str) -> None:
-        """The endpoint is saturated: hand the delivery back for a little later, no attempt counted."""
+    def _defer(self, d: LeasedDelivery, lease_id: str, ep: _Endpoint) -> None:
+        """The endpoint is saturated: hand the delivery back for later, no attempt counted.
+
+        The delay grows with how much this endpoint has had handed back (up to 30x
+        ``defer_s``), and for a rate-limited endpoint covers the backlog at its rate, so a
+        dead or throttled receiver's backlog does not churn through the queue every second.
+        """
         self.totals.deferred += 1
-        delay_ms = int(self.cfg.defer_s * 1000 * self.rng.uniform(0.5, 1.5))
+        ep.deferred += 1
+        backlog = min(30.0, 1 + ep.deferred / (4 * self.cfg.endpoint_concurrency))
+        delay_s = self.cfg.defer_s * backlog
+        if ep.per_s:
+            delay_s = max(delay_s, (ep.in_flight + len(ep.waiting) + ep.deferred) / ep.per_s)
+        delay_ms = int(delay_s * 1000 * self.rng.uniform(0.75, 1.5))
         self._record(
             Outcome(
                 d.id,
@@ -233,7 +248,7 @@ class Engine:
         if ep.waiting:
             if self.stopping:
                 while ep.waiting:
-                    self._defer(*ep.waiting.popleft())
+                    self._defer(*ep.waiting.popleft(), ep)
             else:
                 self._launch(*ep.waiting.popleft(), ep)
         elif ep.in_flight == 0:
@@ -263,10 +278,31 @@ class Engine:
             keys = self.signing_keys(doc, at_ms)
         except ConfigError as exc:
             return self._outcome(d, lease_id, AttemptResult(None, 0, error=f"cannot sign: {exc}"))
+        per_s = doc.get("rate_limit_per_s")
+        if per_s:
+            await self._within_rate(d.endpoint_id, per_s)
+            at_ms = self.clock()
         headers = build_headers(doc.get("headers") or {}, d.event_id, at_ms // 1000, body, keys)
         result = await send(self.client, doc["url"], headers, body, self.cfg.request_timeout_s)
         self.totals.attempted += 1
         return self._outcome(d, lease_id, result, at_ms)
+
+    async def _within_rate(self, endpoint_id: str, per_s: float) -> None:
+        """Wait for a slot of the endpoint's rate limit, shared by all workers through Redis.
+
+        The wait holds one of the endpoint's concurrency slots, so at most
+        ``endpoint_concurrency`` deliveries of a throttled endpoint wait here. If Redis
+        cannot be asked, the send goes ahead: a limit is a courtesy, losing no delivery is not.
+        """
+        while True:
+            try:
+                wait_ms = await queue.take_send_slot(self.r, endpoint_id, per_s, self.clock())
+            except Exception:  # noqa: BLE001
+                log.warning("rate limit check failed for endpoint %s; sending anyway", endpoint_id)
+                return
+            if wait_ms <= 0:
+                return
+            await asyncio.sleep(wait_ms / 1000 + self.rng.uniform(0, 0.02))
 
     def signing_keys(self, endpoint_doc: dict[str, Any], at_ms: int) -> list[bytes]:
         """HMAC keys of the endpoint's secrets still valid at ``at_ms``, newest first (decrypted once)."""

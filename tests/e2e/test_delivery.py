@@ -252,3 +252,24 @@ def test_worker_killed_mid_batch_loses_nothing(
     recovery_s = min(retried) - killed_at
     print(f"re-attempted {recovery_s:.1f}s after the SIGKILL")
     assert recovery_s < 30
+
+
+def test_endpoint_rate_limit_spaces_deliveries_across_workers(
+    api: httpx.Client, tenant: Tenant, make_endpoint: Endpoint, receiver: Receiver, procs: Processes
+) -> None:
+    make_endpoint(receiver.url("ok/rl"), rate_limit_per_s=4)
+    api.post(
+        "/v1/events/batch",
+        json={"events": [{"event_type": "r.l", "payload": {"i": i}} for i in range(12)]},
+        headers=tenant.auth,
+    )
+    procs.worker()
+    procs.worker(env={"WEBHOOKS_LEASE_TTL_S": "5"})
+    poll(lambda: len(receiver.to("ok/rl")) == 12, timeout_s=30, what="all 12 deliveries")
+    arrivals = sorted(r.at for r in receiver.to("ok/rl"))
+    per_second: dict[int, int] = {}
+    for at in arrivals:
+        per_second[int(at)] = per_second.get(int(at), 0) + 1
+    assert max(per_second.values()) <= 4, per_second
+    assert len(per_second) >= 3, "12 sends at 4/s need three one-second windows"
+    assert arrivals[-1] - arrivals[0] > 1.0
