@@ -51,6 +51,9 @@ def policy_of(s: Settings) -> Policy:
         allow_private_targets=s.allow_private_targets,
         https_only=s.https_only,
         max_payload_bytes=s.max_payload_bytes,
+        max_endpoints_per_tenant=s.max_endpoints_per_tenant,
+        tenant_rate_per_s=s.tenant_rate_limit_per_s,
+        tenant_burst=s.tenant_rate_burst,
     )
 
 

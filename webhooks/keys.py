@@ -74,6 +74,11 @@ def replay(replay_id: str) -> str:
     return f"{PREFIX}replay:{replay_id}"
 
 
+def rate_bucket(tenant_id: str) -> str:
+    """The tenant's API token bucket (hash: tokens, at)."""
+    return f"{PREFIX}t:{tenant_id}:bucket"
+
+
 def rate_window(endpoint_id: str, window: int) -> str:
     """Sends to an endpoint in one fixed window (built in ``lua/rate.lua``)."""
     return f"{PREFIX}rl:{endpoint_id}:{window}"

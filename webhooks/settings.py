@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     endpoint_concurrency: int = Field(32, ge=1, le=10000)
     lease_ttl_s: float = Field(10.0, ge=1, le=600)
     api_workers: int = Field(1, ge=1, le=64)
+    tenant_rate_limit_per_s: float = Field(1000.0, ge=0, le=1_000_000)  # 0 turns the limit off
+    tenant_rate_burst: float = Field(0.0, ge=0, le=10_000_000)  # 0: twice the rate
+    max_endpoints_per_tenant: int = Field(1000, ge=1, le=1_000_000)
     log_level: str = "INFO"
 
     @field_validator("retry_schedule")
