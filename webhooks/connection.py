@@ -2,6 +2,8 @@
 
 import logging
 from dataclasses import dataclass
+from typing import cast
+from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio
@@ -20,32 +22,37 @@ class RedisTarget:
     master: str | None = None
 
     def describe(self) -> str:
+        """Where Redis is, without the password a URL may carry."""
         if self.sentinels:
             return f"sentinel master {self.master!r} via {len(self.sentinels)} sentinels"
-        # Never print a password that may sit in the URL.
-        return redis.connection.parse_url(self.url).get("host", "?") + f" (db {self._db()})"
-
-    def _db(self) -> int:
-        return int(redis.connection.parse_url(self.url).get("db", 0) or 0)
-
-
-_SOCKET_OPTS: dict[str, object] = {"socket_connect_timeout": 5, "health_check_interval": 30}
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.hostname or parts.path}{':' + str(parts.port) if parts.port else ''}"
 
 
 def async_client(target: RedisTarget) -> "redis.asyncio.Redis":
     """An asyncio client with ``decode_responses=True``; through Sentinel it follows failovers."""
     if target.sentinels:
-        sentinel = AsyncSentinel(list(target.sentinels), socket_timeout=5)
-        return sentinel.master_for(target.master or "", decode_responses=True, **_SOCKET_OPTS)
-    return redis.asyncio.Redis.from_url(target.url, decode_responses=True, **_SOCKET_OPTS)  # type: ignore[arg-type]
+        sentinel = AsyncSentinel(list(target.sentinels), socket_timeout=5)  # type: ignore[no-untyped-call]
+        client = sentinel.master_for(
+            target.master or "", decode_responses=True, socket_connect_timeout=5, health_check_interval=30
+        )
+        return cast("redis.asyncio.Redis", client)
+    return redis.asyncio.Redis.from_url(
+        target.url, decode_responses=True, socket_connect_timeout=5, health_check_interval=30
+    )
 
 
 def sync_client(target: RedisTarget, *, decode: bool = True) -> "redis.Redis":
     """A blocking client; RQ needs ``decode=False``."""
     if target.sentinels:
-        sentinel = Sentinel(list(target.sentinels), socket_timeout=5)
-        return sentinel.master_for(target.master or "", decode_responses=decode, **_SOCKET_OPTS)
-    return redis.Redis.from_url(target.url, decode_responses=decode, **_SOCKET_OPTS)  # type: ignore[arg-type]
+        sentinel = Sentinel(list(target.sentinels), socket_timeout=5)  # type: ignore[no-untyped-call]
+        client = sentinel.master_for(  # type: ignore[no-untyped-call]
+            target.master or "", decode_responses=decode, socket_connect_timeout=5, health_check_interval=30
+        )
+        return cast("redis.Redis", client)
+    return redis.Redis.from_url(
+        target.url, decode_responses=decode, socket_connect_timeout=5, health_check_interval=30
+    )
 
 
 def durability_problems(r: "redis.Redis") -> list[str]:
