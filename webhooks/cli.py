@@ -66,6 +66,7 @@ def engine_config_of(s: Settings) -> Any:
         concurrency=s.worker_concurrency,
         endpoint_concurrency=s.endpoint_concurrency,
         lease_ttl_s=s.lease_ttl_s,
+        retention_ms=s.retention_ms,
     )
 
 
@@ -111,7 +112,7 @@ def cmd_worker(s: Settings, args: argparse.Namespace) -> int:
 def cmd_scheduler(s: Settings, _: argparse.Namespace) -> int:
     from workers.process import run_scheduler
 
-    run_scheduler(target_of(s), s.request_timeout_s)
+    run_scheduler(target_of(s), s.request_timeout_s, s.retention_ms)
     return 0
 
 

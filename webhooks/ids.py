@@ -32,5 +32,10 @@ def new_id(prefix: str, now_ms: int | None = None) -> str:
     return f"{prefix}_{_encode(ms, 10)}{_encode(secrets.randbits(80), 16)}"
 
 
+def floor_id(prefix: str, ms: int) -> str:
+    """The smallest id of ``prefix`` created at ``ms``: every id created earlier sorts below it."""
+    return f"{prefix}_{_encode(ms, 10)}{'0' * 16}"
+
+
 def has_prefix(value: str, prefix: str) -> bool:
     return value.startswith(prefix + "_") and len(value) == len(prefix) + 27

@@ -30,6 +30,7 @@ from redis.commands.core import AsyncScript
 from webhooks import ids, keys
 
 IDEMPOTENCY_TTL_S = 24 * 3600
+DEFAULT_RETENTION_MS = 30 * 86400 * 1000
 
 
 def _script_source(name: str) -> str:
@@ -84,7 +85,9 @@ class NewEvent:
         ).decode()
 
 
-async def ingest(r: "Redis", events: list[NewEvent]) -> list[dict[str, Any] | None]:
+async def ingest(
+    r: "Redis", events: list[NewEvent], retention_ms: int = DEFAULT_RETENTION_MS
+) -> list[dict[str, Any] | None]:
     """Store events with their deliveries on ``ready``, all in one transaction.
 
     Returns, per event, None when it was stored now, or the stored document of
@@ -93,7 +96,7 @@ async def ingest(r: "Redis", events: list[NewEvent]) -> list[dict[str, Any] | No
     """
     if not events:
         return []
-    args: list[str | int] = [keys.PREFIX, IDEMPOTENCY_TTL_S]
+    args: list[str | int] = [keys.PREFIX, IDEMPOTENCY_TTL_S, retention_ms]
     for ev in events:
         args.append(
             orjson.dumps(
@@ -190,9 +193,18 @@ class Outcome:
         return orjson.dumps(rec).decode()
 
 
-async def complete(r: "Redis", outcomes: list[Outcome], finished_leases: list[str], now_ms: int) -> int:
-    """Apply outcomes (only those whose lease still holds) and release finished leases, atomically."""
-    args: list[str | int] = [keys.PREFIX, now_ms, len(finished_leases), *finished_leases]
+async def complete(
+    r: "Redis",
+    outcomes: list[Outcome],
+    finished_leases: list[str],
+    now_ms: int,
+    retention_ms: int = DEFAULT_RETENTION_MS,
+) -> int:
+    """Apply outcomes (only those whose lease still holds) and release finished leases, atomically.
+
+    Settled deliveries (succeeded, dead) expire ``retention_ms`` later.
+    """
+    args: list[str | int] = [keys.PREFIX, now_ms, retention_ms, len(finished_leases), *finished_leases]
     args.extend(o.record() for o in outcomes)
     return int(await scripts(r).complete(keys=[], args=args))
 
@@ -215,13 +227,20 @@ async def promote(r: "Redis", now_ms: int, max_items: int = 1000) -> int:
 
 
 async def requeue(
-    r: "Redis", delivery_ids: list[str], *, mode: str, now_ms: int, first_due_ms: int = 0, step_ms: int = 0
+    r: "Redis",
+    delivery_ids: list[str],
+    *,
+    mode: str,
+    now_ms: int,
+    first_due_ms: int = 0,
+    step_ms: int = 0,
+    retention_ms: int = DEFAULT_RETENTION_MS,
 ) -> list[str]:
     """Manual retry (``mode='retry'``) or dead-letter replay (``'replay'``); statuses before, per id."""
     if not delivery_ids:
         return []
     out = await scripts(r).requeue(
-        keys=[], args=[keys.PREFIX, now_ms, mode, first_due_ms, step_ms, *delivery_ids]
+        keys=[], args=[keys.PREFIX, now_ms, mode, first_due_ms, step_ms, retention_ms, *delivery_ids]
     )
     return [str(s) for s in out]
 
@@ -236,6 +255,35 @@ async def take_send_slot(r: "Redis", endpoint_id: str, per_s: float, now_ms: int
     """0 when a send to this endpoint fits its rate limit now; else the ms until the next window."""
     window_ms, allowed = rate_window(per_s)
     return int(await scripts(r).rate(keys=[], args=[keys.PREFIX, endpoint_id, now_ms, window_ms, allowed]))
+
+
+async def trim(r: "Redis", cutoff_ms: int) -> int:
+    """Drop index entries older than ``cutoff_ms`` (their objects have expired); the number dropped.
+
+    Dead-letter sets are trimmed by the time of death, delivery indexes by the time
+    of creation encoded in the ids. A delivery that is still active keeps its own
+    record (requeued ones do not expire) and stays reachable by id.
+    """
+    floor = "(" + ids.floor_id(ids.DELIVERY, cutoff_ms)
+    tenant_ids = await r.zrange(keys.TENANTS, 0, -1)
+    async with r.pipeline(transaction=False) as pipe:
+        pipe.zremrangebyscore(keys.DEAD_ALL, "-inf", f"({cutoff_ms}")
+        for tenant_id in tenant_ids:
+            pipe.zremrangebyscore(keys.tenant_dead(tenant_id), "-inf", f"({cutoff_ms}")
+            pipe.zremrangebylex(keys.tenant_deliveries(tenant_id), "-", floor)
+            pipe.zrange(keys.tenant_endpoints(tenant_id), 0, -1)
+        results = await pipe.execute()
+    dropped = int(results[0])
+    endpoint_ids: list[str] = []
+    for i in range(len(tenant_ids)):
+        dropped += int(results[1 + 3 * i]) + int(results[2 + 3 * i])
+        endpoint_ids.extend(results[3 + 3 * i])
+    if endpoint_ids:
+        async with r.pipeline(transaction=False) as pipe:
+            for endpoint_id in endpoint_ids:
+                pipe.zremrangebylex(keys.endpoint_deliveries(endpoint_id), "-", floor)
+            dropped += sum(int(n) for n in await pipe.execute())
+    return dropped
 
 
 @dataclass(slots=True)

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     tenant_rate_limit_per_s: float = Field(1000.0, ge=0, le=1_000_000)  # 0 turns the limit off
     tenant_rate_burst: float = Field(0.0, ge=0, le=10_000_000)  # 0: twice the rate
     max_endpoints_per_tenant: int = Field(1000, ge=1, le=1_000_000)
+    retention_days: float = Field(30.0, gt=0, le=3650)  # events, settled deliveries and dead letters
     log_level: str = "INFO"
 
     @field_validator("retry_schedule")
@@ -66,6 +67,11 @@ class Settings(BaseSettings):
             raise ValueError("WEBHOOKS_REDIS_SENTINELS and WEBHOOKS_REDIS_SENTINEL_MASTER go together")
         if self.redis_sentinels and self.redis_url:
             raise ValueError("set WEBHOOKS_REDIS_URL or WEBHOOKS_REDIS_SENTINELS, not both")
+        if self.retention_days * 86400 <= sum(parse_schedule(self.retry_schedule)):
+            raise ValueError(
+                "WEBHOOKS_RETENTION_DAYS must be longer than the whole WEBHOOKS_RETRY_SCHEDULE, "
+                "or events would expire before their last attempt"
+            )
         if self.redis_sentinels:
             for part in self.redis_sentinels.split(","):
                 host, _, port = part.strip().rpartition(":")
@@ -76,6 +82,10 @@ class Settings(BaseSettings):
     @property
     def schedule(self) -> tuple[float, ...]:
         return parse_schedule(self.retry_schedule)
+
+    @property
+    def retention_ms(self) -> int:
+        return int(self.retention_days * 86400 * 1000)
 
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:

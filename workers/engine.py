@@ -51,6 +51,7 @@ class EngineConfig:
     flush_max: int = 500
     idle_exit_s: float = 1.0
     defer_s: float = 1.0
+    retention_ms: int = queue.DEFAULT_RETENTION_MS
 
 
 @dataclass(slots=True)
@@ -384,7 +385,7 @@ class Engine:
         delay_s = 0.1
         while True:
             try:
-                await queue.complete(self.r, outcomes, finished, self.clock())
+                await queue.complete(self.r, outcomes, finished, self.clock(), self.cfg.retention_ms)
                 return
             except Exception:
                 log.exception("recording %d outcomes failed; retrying in %.1fs", len(outcomes), delay_s)

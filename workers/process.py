@@ -36,14 +36,18 @@ class DeliveryWorker(SimpleWorker):
         super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
 
 
-def _scheduler_thread(target: RedisTarget, request_timeout_s: float) -> tuple[threading.Thread, Any]:
+def _scheduler_thread(
+    target: RedisTarget, request_timeout_s: float, retention_ms: int
+) -> tuple[threading.Thread, Any]:
     holder: dict[str, Any] = {}
     ready = threading.Event()
 
     def main() -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        sched = Scheduler(async_client(target), sync_client(target, decode=False), request_timeout_s)
+        sched = Scheduler(
+            async_client(target), sync_client(target, decode=False), request_timeout_s, retention_ms
+        )
         holder["sched"], holder["loop"] = sched, loop
         ready.set()
         loop.run_until_complete(sched.run())
@@ -76,7 +80,7 @@ def run_worker(
     runtime.install(rt)
     stop_scheduler = None
     if with_scheduler:
-        _, stop_scheduler = _scheduler_thread(target, config.request_timeout_s)
+        _, stop_scheduler = _scheduler_thread(target, config.request_timeout_s, config.retention_ms)
     worker = DeliveryWorker([Queue(keys.RQ_QUEUE, connection=conn)], connection=conn)
     try:
         worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
@@ -86,11 +90,13 @@ def run_worker(
         rt.close()
 
 
-def run_scheduler(target: RedisTarget, request_timeout_s: float) -> None:
+def run_scheduler(target: RedisTarget, request_timeout_s: float, retention_ms: int) -> None:
     warn_if_not_durable(sync_client(target))
 
     async def main() -> None:
-        sched = Scheduler(async_client(target), sync_client(target, decode=False), request_timeout_s)
+        sched = Scheduler(
+            async_client(target), sync_client(target, decode=False), request_timeout_s, retention_ms
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, sched.stop.set)

@@ -22,6 +22,7 @@ from workers import jobs
 log = logging.getLogger("webhooks.scheduler")
 
 TICK_S = 0.05
+TRIM_EVERY_S = 60.0
 LOCK_TTL_MS = 3000
 JOB_TIMEOUT_PAD_S = 120
 
@@ -38,14 +39,22 @@ def now_ms() -> int:
 
 
 class Scheduler:
-    def __init__(self, r: "Redis", rq_conn: "redis.Redis", request_timeout_s: float) -> None:
+    def __init__(
+        self,
+        r: "Redis",
+        rq_conn: "redis.Redis",
+        request_timeout_s: float,
+        retention_ms: int = queue.DEFAULT_RETENTION_MS,
+    ) -> None:
         self.r = r
         self.rq_queue = Queue(keys.RQ_QUEUE, connection=rq_conn)
         self.owner = f"{os.getpid()}:{secrets.token_hex(4)}"
         self.job_timeout_s = int(jobs.DRAIN_BUDGET_S + 2 * request_timeout_s + JOB_TIMEOUT_PAD_S)
         self._renew = r.register_script(_RENEW)
+        self.retention_ms = retention_ms
         self.stop = asyncio.Event()
         self.active = False
+        self._next_trim = 0.0
 
     async def holds_lock(self) -> bool:
         return bool(await self._renew(keys=[keys.SCHEDULER_LOCK], args=[self.owner, LOCK_TTL_MS]))
@@ -56,6 +65,11 @@ class Scheduler:
         n_leases, n_deliveries = await queue.reclaim(self.r, now)
         if n_leases:
             log.warning("reclaimed %d expired leases: %d deliveries back on ready", n_leases, n_deliveries)
+        if time.monotonic() >= self._next_trim:
+            self._next_trim = time.monotonic() + TRIM_EVERY_S
+            dropped = await queue.trim(self.r, now - self.retention_ms)
+            if dropped:
+                log.info("retention: dropped %d index entries older than the retention period", dropped)
         if await self.r.llen(keys.READY) and self.rq_queue.count == 0:
             self.rq_queue.enqueue(
                 jobs.drain,

@@ -182,3 +182,42 @@ def test_manual_retry_requeues_any_settled_delivery_once(ar, loop, rds) -> None:
     loop.run_until_complete(queue.complete(ar, [_ok(lease.deliveries[0], lease.id)], [lease.id], NOW))
     assert loop.run_until_complete(queue.requeue(ar, ["dlv_e1_0"], mode="retry", now_ms=NOW)) == ["succeeded"]
     assert rds.lrange(keys.READY, 0, -1) == ["dlv_e1_0"]
+
+
+def test_settled_deliveries_expire_and_requeued_ones_do_not(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    loop.run_until_complete(queue.ingest(ar, [new_event("e1", 2)], retention_ms=60_000))
+    assert 0 < rds.pttl(keys.event("ten_1", "e1")) <= 60_000
+    lease = _lease(ar, loop)
+    d0, d1 = lease.deliveries
+    assert rds.pttl(keys.delivery(d0.id)) == -1, "an active delivery never expires"
+    dead = Outcome(d1.id, lease.id, "dead", 4, 4, d1.tenant_id, d1.endpoint_id, attempt={"number": 4})
+    loop.run_until_complete(
+        queue.complete(ar, [_ok(d0, lease.id), dead], [lease.id], NOW, retention_ms=5_000)
+    )
+    assert 0 < rds.pttl(keys.delivery(d0.id)) <= 5_000
+    assert 0 < rds.pttl(keys.attempts(d1.id)) <= 5_000
+    loop.run_until_complete(queue.requeue(ar, [d1.id], mode="replay", now_ms=NOW, retention_ms=90_000))
+    assert rds.pttl(keys.delivery(d1.id)) == -1 and rds.pttl(keys.attempts(d1.id)) == -1
+    assert rds.pttl(keys.event("ten_1", "e1")) > 60_000, (
+        "a replay keeps the event for another retention period"
+    )
+
+
+def test_trim_drops_index_entries_older_than_the_cutoff(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    from webhooks import ids
+
+    old, new = ids.new_id(ids.DELIVERY, NOW - 10_000), ids.new_id(ids.DELIVERY, NOW)
+    rds.zadd(keys.TENANTS, {"ten_1": 0})
+    rds.zadd(keys.tenant_endpoints("ten_1"), {"ep_1": 0})
+    for index in (keys.tenant_deliveries("ten_1"), keys.endpoint_deliveries("ep_1")):
+        rds.zadd(index, {old: 0, new: 0})
+    rds.zadd(keys.DEAD_ALL, {old: NOW - 10_000, new: NOW})
+    rds.zadd(keys.tenant_dead("ten_1"), {old: NOW - 10_000, new: NOW})
+    assert loop.run_until_complete(queue.trim(ar, NOW - 5_000)) == 4
+    for index in (
+        keys.tenant_deliveries("ten_1"),
+        keys.endpoint_deliveries("ep_1"),
+        keys.DEAD_ALL,
+        keys.tenant_dead("ten_1"),
+    ):
+        assert rds.zrange(index, 0, -1) == [new], index

@@ -1,5 +1,6 @@
 -- Record attempt outcomes and release finished leases (see webhooks/queue.py: complete).
--- ARGV[1] prefix, ARGV[2] now ms, ARGV[3] count F of finished leases, ARGV[4 .. 3+F] their ids,
+-- ARGV[1] prefix, ARGV[2] now ms, ARGV[3] retention ms (how long a settled delivery is kept),
+-- ARGV[4] count F of finished leases, ARGV[5 .. 4+F] their ids,
 -- then one JSON record per delivery: {id, l=lease, s=new status, n=attempt_count, sn=series_attempts,
 --   a=attempt document or nil, due=next attempt ms or nil, t=tenant, ep=endpoint, gone=bool,
 --   code=status code or nil, ok=1 when the attempt succeeded}
@@ -8,10 +9,11 @@
 -- Returns the number of outcomes applied.
 local p = ARGV[1]
 local now = ARGV[2]
-local nf = tonumber(ARGV[3])
+local retention = tonumber(ARGV[3])
+local nf = tonumber(ARGV[4])
 local applied = 0
 local n_ok, n_fail, n_dead = 0, 0, 0
-for i = 4 + nf, #ARGV do
+for i = 5 + nf, #ARGV do
   local r = cjson.decode(ARGV[i])
   local dk = p .. 'dlv:' .. r.id
   if redis.call('HGET', dk, 'lease') == r.l then
@@ -36,12 +38,16 @@ for i = 4 + nf, #ARGV do
       redis.call('HSET', dk, 'dead_at', now)
       n_dead = n_dead + 1
     end
+    if r.s == 'succeeded' or r.s == 'dead' then
+      redis.call('PEXPIRE', dk, retention)
+      redis.call('PEXPIRE', p .. 'dlv:' .. r.id .. ':att', retention)
+    end
     if r.gone then
       redis.call('HSET', p .. 'ep:' .. r.ep, 'disabled', '1', 'disabled_reason', 'receiver answered 410 Gone')
     end
   end
 end
-for i = 4, 3 + nf do
+for i = 5, 4 + nf do
   redis.call('DEL', p .. 'q:lease:' .. ARGV[i])
   redis.call('ZREM', p .. 'q:leases', ARGV[i])
 end

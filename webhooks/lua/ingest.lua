@@ -1,14 +1,16 @@
 -- Atomic ingest of events with their deliveries (see webhooks/queue.py: ingest).
--- ARGV[1] key prefix, ARGV[2] idempotency ttl in seconds, ARGV[3..] one JSON record per event:
+-- ARGV[1] key prefix, ARGV[2] idempotency ttl in seconds, ARGV[3] retention ms (the event's time to live),
+-- ARGV[4..] one JSON record per event:
 --   {t=tenant, id=event id, k=idempotency key or "", e=event document, ty=event type, c=created ms,
 --    d={{delivery id, endpoint id}, ...}}
 -- Returns, per event in order, "" when it was stored now, or the stored document of the event
 -- that the id (or key) already names: nothing new is delivered for it.
 local p = ARGV[1]
 local ttl = tonumber(ARGV[2])
+local retention = tonumber(ARGV[3])
 local out = {}
 local created = 0
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   local r = cjson.decode(ARGV[i])
   local existing = false
   local ikey = nil
@@ -22,7 +24,7 @@ for i = 3, #ARGV do
   if existing then
     table.insert(out, existing)
   else
-    redis.call('SET', ekey, r.e)
+    redis.call('SET', ekey, r.e, 'PX', retention)
     if ikey then redis.call('SET', ikey, r.id, 'EX', ttl) end
     for _, d in ipairs(r.d) do
       local did, ep = d[1], d[2]
