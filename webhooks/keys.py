@@ -30,6 +30,11 @@ def tenant_endpoints(tenant_id: str) -> str:
     return f"{PREFIX}t:{tenant_id}:eps"
 
 
+def endpoint_version(tenant_id: str) -> str:
+    """A counter bumped by every change to the tenant's endpoints; ingest checks it (lua/ingest.lua)."""
+    return f"{PREFIX}t:{tenant_id}:epver"
+
+
 def tenant_deliveries(tenant_id: str) -> str:
     return f"{PREFIX}t:{tenant_id}:dlvs"
 

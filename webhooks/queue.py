@@ -60,6 +60,14 @@ def scripts(r: "Redis") -> Scripts:
     return found
 
 
+class StaleRoutes(Exception):
+    """The endpoints of ``tenant_id`` changed after the events were routed; nothing was written."""
+
+    def __init__(self, tenant_id: str) -> None:
+        super().__init__(tenant_id)
+        self.tenant_id = tenant_id
+
+
 @dataclass(frozen=True, slots=True)
 class NewEvent:
     """An event ready to store: routed, its body serialized once."""
@@ -71,6 +79,7 @@ class NewEvent:
     body: str
     idempotency_key: str
     deliveries: list[tuple[str, str]]  # (delivery id, endpoint id)
+    routes_version: str | None = None  # the endpoint version routing used; checked at write time
 
     def document(self) -> str:
         return orjson.dumps(
@@ -108,10 +117,13 @@ async def ingest(
                     "ty": ev.event_type,
                     "c": ev.created_ms,
                     "d": ev.deliveries,
+                    **({"v": ev.routes_version} if ev.routes_version is not None else {}),
                 }
             ).decode()
         )
     raw = await scripts(r).ingest(keys=[], args=args)
+    if raw and raw[0] == "stale":  # normal entries are "" or a JSON document
+        raise StaleRoutes(raw[1])
     return [orjson.loads(item) if item else None for item in raw]
 
 

@@ -221,3 +221,16 @@ def test_trim_drops_index_entries_older_than_the_cutoff(ar, loop, rds) -> None: 
         keys.tenant_dead("ten_1"),
     ):
         assert rds.zrange(index, 0, -1) == [new], index
+
+
+def test_ingest_routed_with_a_stale_endpoint_version_writes_nothing(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    rds.set(keys.endpoint_version("ten_1"), 3)
+    fresh = replace(new_event("e1"), routes_version="3")
+    stale = replace(new_event("e2"), routes_version="2")
+    with pytest.raises(queue.StaleRoutes) as err:
+        loop.run_until_complete(queue.ingest(ar, [fresh, stale]))
+    assert err.value.tenant_id == "ten_1"
+    assert rds.llen(keys.READY) == 0 and not rds.exists(keys.event("ten_1", "e1"))
+    assert loop.run_until_complete(queue.ingest(ar, [fresh])) == [None]

@@ -44,6 +44,7 @@ for i = 5 + nf, #ARGV do
     end
     if r.gone then
       redis.call('HSET', p .. 'ep:' .. r.ep, 'disabled', '1', 'disabled_reason', 'receiver answered 410 Gone')
+      redis.call('INCR', p .. 't:' .. r.t .. ':epver')
     end
   end
 end

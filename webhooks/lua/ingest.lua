@@ -2,16 +2,26 @@
 -- ARGV[1] key prefix, ARGV[2] idempotency ttl in seconds, ARGV[3] retention ms (the event's time to live),
 -- ARGV[4..] one JSON record per event:
 --   {t=tenant, id=event id, k=idempotency key or "", e=event document, ty=event type, c=created ms,
---    d={{delivery id, endpoint id}, ...}}
+--    d={{delivery id, endpoint id}, ...}, v=the tenant's endpoint version the routing used (optional)}
 -- Returns, per event in order, "" when it was stored now, or the stored document of the event
 -- that the id (or key) already names: nothing new is delivered for it.
+-- When an event was routed with an endpoint version that is no longer current, nothing at all is
+-- written and the reply is {"stale", tenant id}: the caller re-reads the endpoints and tries again.
 local p = ARGV[1]
 local ttl = tonumber(ARGV[2])
 local retention = tonumber(ARGV[3])
 local out = {}
 local created = 0
+local records = {}
 for i = 4, #ARGV do
   local r = cjson.decode(ARGV[i])
+  if r.v then
+    local current = redis.call('GET', p .. 't:' .. r.t .. ':epver') or '0'
+    if current ~= r.v then return {'stale', r.t} end
+  end
+  records[#records + 1] = r
+end
+for _, r in ipairs(records) do
   local existing = false
   local ikey = nil
   if r.k ~= '' then
