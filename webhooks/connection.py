@@ -29,17 +29,31 @@ class RedisTarget:
         return f"{parts.scheme}://{parts.hostname or parts.path}{':' + str(parts.port) if parts.port else ''}"
 
 
+MAX_ASYNC_CONNECTIONS = 256
+
+
 def async_client(target: RedisTarget) -> "redis.asyncio.Redis":
     """An asyncio client with ``decode_responses=True``; through Sentinel it follows failovers."""
     if target.sentinels:
         sentinel = AsyncSentinel(list(target.sentinels), socket_timeout=5)  # type: ignore[no-untyped-call]
         client = sentinel.master_for(
-            target.master or "", decode_responses=True, socket_connect_timeout=5, health_check_interval=30
+            target.master or "",
+            decode_responses=True,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+            max_connections=MAX_ASYNC_CONNECTIONS,
         )
         return cast("redis.asyncio.Redis", client)
-    return redis.asyncio.Redis.from_url(
-        target.url, decode_responses=True, socket_connect_timeout=5, health_check_interval=30
+    # A blocking pool: a burst of concurrent requests waits for a connection instead of failing.
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        target.url,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+        max_connections=MAX_ASYNC_CONNECTIONS,
+        timeout=10,
     )
+    return redis.asyncio.Redis.from_pool(pool)
 
 
 def sync_client(target: RedisTarget, *, decode: bool = True) -> "redis.Redis":

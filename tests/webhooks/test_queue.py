@@ -8,6 +8,7 @@ import redis
 import redis.asyncio
 
 from webhooks import keys, queue
+from webhooks.connection import RedisTarget, async_client
 from webhooks.queue import NewEvent, Outcome
 
 NOW = 1_800_000_000_000
@@ -22,7 +23,7 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 @pytest.fixture
 def ar(redis_url: str, loop: asyncio.AbstractEventLoop) -> Iterator["redis.asyncio.Redis"]:
-    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    client = async_client(RedisTarget(redis_url))
     yield client
     loop.run_until_complete(client.aclose())
 

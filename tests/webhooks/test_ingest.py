@@ -1,0 +1,84 @@
+"""Ingest: cached routing never outlives an endpoint change; concurrent requests share writes."""
+
+import asyncio
+from collections.abc import Iterator
+
+import orjson
+import pytest
+import redis
+import redis.asyncio
+
+from webhooks import keys
+from webhooks.connection import RedisTarget, async_client
+from webhooks.errors import Invalid, PayloadTooLarge
+from webhooks.ingest import EventIn, Ingestor
+
+NOW = 1_800_000_000_000
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    lp = asyncio.new_event_loop()
+    yield lp
+    lp.close()
+
+
+@pytest.fixture
+def ar(redis_url: str, loop: asyncio.AbstractEventLoop) -> Iterator["redis.asyncio.Redis"]:
+    client = async_client(RedisTarget(redis_url))
+    yield client
+    loop.run_until_complete(client.aclose())
+
+
+def add_endpoint(
+    rds: "redis.Redis", tenant: str, endpoint_id: str, event_types: list[str] | None = None
+) -> None:
+    doc = {"id": endpoint_id, "tenant_id": tenant, "event_types": event_types}
+    rds.hset(keys.endpoint(endpoint_id), mapping={"doc": orjson.dumps(doc), "disabled": "0"})
+    rds.zadd(keys.tenant_endpoints(tenant), {endpoint_id: 0})
+    rds.incr(keys.endpoint_version(tenant))
+
+
+def endpoints_of(stored: list) -> list[list[str]]:  # type: ignore[type-arg]
+    return [[ep for _, ep in new.deliveries] for new, _ in stored]
+
+
+def test_routes_are_cached_until_the_endpoint_version_moves(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    ing = Ingestor(ar, max_payload_bytes=10_000)
+    add_endpoint(rds, "t1", "ep_a")
+    first = loop.run_until_complete(ing.ingest("t1", [EventIn("a.b", 1)], NOW))
+    assert endpoints_of(first) == [["ep_a"]]
+    add_endpoint(rds, "t1", "ep_b")  # the cache still holds [ep_a]; the script refuses it
+    second = loop.run_until_complete(ing.ingest("t1", [EventIn("a.b", 2)], NOW))
+    assert endpoints_of(second) == [["ep_a", "ep_b"]]
+    assert rds.llen(keys.READY) == 3
+
+
+def test_concurrent_requests_share_script_calls_and_each_gets_its_own_answer(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    ing = Ingestor(ar, max_payload_bytes=10_000)
+    for t in ("t1", "t2"):
+        add_endpoint(rds, t, f"ep_{t}")
+    rds.config_resetstat()
+
+    async def many() -> list:  # type: ignore[type-arg]
+        return await asyncio.gather(
+            *(ing.ingest(f"t{1 + i % 2}", [EventIn("a.b", i, event_id=f"e{i}")], NOW) for i in range(200))
+        )
+
+    results = loop.run_until_complete(many())
+    assert [r[0][0].event_id for r in results] == [f"e{i}" for i in range(200)]
+    assert all(r[0][1] is None for r in results)
+    assert rds.llen(keys.READY) == 200
+    calls = rds.info("commandstats")
+    script_calls = sum(v["calls"] for k, v in calls.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+    assert script_calls < 50, f"200 requests took {script_calls} script calls"
+
+
+def test_an_invalid_event_fails_its_request_only(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    ing = Ingestor(ar, max_payload_bytes=100)
+    add_endpoint(rds, "t1", "ep_a")
+    with pytest.raises(Invalid, match=r"events\.1\.event_type"):
+        loop.run_until_complete(ing.ingest("t1", [EventIn("ok", 1), EventIn("bad type", 1)], NOW, batch=True))
+    with pytest.raises(PayloadTooLarge):
+        loop.run_until_complete(ing.ingest("t1", [EventIn("ok", "x" * 200)], NOW))
+    assert rds.llen(keys.READY) == 0
