@@ -21,7 +21,7 @@ reached its receiver.
 import importlib.resources
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -277,7 +277,7 @@ async def trim(r: "Redis", cutoff_ms: int) -> int:
     record (requeued ones do not expire) and stays reachable by id.
     """
     floor = "(" + ids.floor_id(ids.DELIVERY, cutoff_ms)
-    tenant_ids = await r.zrange(keys.TENANTS, 0, -1)
+    tenant_ids = cast(list[str], await r.zrange(keys.TENANTS, 0, -1))
     async with r.pipeline(transaction=False) as pipe:
         pipe.zremrangebyscore(keys.DEAD_ALL, "-inf", f"({cutoff_ms}")
         for tenant_id in tenant_ids:
