@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
@@ -12,11 +13,11 @@ from api.deps import AppState
 from api.routes import dead_letters, deliveries, endpoints, events, health, tenants
 from webhooks import __version__
 from webhooks.connection import RedisTarget, async_client
-from webhooks.errors import PayloadTooLarge
 from webhooks.secretbox import SecretBox
 from webhooks.store import Policy, Store
 
 BATCH_BODY_LIMIT = 64 * 1024 * 1024
+BATCH_PATH = "/v1/events/batch"
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = BATCH_BODY_LIMIT if scope["path"].endswith("/batch") else self.single_limit
+        limit = BATCH_BODY_LIMIT if scope["path"].rstrip("/") == BATCH_PATH else self.single_limit
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -63,7 +64,9 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+                    # Body without a Content-Length (chunked): refused once it grows past the limit.
+                    # FastAPI re-raises HTTPException from body reading; the handler answers 413.
+                    raise HTTPException(413, f"the request body is larger than {limit} bytes")
             return message
 
         await self.app(scope, limited, send)

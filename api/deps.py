@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
+from webhooks import ratelimit
 from webhooks.errors import Forbidden, Invalid, NotFound, Unauthorized
 from webhooks.store import Store
 
@@ -29,12 +30,12 @@ class AppState:
     admin_token: str | None
 
 
-def app_state(request: Request) -> AppState:
+def app_state(request: Request) -> AppState:  # plain helper, not a dependency
     state: AppState = request.app.state.webhooks
     return state
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:  # async: sync dependencies run in a thread pool
     return app_state(request).store
 
 
@@ -51,9 +52,18 @@ async def caller(request: Request) -> Caller:
     state = app_state(request)
     if state.admin_token and hmac.compare_digest(token.encode(), state.admin_token.encode()):
         return Caller(is_admin=True, tenant_id=None)
-    tenant_id = await state.store.tenant_for_api_key(token)
+    store = state.store
+    tenant_id = await store.tenant_for_api_key(token)
     if tenant_id is None:
         raise Unauthorized("unknown or revoked credentials")
+    if store.policy.tenant_rate_per_s > 0:
+        await ratelimit.take(
+            store.r,
+            tenant_id,
+            per_s=store.policy.tenant_rate_per_s,
+            burst=store.policy.tenant_burst or 2 * store.policy.tenant_rate_per_s,
+            now_ms=now_ms(),
+        )
     return Caller(is_admin=False, tenant_id=tenant_id)
 
 

@@ -6,11 +6,13 @@ generic message; their details go to the log, never to the caller.
 """
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from webhooks import errors
@@ -30,6 +32,37 @@ STATUS: dict[type[errors.WebhooksError], tuple[int, str]] = {
 }
 
 
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer."""
+
+    error: str
+    message: str
+    details: list[ErrorDetail] | None = None
+
+
+_DESCRIPTIONS = {
+    400: "Bad request",
+    401: "Missing, unknown or revoked credentials",
+    403: "Known credentials that may not call this route (a tenant key on an admin route)",
+    404: "No such object (or it belongs to another tenant), or no such tenant_id",
+    409: "The request contradicts the current state",
+    413: "The request body or the event is larger than allowed",
+    422: "The request is not valid; `message` names the field",
+    429: "A limit was hit",
+    503: "Redis is unavailable",
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI declarations of the error answers a route can give (all share :class:`ErrorBody`)."""
+    return {s: {"model": ErrorBody, "description": _DESCRIPTIONS[s]} for s in statuses}
+
+
 def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse({"error": code, "message": message, **extra}, status_code=status, headers=headers)
@@ -38,6 +71,29 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> JSONRe
 def _location(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
+
+
+def _detail(error: dict[str, Any]) -> dict[str, str]:
+    if error.get("type") == "json_invalid":
+        reason = (error.get("ctx") or {}).get("error", "JSON decode error")
+        position = error.get("loc", ("body", "?"))[-1]
+        return {"field": "body", "message": f"not valid JSON ({reason} at character {position})"}
+    return {"field": _location(tuple(error.get("loc", ()))), "message": error.get("msg", "")}
+
+
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods the OpenAPI document lists for the path template that ``path`` matches."""
+    patterns: list[tuple[re.Pattern[str], list[str]]] | None = getattr(app.state, "allow_patterns", None)
+    if patterns is None:
+        patterns = []
+        for template, operations in app.openapi().get("paths", {}).items():
+            source = re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(template))
+            patterns.append((re.compile(source), sorted(m.upper() for m in operations)))
+        app.state.allow_patterns = patterns
+    for pattern, methods in patterns:
+        if pattern.fullmatch(path):
+            return methods
+    return []
 
 
 def install(app: FastAPI) -> None:
@@ -56,16 +112,31 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [
-            {"field": _location(tuple(e.get("loc", ()))), "message": e.get("msg", "")} for e in exc.errors()
-        ]
+        details = [_detail(e) for e in exc.errors()]
         summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
         return error_response(422, "invalid", summary or "the request is not valid", details=details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            # FastAPI could not read the body: not UTF-8, nested too deep for the JSON parser...
+            log.info("unreadable body on %s %s: %r", request.method, request.url.path, exc.__cause__)
+            return error_response(
+                422,
+                "invalid",
+                "body: not valid JSON (it must be UTF-8 JSON of reasonable depth)",
+                details=[{"field": "body", "message": "not valid JSON"}],
+            )
         codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 413: "payload_too_large"}
-        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        response = error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        for name, value in (exc.headers or {}).items():  # e.g. ``Allow`` on 405
+            response.headers[name] = value
+        if exc.status_code == 405:
+            # Starlette names only the first route whose path matched; list every documented method.
+            allowed = _allowed_methods(request.app, request.url.path)
+            if allowed:
+                response.headers["Allow"] = ", ".join(allowed)
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

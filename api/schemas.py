@@ -52,6 +52,6 @@ class ReplayRequest(_In):
     event_type: str | None = None
     since: datetime | None = None
     until: datetime | None = None
-    ids: list[str] | None = None
+    ids: list[str] | None = Field(None, max_length=10000)
     dry_run: bool = False
-    rate_per_s: float | None = Field(None, gt=0, le=100000)
+    rate_per_s: float | None = Field(None, ge=0.001, le=100000)

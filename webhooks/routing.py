@@ -13,11 +13,16 @@ EVENT_TYPE_RE = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
 MAX_EVENT_TYPE_LEN = 256
 
 
-def check_event_type(value: str) -> str:
-    """Returns ``value`` when it is a valid event type; raises :class:`Invalid` otherwise."""
-    if not value or len(value) > MAX_EVENT_TYPE_LEN or not EVENT_TYPE_RE.match(value):
+def check_event_type(value: str, field: str = "event_type") -> str:
+    """Returns ``value`` when it is a valid event type; raises :class:`Invalid` naming ``field`` otherwise."""
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > MAX_EVENT_TYPE_LEN
+        or not EVENT_TYPE_RE.fullmatch(value)
+    ):
         raise Invalid(
-            "an event type is dot-separated words of letters, digits and underscores "
+            f"{field}: an event type is dot-separated words of letters, digits and underscores "
             f"(like 'invoice.paid'), at most {MAX_EVENT_TYPE_LEN} characters"
         )
     return value

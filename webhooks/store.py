@@ -8,18 +8,20 @@ Key names come from :mod:`webhooks.keys`; queue transitions from
 """
 
 import base64
+import binascii
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
 
 from webhooks import ids, keys, queue, routing, validation
-from webhooks.errors import Invalid, LimitExceeded, NotFound, PayloadTooLarge
+from webhooks.errors import Conflict, Invalid, LimitExceeded, NotFound, PayloadTooLarge
 from webhooks.models import (
     ApiKey,
     ApiKeyCreated,
@@ -45,6 +47,7 @@ API_KEY_PREFIX = "whk_"
 MAX_PAGE = 1000
 DEFAULT_PAGE = 50
 SCAN_FACTOR = 20  # a filtered page reads at most this many times `limit` candidates
+MIN_REPLAY_RATE = 0.001  # deliveries per second; spacing stays below 1000 s
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,8 @@ class Policy:
     max_payload_bytes: int = 262144
     max_endpoints_per_tenant: int = 1000
     max_batch: int = 1000
+    tenant_rate_per_s: float = 0.0  # API requests per second per tenant; 0 = unlimited
+    tenant_burst: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,17 +83,25 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+ID_CURSOR = re.compile(r"[a-z]{2,4}_[0-9a-z]{26}")  # an object id (webhooks.ids)
+DEAD_CURSOR = re.compile(r"[0-9]{1,16}:[a-z]{2,4}_[0-9a-z]{26}")  # "<dead ms>:<delivery id>"
+
+
 def encode_cursor(value: str) -> str:
     return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> str | None:
+def decode_cursor(cursor: str | None, shape: "re.Pattern[str]" = ID_CURSOR) -> str | None:
+    """The position a cursor names; :class:`Invalid` for anything this API did not hand out."""
     if not cursor:
         return None
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise Invalid("cursor: not a cursor this API returned") from None
+        value = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        value = ""
+    if not shape.fullmatch(value):
+        raise Invalid("cursor: not a cursor this API returned (pass back a next_cursor unchanged)")
+    return value
 
 
 def check_limit(limit: int | None) -> int:
@@ -130,7 +143,7 @@ class Store:
 
     async def create_tenant(self, name: str, now_ms: int) -> TenantCreated:
         name = name.strip()
-        if not name or len(name) > 200:
+        if not name or len(name) > 200 or not validation.is_utf8_text(name):
             raise Invalid("name: 1 to 200 characters")
         tenant_id = ids.new_id(ids.TENANT, now_ms)
         async with self.r.pipeline(transaction=True) as pipe:
@@ -250,7 +263,7 @@ class Store:
         if len(event_types) > validation.MAX_EVENT_TYPES:
             raise Invalid(f"event_types: at most {validation.MAX_EVENT_TYPES}")
         for t in event_types:
-            routing.check_event_type(t)
+            routing.check_event_type(t, "event_types")
         return list(dict.fromkeys(event_types))
 
     async def _endpoint_raw(self, tenant_id: str, endpoint_id: str) -> tuple[dict[str, Any], dict[str, str]]:
@@ -402,15 +415,21 @@ class Store:
         """Validate one event, serialize its body once and pick its deliveries (pure)."""
         routing.check_event_type(event.event_type)
         event_id = (
-            validation.check_event_id(event.event_id) if event.event_id else ids.new_id(ids.EVENT, now_ms)
+            validation.check_event_id(event.event_id)
+            if event.event_id is not None
+            else ids.new_id(ids.EVENT, now_ms)
         )
         idem = validation.check_idempotency_key(event.idempotency_key) if event.idempotency_key else ""
-        body = orjson.dumps(
-            {"type": event.event_type, "timestamp": iso_from_ms(now_ms), "data": event.payload}
-        )
+        try:
+            body = orjson.dumps(
+                {"type": event.event_type, "timestamp": iso_from_ms(now_ms), "data": event.payload}
+            )
+        except orjson.JSONEncodeError as exc:
+            # Integers beyond 64 bits, lone surrogates, nesting deeper than 254 levels...
+            raise Invalid(f"payload: cannot be stored as JSON ({exc})") from None
         if len(body) > self.policy.max_payload_bytes:
             raise PayloadTooLarge(
-                f"the event body is {len(body)} bytes; the limit is {self.policy.max_payload_bytes}"
+                f"payload: the event body is {len(body)} bytes; the limit is {self.policy.max_payload_bytes}"
             )
         deliveries = [
             (ids.new_id(ids.DELIVERY, now_ms), endpoint_id)
@@ -418,12 +437,24 @@ class Store:
         ]
         return queue.NewEvent(tenant_id, event_id, event.event_type, now_ms, body.decode(), idem, deliveries)
 
-    async def ingest(self, tenant_id: str, events: Sequence[EventIn], now_ms: int) -> list[Event]:
-        """Accept events all-or-nothing; an id or idempotency key seen before answers the stored event."""
+    async def ingest(
+        self, tenant_id: str, events: Sequence[EventIn], now_ms: int, *, batch: bool = False
+    ) -> list[Event]:
+        """Accept events all-or-nothing; an id or idempotency key seen before answers the stored event.
+
+        With ``batch``, an error names the event by its position (``events.3.event_type: ...``).
+        """
         if len(events) > self.policy.max_batch:
-            raise LimitExceeded(f"a batch holds at most {self.policy.max_batch} events")
+            raise Invalid(f"events: a batch holds at most {self.policy.max_batch} events (got {len(events)})")
         routes = await self._routes(tenant_id)
-        prepared = [self.prepare(tenant_id, e, routes, now_ms) for e in events]
+        prepared = []
+        for i, e in enumerate(events):
+            try:
+                prepared.append(self.prepare(tenant_id, e, routes, now_ms))
+            except (Invalid, PayloadTooLarge) as exc:
+                if not batch:
+                    raise
+                raise type(exc)(f"events.{i}.{exc}") from None
         stored = await queue.ingest(self.r, prepared)
         out = []
         for new, existing in zip(prepared, stored, strict=True):
@@ -495,7 +526,11 @@ class Store:
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Page[Delivery]:
-        """Newest first. A filtered page may hold fewer than ``limit`` items and still have a next cursor."""
+        """Newest first. ``next_cursor`` is null on the last page.
+
+        A filtered page reads at most ``SCAN_FACTOR * limit`` candidates, so it may hold fewer than
+        ``limit`` items (even none) and still have a next cursor.
+        """
         limit = check_limit(limit)
         after = decode_cursor(cursor)
         if event_id is not None:
@@ -513,37 +548,39 @@ class Store:
             source = self._lex_scan(index, after, max(limit, 100))
         out: list[Delivery] = []
         scanned = 0
-        last: str | None = None
+        last: str | None = None  # the last candidate this page has dealt with
+        more = False
         async for chunk in source:
             async with self.r.pipeline(transaction=False) as pipe:
                 for delivery_id in chunk:
                     pipe.hgetall(keys.delivery(delivery_id))
                 rows = await pipe.execute()
             for delivery_id, h in zip(chunk, rows, strict=True):
-                scanned += 1
-                last = delivery_id
-                if not h or h.get("tenant_id") != tenant_id:
-                    continue
-                if endpoint_id and h["endpoint_id"] != endpoint_id:
-                    continue
-                if status and h["status"] != status:
-                    continue
-                out.append(_delivery_from_hash(h))
-                if len(out) == limit:
+                matches = (
+                    bool(h)
+                    and h.get("tenant_id") == tenant_id
+                    and (not endpoint_id or h["endpoint_id"] == endpoint_id)
+                    and (not status or h["status"] == status)
+                )
+                if matches and len(out) == limit:
+                    more = True  # one more match exists: the page is full and not the last
                     break
-            if len(out) == limit or scanned >= limit * SCAN_FACTOR:
+                if matches:
+                    out.append(_delivery_from_hash(h))
+                last = delivery_id
+                scanned += 1
+                if scanned >= limit * SCAN_FACTOR:
+                    more = True  # read budget spent; the next page carries on from here
+                    break
+            if more:
                 break
-        else:
-            last = None  # the source ran dry: this is the last page
-        return Page[Delivery](data=out, next_cursor=encode_cursor(last) if last else None)
+        return Page[Delivery](data=out, next_cursor=encode_cursor(last) if more and last else None)
 
     async def retry_delivery(self, tenant_id: str, delivery_id: str, now_ms: int) -> DeliveryDetail:
         """One new attempt now, whatever the delivery's state (but not while one is under way)."""
         await self._delivery_hash(tenant_id, delivery_id)
         (before,) = await queue.requeue(self.r, [delivery_id], mode="retry", now_ms=now_ms)
         if before == DeliveryStatus.DELIVERING:
-            from webhooks.errors import Conflict
-
             raise Conflict("an attempt of this delivery is under way; try again when it has finished")
         return await self.get_delivery(tenant_id, delivery_id)
 
@@ -551,63 +588,71 @@ class Store:
 
     async def _dead_scan(
         self, tenant_id: str | None, f: DeadFilter, after: str | None
-    ) -> AsyncIterator[list[Delivery]]:
-        """Dead deliveries matching ``f``, newest first, in chunks, starting after cursor ``after``."""
+    ) -> AsyncIterator[list[tuple[Delivery, int]]]:
+        """Dead deliveries matching ``f`` with their dead-letter score, newest first, in chunks.
+
+        The order is (score, id) descending, the order of ZREVRANGEBYSCORE; ``after`` is a cursor
+        ``"<score>:<id>"`` and the scan starts right after it. Many deliveries share a score (a
+        worker records a whole batch at one instant), so rows at the cursor's own score are
+        skipped by position until the scan has passed the cursor.
+        """
         index = keys.tenant_dead(tenant_id) if tenant_id else keys.DEAD_ALL
         high = "+inf" if f.until_ms is None else str(f.until_ms)
         low = "-inf" if f.since_ms is None else str(f.since_ms)
-        after_score, after_id = None, None
+        after_score: int | None = None
+        after_id: str | None = None
         if after:
             score_text, _, after_id = after.partition(":")
-            try:
-                after_score = int(score_text)
-            except ValueError:
-                raise Invalid("cursor: not a cursor this API returned") from None
+            after_score = int(score_text)
             high = str(after_score) if f.until_ms is None else str(min(after_score, f.until_ms))
+        skip = 0
         while True:
-            rows = await self.r.zrevrangebyscore(index, high, low, start=0, num=500, withscores=True)
-            if after_id is not None:
-                rows = [
-                    (m, s)
-                    for m, s in rows
-                    if int(s) < (after_score or 0) or (int(s) == after_score and m < after_id)
-                ]
-            if not rows:
+            raw = await self.r.zrevrangebyscore(index, high, low, start=skip, num=500, withscores=True)
+            if not raw:
                 return
+            rows = [(str(m), int(sc)) for m, sc in cast("list[tuple[str, float]]", raw)]
+            if after_id is not None and after_score is not None:
+                a_score, a_id = after_score, after_id
+                rows = [(m, sc) for m, sc in rows if sc < a_score or (sc == a_score and m < a_id)]
+            if not rows:
+                skip += len(raw)  # all at the cursor's score and not past it yet: read on
+                continue
             async with self.r.pipeline(transaction=False) as pipe:
                 for member, _ in rows:
                     pipe.hgetall(keys.delivery(member))
                 hashes = await pipe.execute()
             chunk = []
-            for h in hashes:
+            for (_, score), h in zip(rows, hashes, strict=True):
                 if not h or h.get("status") != "dead":
+                    continue
+                if tenant_id is not None and h.get("tenant_id") != tenant_id:
                     continue
                 if f.endpoint_id and h["endpoint_id"] != f.endpoint_id:
                     continue
                 if f.event_type and h.get("event_type") != f.event_type:
                     continue
-                chunk.append(_delivery_from_hash(h))
+                chunk.append((_delivery_from_hash(h), score))
             yield chunk
-            member, score = rows[-1]
-            after_score, after_id = int(score), member
+            after_id, after_score = rows[-1]
             high = str(after_score)
+            skip = 0
 
     async def list_dead(
         self, tenant_id: str | None, f: DeadFilter, limit: int | None, cursor: str | None
     ) -> Page[Delivery]:
+        """Newest first; ``next_cursor`` is null on the last page."""
         limit = check_limit(limit)
-        out: list[Delivery] = []
-        async for chunk in self._dead_scan(tenant_id, f, decode_cursor(cursor)):
+        out: list[tuple[Delivery, int]] = []
+        async for chunk in self._dead_scan(tenant_id, f, decode_cursor(cursor, DEAD_CURSOR)):
             out.extend(chunk)
-            if len(out) >= limit:
+            if len(out) > limit:
                 break
         page = out[:limit]
         next_cursor = None
-        if len(out) > limit or (len(out) == limit and page):
-            last = page[-1]
-            dead_ms = await self.r.hget(keys.delivery(last.id), "dead_at")
-            next_cursor = encode_cursor(f"{dead_ms}:{last.id}")
-        return Page[Delivery](data=page, next_cursor=next_cursor)
+        if len(out) > limit:
+            last, score = page[-1]
+            next_cursor = encode_cursor(f"{score}:{last.id}")
+        return Page[Delivery](data=[d for d, _ in page], next_cursor=next_cursor)
 
     async def replay(
         self,
@@ -620,22 +665,26 @@ class Store:
         now_ms: int,
     ) -> ReplayResult:
         """Requeue matching dead deliveries for a fresh retry series; ``rate_per_s`` spaces them out."""
-        if rate_per_s is not None and not 0 < rate_per_s <= 100000:
-            raise Invalid("rate_per_s: a number above 0 and at most 100000")
+        if rate_per_s is not None and not MIN_REPLAY_RATE <= rate_per_s <= 100000:
+            raise Invalid(f"rate_per_s: a number from {MIN_REPLAY_RATE} to 100000")
         matched: list[str] = []
         if delivery_ids is not None:
             if len(delivery_ids) > 10000:
                 raise Invalid("ids: at most 10000")
-            for delivery_id in delivery_ids:
-                try:
-                    h = await self._delivery_hash(tenant_id, delivery_id)
-                except NotFound:
-                    continue
-                if h["status"] == "dead" and (not f.endpoint_id or h["endpoint_id"] == f.endpoint_id):
+            unique = list(dict.fromkeys(delivery_ids))
+            async with self.r.pipeline(transaction=False) as pipe:
+                for delivery_id in unique:
+                    pipe.hmget(keys.delivery(delivery_id), ["tenant_id", "status", "endpoint_id"])
+                rows = await pipe.execute()
+            for delivery_id, (owner, status, endpoint_id) in zip(unique, rows, strict=True):
+                # A named id that is missing or another tenant's answers 404, like any other object.
+                if owner is None or (tenant_id is not None and owner != tenant_id):
+                    raise NotFound(f"ids.{delivery_ids.index(delivery_id)}: no such delivery")
+                if status == "dead" and (not f.endpoint_id or endpoint_id == f.endpoint_id):
                     matched.append(delivery_id)
         else:
             async for chunk in self._dead_scan(tenant_id, f, None):
-                matched.extend(d.id for d in chunk)
+                matched.extend(d.id for d, _ in chunk)
         if dry_run:
             return ReplayResult(replay_id=None, matched=len(matched), dry_run=True)
         replay_id = ids.new_id(ids.REPLAY, now_ms)

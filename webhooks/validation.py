@@ -29,6 +29,15 @@ _RESERVED_PREFIXES = ("webhook-",)
 _EVENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]+$")
 
 
+def is_utf8_text(value: str) -> bool:
+    """False for strings that cannot be stored as UTF-8 (lone surrogates from ``\\ud800`` in JSON)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_headers(headers: dict[str, str] | None) -> dict[str, str]:
     """Custom headers an endpoint adds to every delivery; may not override the signed or framing ones."""
     if not headers:
@@ -38,7 +47,7 @@ def check_headers(headers: dict[str, str] | None) -> dict[str, str]:
     seen: set[str] = set()
     for name, value in headers.items():
         low = name.lower()
-        if not name or len(name) > MAX_HEADER_NAME or not _TOKEN_RE.match(name):
+        if not name or len(name) > MAX_HEADER_NAME or not _TOKEN_RE.fullmatch(name):
             raise Invalid("headers: a header name is a token of letters, digits and !#$%&'*+.^_`|~-")
         if low in _RESERVED_HEADERS or low.startswith(_RESERVED_PREFIXES):
             raise Invalid(f"headers: {name!r} is set by the platform and cannot be overridden")
@@ -49,13 +58,14 @@ def check_headers(headers: dict[str, str] | None) -> dict[str, str]:
             raise Invalid(
                 f"headers: the value of {name!r} is a string of at most {MAX_HEADER_VALUE} characters"
             )
-        if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value):
-            raise Invalid(f"headers: the value of {name!r} contains control characters")
+        if any(not (0x20 <= ord(c) < 0x7F or c == "\t") for c in value):
+            # HTTP clients send header values as ASCII; anything else would fail every attempt.
+            raise Invalid(f"headers: the value of {name!r} must be printable ASCII (no control characters)")
     return dict(headers)
 
 
 def check_event_id(value: str) -> str:
-    if not value or len(value) > MAX_EVENT_ID or not _EVENT_ID_RE.match(value):
+    if not value or len(value) > MAX_EVENT_ID or not _EVENT_ID_RE.fullmatch(value):
         raise Invalid(f"id: 1 to {MAX_EVENT_ID} characters of letters, digits and _.:-")
     return value
 
@@ -68,8 +78,8 @@ def check_idempotency_key(value: str) -> str:
 
 def check_description(value: str | None) -> str:
     value = value or ""
-    if len(value) > MAX_DESCRIPTION:
-        raise Invalid(f"description: at most {MAX_DESCRIPTION} characters")
+    if not isinstance(value, str) or len(value) > MAX_DESCRIPTION or not is_utf8_text(value):
+        raise Invalid(f"description: text of at most {MAX_DESCRIPTION} characters")
     return value
 
 

@@ -4,12 +4,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import CallerDep, StoreDep, now_ms, resolve_tenant
+from api.errors import responses
 from api.schemas import ReplayRequest
 from webhooks.models import Delivery, Page, ReplayResult
 from webhooks.store import DeadFilter
 from webhooks.timefmt import ms_from_datetime
 
-router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
+router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"], responses=responses(401, 404, 422, 503))
 
 
 async def _scope(who: CallerDep, store: StoreDep, tenant_id: str | None) -> str | None:
@@ -40,7 +41,7 @@ async def list_dead_letters(
     return await store.list_dead(scope, f, limit, cursor)
 
 
-@router.post("/replay", status_code=202, response_model=ReplayResult)
+@router.post("/replay", status_code=202, response_model=ReplayResult, responses=responses(413))
 async def replay(
     body: ReplayRequest,
     who: CallerDep,

@@ -4,9 +4,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from api.deps import StoreDep, TenantDep, now_ms
+from api.errors import responses
 from webhooks.models import Delivery, DeliveryDetail, DeliveryStatus, Page
 
-router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"])
+router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"], responses=responses(401, 404, 422, 503))
 
 
 @router.get("", response_model=Page[Delivery])
@@ -29,7 +30,7 @@ async def get_delivery(delivery_id: str, tenant: TenantDep, store: StoreDep) -> 
     return await store.get_delivery(tenant, delivery_id)
 
 
-@router.post("/{delivery_id}/retry", status_code=202, response_model=DeliveryDetail)
+@router.post("/{delivery_id}/retry", status_code=202, response_model=DeliveryDetail, responses=responses(409))
 async def retry_delivery(delivery_id: str, tenant: TenantDep, store: StoreDep) -> JSONResponse:
     detail = await store.retry_delivery(tenant, delivery_id, now_ms())
     return JSONResponse(detail.model_dump(mode="json"), status_code=202)

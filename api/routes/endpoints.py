@@ -3,13 +3,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from api.deps import CallerDep, StoreDep, TenantDep, now_ms, resolve_tenant
+from api.errors import responses
 from api.schemas import EndpointCreate, EndpointUpdate, SecretRotate
 from webhooks.models import Endpoint, EndpointWithSecret, Page, Secret
 
-router = APIRouter(prefix="/v1/endpoints", tags=["endpoints"])
+router = APIRouter(prefix="/v1/endpoints", tags=["endpoints"], responses=responses(401, 404, 422, 503))
 
 
-@router.post("", status_code=201, response_model=EndpointWithSecret)
+@router.post("", status_code=201, response_model=EndpointWithSecret, responses=responses(413, 429))
 async def create_endpoint(
     body: EndpointCreate,
     who: CallerDep,
@@ -44,7 +45,7 @@ async def get_endpoint(endpoint_id: str, tenant: TenantDep, store: StoreDep) -> 
     return await store.get_endpoint(tenant, endpoint_id)
 
 
-@router.patch("/{endpoint_id}", response_model=Endpoint)
+@router.patch("/{endpoint_id}", response_model=Endpoint, responses=responses(413))
 async def update_endpoint(
     endpoint_id: str, body: EndpointUpdate, tenant: TenantDep, store: StoreDep
 ) -> Endpoint:
@@ -62,7 +63,7 @@ async def get_secret(endpoint_id: str, tenant: TenantDep, store: StoreDep) -> Se
     return Secret(secret=await store.endpoint_secret(tenant, endpoint_id))
 
 
-@router.post("/{endpoint_id}/secret/rotate", response_model=Secret)
+@router.post("/{endpoint_id}/secret/rotate", response_model=Secret, responses=responses(413))
 async def rotate_secret(
     endpoint_id: str, tenant: TenantDep, store: StoreDep, body: SecretRotate | None = None
 ) -> Secret:

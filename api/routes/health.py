@@ -1,10 +1,17 @@
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel
 
 from api.deps import StoreDep
+from api.errors import responses
 from webhooks import queue
 
 router = APIRouter(tags=["health"])
+
+
+class Ready(BaseModel):
+    status: str
+    message: str | None = None
 
 
 @router.get("/healthz")
@@ -12,7 +19,10 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={200: {"model": Ready}, 503: {"model": Ready, "description": "Redis is not reachable"}},
+)
 async def readyz(store: StoreDep) -> JSONResponse:
     try:
         await store.r.ping()
@@ -21,7 +31,7 @@ async def readyz(store: StoreDep) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get("/metrics", response_class=PlainTextResponse, responses=responses(503))
 async def metrics(store: StoreDep) -> str:
     d = await queue.depths(store.r)
     lines = [

@@ -2,15 +2,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import AdminDep, CallerDep, StoreDep, now_ms
+from api.deps import AdminDep, Caller, CallerDep, StoreDep, now_ms
+from api.errors import responses
 from api.schemas import TenantCreate
 from webhooks.errors import NotFound
 from webhooks.models import ApiKey, ApiKeyCreated, Page, Tenant, TenantCreated
 
-router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
+router = APIRouter(prefix="/v1/tenants", tags=["tenants"], responses=responses(401, 403, 404, 422, 503))
 
 
-@router.post("", status_code=201, response_model=TenantCreated)
+@router.post("", status_code=201, response_model=TenantCreated, responses=responses(413))
 async def create_tenant(body: TenantCreate, _: AdminDep, store: StoreDep) -> TenantCreated:
     return await store.create_tenant(body.name, now_ms())
 
@@ -25,7 +26,7 @@ async def list_tenants(
     return await store.list_tenants(limit, cursor)
 
 
-def _own(who: CallerDep, tenant_id: str) -> None:
+def _own(who: Caller, tenant_id: str) -> None:
     if not who.is_admin and who.tenant_id != tenant_id:
         raise NotFound("no such tenant")
 
@@ -42,7 +43,7 @@ async def delete_tenant(tenant_id: str, _: AdminDep, store: StoreDep) -> Respons
     return Response(status_code=204)
 
 
-@router.post("/{tenant_id}/api-keys", status_code=201, response_model=ApiKeyCreated)
+@router.post("/{tenant_id}/api-keys", status_code=201, response_model=ApiKeyCreated, responses=responses(413))
 async def create_api_key(tenant_id: str, who: CallerDep, store: StoreDep) -> ApiKeyCreated:
     _own(who, tenant_id)
     await store.get_tenant(tenant_id)
