@@ -13,7 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
-from webhooks import ratelimit
+from webhooks import auth
 from webhooks.errors import Forbidden, Invalid, NotFound, Unauthorized
 from webhooks.store import Store
 
@@ -52,18 +52,10 @@ async def caller(request: Request) -> Caller:
     state = app_state(request)
     if state.admin_token and hmac.compare_digest(token.encode(), state.admin_token.encode()):
         return Caller(is_admin=True, tenant_id=None)
-    store = state.store
-    tenant_id = await store.tenant_for_api_key(token)
-    if tenant_id is None:
-        raise Unauthorized("unknown or revoked credentials")
-    if store.policy.tenant_rate_per_s > 0:
-        await ratelimit.take(
-            store.r,
-            tenant_id,
-            per_s=store.policy.tenant_rate_per_s,
-            burst=store.policy.tenant_burst or 2 * store.policy.tenant_rate_per_s,
-            now_ms=now_ms(),
-        )
+    policy = state.store.policy
+    tenant_id = await auth.authenticate(
+        state.store.r, token, rate_per_s=policy.tenant_rate_per_s, burst=policy.tenant_burst, now_ms=now_ms()
+    )
     return Caller(is_admin=False, tenant_id=tenant_id)
 
 

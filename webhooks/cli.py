@@ -54,6 +54,7 @@ def policy_of(s: Settings) -> Policy:
         max_endpoints_per_tenant=s.max_endpoints_per_tenant,
         tenant_rate_per_s=s.tenant_rate_limit_per_s,
         tenant_burst=s.tenant_rate_burst,
+        retention_ms=s.retention_ms,
     )
 
 

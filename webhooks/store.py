@@ -9,8 +9,6 @@ Key names come from :mod:`webhooks.keys`; queue transitions from
 
 import base64
 import binascii
-import hashlib
-import hmac
 import re
 import secrets
 from collections.abc import AsyncIterator, Sequence
@@ -21,7 +19,9 @@ import orjson
 from redis.asyncio import Redis
 
 from webhooks import ids, keys, queue, routing, validation
-from webhooks.errors import Conflict, Invalid, LimitExceeded, NotFound, PayloadTooLarge
+from webhooks.auth import API_KEY_PREFIX, hash_api_key
+from webhooks.errors import Conflict, Invalid, LimitExceeded, NotFound
+from webhooks.ingest import EventIn, Ingestor
 from webhooks.models import (
     ApiKey,
     ApiKeyCreated,
@@ -43,7 +43,6 @@ from webhooks.secretbox import SecretBox
 from webhooks.signing import generate_secret
 from webhooks.timefmt import iso_from_ms
 
-API_KEY_PREFIX = "whk_"
 MAX_PAGE = 1000
 DEFAULT_PAGE = 50
 SCAN_FACTOR = 20  # a filtered page reads at most this many times `limit` candidates
@@ -61,14 +60,7 @@ class Policy:
     max_batch: int = 1000
     tenant_rate_per_s: float = 0.0  # API requests per second per tenant; 0 = unlimited
     tenant_burst: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class EventIn:
-    event_type: str
-    payload: Any
-    event_id: str | None = None
-    idempotency_key: str | None = None
+    retention_ms: int = queue.DEFAULT_RETENTION_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +69,6 @@ class DeadFilter:
     event_type: str | None = None
     since_ms: int | None = None
     until_ms: int | None = None
-
-
-def hash_api_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 ID_CURSOR = re.compile(r"[a-z]{2,4}_[0-9a-z]{26}")  # an object id (webhooks.ids)
@@ -138,6 +126,9 @@ class Store:
         self.r = r
         self.box = box
         self.policy = policy or Policy()
+        self.ingestor = Ingestor(
+            r, max_payload_bytes=self.policy.max_payload_bytes, retention_ms=self.policy.retention_ms
+        )
 
     # -- tenants and API keys ------------------------------------------------------------
 
@@ -182,6 +173,7 @@ class Store:
             pipe.delete(
                 keys.tenant_api_keys(tenant_id), keys.tenant_endpoints(tenant_id), keys.tenant(tenant_id)
             )
+            pipe.incr(keys.endpoint_version(tenant_id))
             pipe.zrem(keys.TENANTS, tenant_id)
             await pipe.execute()
 
@@ -219,20 +211,6 @@ class Store:
             pipe.delete(keys.api_key(orjson.loads(doc)["hash"]))
             pipe.hdel(keys.tenant_api_keys(tenant_id), key_id)
             await pipe.execute()
-
-    async def tenant_for_api_key(self, key: str) -> str | None:
-        """The tenant a presented key belongs to, or None. Looks up by hash; compares in constant time."""
-        if not key.startswith(API_KEY_PREFIX) or len(key) > 200:
-            return None
-        key_hash = hash_api_key(key)
-        found = await self.r.get(keys.api_key(key_hash))
-        if found is None:
-            return None
-        tenant_id, _, key_id = str(found).partition(":")
-        doc = await self.r.hget(keys.tenant_api_keys(tenant_id), key_id)
-        if doc is None or not hmac.compare_digest(orjson.loads(doc)["hash"], key_hash):
-            return None
-        return tenant_id
 
     # -- endpoints ---------------------------------------------------------------------------
 
@@ -314,6 +292,7 @@ class Store:
                 },
             )
             pipe.zadd(keys.tenant_endpoints(tenant_id), {doc["id"]: 0})
+            pipe.incr(keys.endpoint_version(tenant_id))
             await pipe.execute()
         out = self._endpoint_out(doc, "1" if disabled else "0", "disabled on creation")
         return EndpointWithSecret(**out.model_dump(), secret=secret)
@@ -362,7 +341,10 @@ class Store:
             disabled = "1" if changes["disabled"] else "0"
             reason = "disabled by the tenant" if changes["disabled"] else ""
             fields.update(disabled=disabled, disabled_reason=reason)
-        await self.r.hset(keys.endpoint(endpoint_id), mapping=fields)
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.endpoint(endpoint_id), mapping=fields)
+            pipe.incr(keys.endpoint_version(tenant_id))  # routing may change: see webhooks/ingest.py
+            await pipe.execute()
         return self._endpoint_out(doc, disabled, reason)
 
     async def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> None:
@@ -370,6 +352,7 @@ class Store:
         async with self.r.pipeline(transaction=True) as pipe:
             pipe.delete(keys.endpoint(endpoint_id))
             pipe.zrem(keys.tenant_endpoints(tenant_id), endpoint_id)
+            pipe.incr(keys.endpoint_version(tenant_id))
             await pipe.execute()
 
     async def rotate_secret(
@@ -394,48 +377,14 @@ class Store:
 
     # -- events ------------------------------------------------------------------------------
 
-    async def _routes(self, tenant_id: str) -> list[tuple[str, bool, list[str] | None]]:
-        endpoint_ids = await self.r.zrange(keys.tenant_endpoints(tenant_id), 0, -1)
-        if not endpoint_ids:
-            return []
-        async with self.r.pipeline(transaction=False) as pipe:
-            for endpoint_id in endpoint_ids:
-                pipe.hmget(keys.endpoint(endpoint_id), ["doc", "disabled"])
-            rows = await pipe.execute()
-        routes = []
-        for doc, disabled in rows:
-            if doc:
-                d = orjson.loads(doc)
-                routes.append((d["id"], disabled == "1", d.get("event_types")))
-        return routes
-
-    def prepare(
-        self, tenant_id: str, event: EventIn, routes: list[tuple[str, bool, list[str] | None]], now_ms: int
-    ) -> queue.NewEvent:
-        """Validate one event, serialize its body once and pick its deliveries (pure)."""
-        routing.check_event_type(event.event_type)
-        event_id = (
-            validation.check_event_id(event.event_id)
-            if event.event_id is not None
-            else ids.new_id(ids.EVENT, now_ms)
-        )
-        idem = validation.check_idempotency_key(event.idempotency_key) if event.idempotency_key else ""
-        try:
-            body = orjson.dumps(
-                {"type": event.event_type, "timestamp": iso_from_ms(now_ms), "data": event.payload}
-            )
-        except orjson.JSONEncodeError as exc:
-            # Integers beyond 64 bits, lone surrogates, nesting deeper than 254 levels...
-            raise Invalid(f"payload: cannot be stored as JSON ({exc})") from None
-        if len(body) > self.policy.max_payload_bytes:
-            raise PayloadTooLarge(
-                f"payload: the event body is {len(body)} bytes; the limit is {self.policy.max_payload_bytes}"
-            )
-        deliveries = [
-            (ids.new_id(ids.DELIVERY, now_ms), endpoint_id)
-            for endpoint_id in routing.route(routes, event.event_type)
-        ]
-        return queue.NewEvent(tenant_id, event_id, event.event_type, now_ms, body.decode(), idem, deliveries)
+    async def accept(
+        self, tenant_id: str, events: Sequence[EventIn], now_ms: int, *, batch: bool = False
+    ) -> list[tuple[queue.NewEvent, dict[str, Any] | None]]:
+        """Store events all-or-nothing (see :class:`webhooks.ingest.Ingestor`); per event, the stored
+        document when its id or idempotency key was seen before (nothing new is queued for it)."""
+        if len(events) > self.policy.max_batch:
+            raise Invalid(f"events: a batch holds at most {self.policy.max_batch} events (got {len(events)})")
+        return await self.ingestor.ingest(tenant_id, events, now_ms, batch=batch)
 
     async def ingest(
         self, tenant_id: str, events: Sequence[EventIn], now_ms: int, *, batch: bool = False
@@ -444,20 +393,8 @@ class Store:
 
         With ``batch``, an error names the event by its position (``events.3.event_type: ...``).
         """
-        if len(events) > self.policy.max_batch:
-            raise Invalid(f"events: a batch holds at most {self.policy.max_batch} events (got {len(events)})")
-        routes = await self._routes(tenant_id)
-        prepared = []
-        for i, e in enumerate(events):
-            try:
-                prepared.append(self.prepare(tenant_id, e, routes, now_ms))
-            except (Invalid, PayloadTooLarge) as exc:
-                if not batch:
-                    raise
-                raise type(exc)(f"events.{i}.{exc}") from None
-        stored = await queue.ingest(self.r, prepared)
         out = []
-        for new, existing in zip(prepared, stored, strict=True):
+        for new, existing in await self.accept(tenant_id, events, now_ms, batch=batch):
             if existing is None:
                 out.append(
                     Event(
@@ -579,7 +516,9 @@ class Store:
     async def retry_delivery(self, tenant_id: str, delivery_id: str, now_ms: int) -> DeliveryDetail:
         """One new attempt now, whatever the delivery's state (but not while one is under way)."""
         await self._delivery_hash(tenant_id, delivery_id)
-        (before,) = await queue.requeue(self.r, [delivery_id], mode="retry", now_ms=now_ms)
+        (before,) = await queue.requeue(
+            self.r, [delivery_id], mode="retry", now_ms=now_ms, retention_ms=self.policy.retention_ms
+        )
         if before == DeliveryStatus.DELIVERING:
             raise Conflict("an attempt of this delivery is under way; try again when it has finished")
         return await self.get_delivery(tenant_id, delivery_id)
@@ -694,7 +633,13 @@ class Store:
         for start in range(0, len(matched), 500):
             part = matched[start : start + 500]
             before = await queue.requeue(
-                self.r, part, mode="replay", now_ms=now_ms, first_due_ms=first_due, step_ms=step_ms
+                self.r,
+                part,
+                mode="replay",
+                now_ms=now_ms,
+                first_due_ms=first_due,
+                step_ms=step_ms,
+                retention_ms=self.policy.retention_ms,
             )
             n = sum(1 for s in before if s == "dead")
             requeued += n
