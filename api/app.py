@@ -10,14 +10,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
 from api.deps import AppState
+from api.ingest import BATCH, BATCH_BODY_LIMIT, FastIngest
 from api.routes import dead_letters, deliveries, endpoints, events, health, tenants
 from webhooks import __version__
 from webhooks.connection import RedisTarget, async_client
 from webhooks.secretbox import SecretBox
 from webhooks.store import Policy, Store
-
-BATCH_BODY_LIMIT = 64 * 1024 * 1024
-BATCH_PATH = "/v1/events/batch"
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = BATCH_BODY_LIMIT if scope["path"].rstrip("/") == BATCH_PATH else self.single_limit
+        limit = BATCH_BODY_LIMIT if scope["path"].rstrip("/") == BATCH else self.single_limit
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -72,7 +70,9 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
-def create_app(config: ApiConfig) -> FastAPI:
+def create_app(config: ApiConfig) -> FastIngest:
+    """The ASGI application: the event-ingest fast path in front of the FastAPI app (``.app``)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         r = async_client(config.target)
@@ -91,5 +91,6 @@ def create_app(config: ApiConfig) -> FastAPI:
     errors.install(app)
     for module in (tenants, endpoints, events, deliveries, dead_letters, health):
         app.include_router(module.router)
-    app.add_middleware(BodyLimit, single_limit=config.policy.max_payload_bytes + 64 * 1024)
-    return app
+    single_limit = config.policy.max_payload_bytes + 64 * 1024
+    app.add_middleware(BodyLimit, single_limit=single_limit)
+    return FastIngest(app, single_limit)

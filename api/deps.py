@@ -13,7 +13,6 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
-from webhooks import auth
 from webhooks.errors import Forbidden, Invalid, NotFound, Unauthorized
 from webhooks.store import Store
 
@@ -52,10 +51,7 @@ async def caller(request: Request) -> Caller:
     state = app_state(request)
     if state.admin_token and hmac.compare_digest(token.encode(), state.admin_token.encode()):
         return Caller(is_admin=True, tenant_id=None)
-    policy = state.store.policy
-    tenant_id = await auth.authenticate(
-        state.store.r, token, rate_per_s=policy.tenant_rate_per_s, burst=policy.tenant_burst, now_ms=now_ms()
-    )
+    tenant_id = await state.store.auth.tenant_for(token, now_ms())
     return Caller(is_admin=False, tenant_id=tenant_id)
 
 

@@ -7,6 +7,7 @@ generic message; their details go to the log, never to the caller.
 
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -75,9 +76,11 @@ def _location(loc: tuple[Any, ...]) -> str:
 
 def _detail(error: dict[str, Any]) -> dict[str, str]:
     if error.get("type") == "json_invalid":
+        loc = tuple(error.get("loc") or ())
+        if not loc:  # pydantic parsing the bytes itself (api/ingest.py): its message says where
+            return {"field": "body", "message": f"not valid JSON ({error.get('msg', '')})"}
         reason = (error.get("ctx") or {}).get("error", "JSON decode error")
-        position = error.get("loc", ("body", "?"))[-1]
-        return {"field": "body", "message": f"not valid JSON ({reason} at character {position})"}
+        return {"field": "body", "message": f"not valid JSON ({reason} at character {loc[-1]})"}
     return {"field": _location(tuple(error.get("loc", ()))), "message": error.get("msg", "")}
 
 
@@ -96,25 +99,35 @@ def _allowed_methods(app: FastAPI, path: str) -> list[str]:
     return []
 
 
+def domain_error_response(exc: errors.WebhooksError) -> JSONResponse:
+    """The answer to a domain error: its status from :data:`STATUS`, ``Retry-After`` on limits."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            status, code = STATUS[cls]
+            break
+    else:
+        status, code = 500, "internal"
+    response = error_response(status, code, str(exc))
+    if isinstance(exc, errors.LimitExceeded) and exc.retry_after_s is not None:
+        response.headers["Retry-After"] = str(max(1, int(exc.retry_after_s + 0.999)))
+    return response
+
+
+def validation_error_response(problems: Sequence[Any]) -> JSONResponse:
+    """422 for pydantic-style errors (``loc``, ``msg``, ``type``), naming each field."""
+    details = [_detail(e) for e in problems]
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+    return error_response(422, "invalid", summary or "the request is not valid", details=details)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.WebhooksError)
     async def _domain(_: Request, exc: errors.WebhooksError) -> JSONResponse:
-        for cls in type(exc).__mro__:
-            if cls in STATUS:
-                status, code = STATUS[cls]
-                break
-        else:
-            status, code = 500, "internal"
-        response = error_response(status, code, str(exc))
-        if isinstance(exc, errors.LimitExceeded) and exc.retry_after_s is not None:
-            response.headers["Retry-After"] = str(max(1, int(exc.retry_after_s + 0.999)))
-        return response
+        return domain_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [_detail(e) for e in exc.errors()]
-        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
-        return error_response(422, "invalid", summary or "the request is not valid", details=details)
+        return validation_error_response(exc.errors())
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

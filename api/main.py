@@ -1,13 +1,12 @@
 """``uvicorn api.main:app --factory``: the API built from the environment's settings."""
 
-from fastapi import FastAPI
-
 from api.app import ApiConfig, create_app
+from api.ingest import FastIngest
 from webhooks.cli import box_of, policy_of, target_of
 from webhooks.settings import load
 
 
-def app() -> FastAPI:
+def app() -> FastIngest:
     s = load()
     return create_app(
         ApiConfig(

@@ -4,7 +4,9 @@ Ids of one prefix sort by creation time as plain strings (Crockford base32 keeps
 the order), which the storage layer relies on for newest-first pagination.
 """
 
-import secrets
+import base64
+import os
+import random
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
@@ -26,10 +28,28 @@ def _encode(value: int, length: int) -> str:
     return "".join(reversed(chars))
 
 
+# Ids need to be unique, not secret (every object is also guarded by its tenant), so a fast
+# generator seeded from the OS is enough; it is re-seeded in every forked child.
+_rng = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _rng.seed(os.urandom(32)))
+
+
+_last_ms = -1
+_last_time = ""
+
+
 def new_id(prefix: str, now_ms: int | None = None) -> str:
-    """A new ``<prefix>_<time><random>`` id; ``now_ms`` defaults to the wall clock."""
+    """A new ``<prefix>_<time><random>`` id; ``now_ms`` defaults to the wall clock.
+
+    The time part is Crockford base32 (it carries the order); the random part is
+    RFC 4648 base32 in lower case, which stays within ``[0-9a-z]``.
+    """
+    global _last_ms, _last_time
     ms = int(time.time() * 1000) if now_ms is None else now_ms
-    return f"{prefix}_{_encode(ms, 10)}{_encode(secrets.randbits(80), 16)}"
+    if ms != _last_ms:
+        _last_ms, _last_time = ms, _encode(ms, 10)
+    rand = base64.b32encode(_rng.getrandbits(80).to_bytes(10, "big")).decode().lower()
+    return f"{prefix}_{_last_time}{rand}"
 
 
 def floor_id(prefix: str, ms: int) -> str:

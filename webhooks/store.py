@@ -19,7 +19,7 @@ import orjson
 from redis.asyncio import Redis
 
 from webhooks import ids, keys, queue, routing, validation
-from webhooks.auth import API_KEY_PREFIX, hash_api_key
+from webhooks.auth import API_KEY_PREFIX, Authenticator, hash_api_key
 from webhooks.errors import Conflict, Invalid, LimitExceeded, NotFound
 from webhooks.ingest import EventIn, Ingestor
 from webhooks.models import (
@@ -126,6 +126,7 @@ class Store:
         self.r = r
         self.box = box
         self.policy = policy or Policy()
+        self.auth = Authenticator(r, rate_per_s=self.policy.tenant_rate_per_s, burst=self.policy.tenant_burst)
         self.ingestor = Ingestor(
             r, max_payload_bytes=self.policy.max_payload_bytes, retention_ms=self.policy.retention_ms
         )
@@ -176,6 +177,8 @@ class Store:
             pipe.incr(keys.endpoint_version(tenant_id))
             pipe.zrem(keys.TENANTS, tenant_id)
             await pipe.execute()
+        for doc in key_docs.values():
+            self.auth.forget(orjson.loads(doc)["hash"])
 
     async def create_api_key(self, tenant_id: str, now_ms: int) -> ApiKeyCreated:
         key = API_KEY_PREFIX + secrets.token_urlsafe(32)
@@ -211,6 +214,7 @@ class Store:
             pipe.delete(keys.api_key(orjson.loads(doc)["hash"]))
             pipe.hdel(keys.tenant_api_keys(tenant_id), key_id)
             await pipe.execute()
+        self.auth.forget(orjson.loads(doc)["hash"])
 
     # -- endpoints ---------------------------------------------------------------------------
 
@@ -410,10 +414,11 @@ class Store:
                     )
                 )
             else:
-                out.append(await self._event_out(existing))
+                out.append(await self.event_out(existing))
         return out
 
-    async def _event_out(self, doc: dict[str, Any]) -> Event:
+    async def event_out(self, doc: dict[str, Any]) -> Event:
+        """An event as the API shows it, from its stored document, with its deliveries' statuses."""
         pairs = doc["deliveries"]
         statuses = []
         if pairs:
@@ -437,7 +442,7 @@ class Store:
         raw = await self.r.get(keys.event(tenant_id, event_id))
         if raw is None:
             raise NotFound("no such event")
-        return await self._event_out(orjson.loads(raw))
+        return await self.event_out(orjson.loads(raw))
 
     # -- deliveries ----------------------------------------------------------------------------
 

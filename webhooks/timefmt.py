@@ -1,12 +1,18 @@
 """Time conversions. Storage keeps Unix milliseconds; the wire shows ISO 8601 UTC."""
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 
 def iso_from_ms(ms: int | None) -> str | None:
     """``2026-11-29T01:42:18.123Z`` for Unix milliseconds; None stays None."""
     if ms is None:
         return None
+    return _iso(ms)
+
+
+@lru_cache(maxsize=4096)
+def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

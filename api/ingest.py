@@ -1,0 +1,155 @@
+"""The hot path: ``POST /v1/events`` and ``POST /v1/events/batch`` served in front of FastAPI.
+
+Event ingest is the one route whose throughput users measure, so it is the
+outermost ASGI layer: it authenticates (the tenant's key and rate limit, see
+:class:`webhooks.auth.Authenticator`), enforces the body limit, validates the
+body with the same pydantic models the OpenAPI document declares (parsed from
+bytes in one step), hands the events to the store's group-committing
+:class:`~webhooks.ingest.Ingestor` and writes the 202 with orjson. Errors are
+answered exactly as the rest of the API answers them (:mod:`api.errors`).
+Everything else passes through to FastAPI, whose routes in
+:mod:`api.routes.events` document these two operations and behave the same.
+"""
+
+import hmac
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+import redis
+from fastapi import FastAPI
+from pydantic import ValidationError
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from api import errors
+from api.deps import AppState, Caller, resolve_tenant
+from api.schemas import EventBatch, EventCreate
+from webhooks.errors import Invalid, PayloadTooLarge, Unauthorized, WebhooksError
+from webhooks.ingest import EventIn
+from webhooks.queue import NewEvent
+from webhooks.store import Store
+from webhooks.timefmt import iso_from_ms
+
+log = logging.getLogger("webhooks.api")
+
+SINGLE = "/v1/events"
+BATCH = "/v1/events/batch"
+BATCH_BODY_LIMIT = 64 * 1024 * 1024
+MAX_IDEMPOTENCY_KEY = 256
+
+
+class FastIngest:
+    def __init__(self, app: FastAPI, single_limit: int) -> None:
+        self.app = app
+        self.single_limit = single_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"].rstrip("/")
+        if path not in (SINGLE, BATCH):
+            await self.app(scope, receive, send)
+            return
+        try:
+            response = await self._ingest(scope, receive, batch=path == BATCH)
+        except WebhooksError as exc:
+            response = errors.domain_error_response(exc)
+        except redis.RedisError as exc:
+            log.error("Redis error on POST %s: %s", path, type(exc).__name__)
+            response = errors.error_response(
+                503, "storage_unavailable", "the queue store is unavailable; try again"
+            )
+        except Exception:
+            log.exception("unexpected error on POST %s", path)
+            response = errors.error_response(500, "internal", "internal error")
+        await response(scope, receive, send)
+
+    async def _ingest(self, scope: Scope, receive: Receive, *, batch: bool) -> Response:
+        state: AppState = self.app.state.webhooks
+        store = state.store
+        headers = dict(scope["headers"])
+        who = await _caller(state, headers.get(b"authorization", b"").decode("latin-1"))
+        query = (
+            parse_qs(scope.get("query_string", b"").decode("latin-1")) if scope.get("query_string") else {}
+        )
+        tenant_id = await resolve_tenant(who, store, (query.get("tenant_id") or [None])[0])
+        raw = await _read_body(receive, headers, BATCH_BODY_LIMIT if batch else self.single_limit)
+        try:
+            if batch:
+                events = [
+                    EventIn(e.event_type, e.payload, e.id) for e in EventBatch.model_validate_json(raw).events
+                ]
+            else:
+                one = EventCreate.model_validate_json(raw)
+                key = headers.get(b"idempotency-key")
+                if key is not None and len(key) > MAX_IDEMPOTENCY_KEY:
+                    return errors.validation_error_response(
+                        [
+                            {
+                                "loc": ("header", "idempotency-key"),
+                                "msg": f"at most {MAX_IDEMPOTENCY_KEY} characters",
+                            }
+                        ]
+                    )
+                events = [
+                    EventIn(one.event_type, one.payload, one.id, key.decode("latin-1") if key else None)
+                ]
+        except ValidationError as exc:
+            return errors.validation_error_response(exc.errors(include_url=False))
+        accepted = await store.accept(tenant_id, events, int(time.time() * 1000), batch=batch)
+        out = [
+            await _event_json(store, new, existing, e.payload)
+            for (new, existing), e in zip(accepted, events, strict=True)
+        ]
+        return Response(
+            orjson.dumps(out if batch else out[0]), status_code=202, media_type="application/json"
+        )
+
+
+async def _caller(state: AppState, header: str) -> Caller:
+    """The same rules as :func:`api.deps.caller`, from the raw header."""
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("send 'Authorization: Bearer <admin token or tenant API key>'")
+    if state.admin_token and hmac.compare_digest(token.encode(), state.admin_token.encode()):
+        return Caller(is_admin=True, tenant_id=None)
+    return Caller(is_admin=False, tenant_id=await state.store.auth.tenant_for(token, int(time.time() * 1000)))
+
+
+async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
+    """The request body, refused with 413 once it is larger than ``limit`` (declared or streamed)."""
+    declared = headers.get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Invalid("body: the client went away before sending all of it")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _event_json(store: Store, new: NewEvent, existing: dict[str, Any] | None, payload: Any) -> Any:
+    """The 202 body of one event: as accepted now, or as stored before (same id or key)."""
+    if existing is not None:
+        return (await store.event_out(existing)).model_dump(mode="json")
+    return {
+        "id": new.event_id,
+        "tenant_id": new.tenant_id,
+        "event_type": new.event_type,
+        "created_at": iso_from_ms(new.created_ms),
+        "payload": payload,
+        "deliveries": [{"id": d, "endpoint_id": e, "status": "pending"} for d, e in new.deliveries],
+    }
