@@ -4,7 +4,6 @@ Ids of one prefix sort by creation time as plain strings (Crockford base32 keeps
 the order), which the storage layer relies on for newest-first pagination.
 """
 
-import base64
 import os
 import random
 import time
@@ -42,14 +41,13 @@ def new_id(prefix: str, now_ms: int | None = None) -> str:
     """A new ``<prefix>_<time><random>`` id; ``now_ms`` defaults to the wall clock.
 
     The time part is Crockford base32 (it carries the order); the random part is
-    RFC 4648 base32 in lower case, which stays within ``[0-9a-z]``.
+    64 bits in hexadecimal, which stays within ``[0-9a-z]``.
     """
     global _last_ms, _last_time
     ms = int(time.time() * 1000) if now_ms is None else now_ms
     if ms != _last_ms:
         _last_ms, _last_time = ms, _encode(ms, 10)
-    rand = base64.b32encode(_rng.getrandbits(80).to_bytes(10, "big")).decode().lower()
-    return f"{prefix}_{_last_time}{rand}"
+    return f"{prefix}_{_last_time}{_rng.getrandbits(64):016x}"
 
 
 def floor_id(prefix: str, ms: int) -> str:

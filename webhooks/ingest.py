@@ -65,7 +65,16 @@ def prepare(
         (ids.new_id(ids.DELIVERY, now_ms), endpoint_id)
         for endpoint_id in routing.route(routes, event.event_type)
     ]
-    return queue.NewEvent(tenant_id, event_id, event.event_type, now_ms, body.decode(), idem, deliveries)
+    return queue.NewEvent(
+        tenant_id,
+        event_id,
+        event.event_type,
+        now_ms,
+        body.decode(),
+        idem,
+        deliveries,
+        generated_id=event.event_id is None,
+    )
 
 
 @dataclass

@@ -80,6 +80,7 @@ class NewEvent:
     idempotency_key: str
     deliveries: list[tuple[str, str]]  # (delivery id, endpoint id)
     routes_version: str | None = None  # the endpoint version routing used; checked at write time
+    generated_id: bool = False  # the platform made the id up: no stored event can have it
 
     def document(self) -> str:
         return orjson.dumps(
@@ -107,20 +108,18 @@ async def ingest(
         return []
     args: list[str | int] = [keys.PREFIX, IDEMPOTENCY_TTL_S, retention_ms]
     for ev in events:
-        args.append(
-            orjson.dumps(
-                {
-                    "t": ev.tenant_id,
-                    "id": ev.event_id,
-                    "k": ev.idempotency_key,
-                    "e": ev.document(),
-                    "ty": ev.event_type,
-                    "c": ev.created_ms,
-                    "d": ev.deliveries,
-                    **({"v": ev.routes_version} if ev.routes_version is not None else {}),
-                }
-            ).decode()
-        )
+        args += [
+            ev.tenant_id,
+            "!" + ev.event_id if ev.generated_id else ev.event_id,
+            ev.idempotency_key,
+            ev.event_type,
+            ev.created_ms,
+            ev.routes_version or "",
+            ev.document(),
+            len(ev.deliveries),
+        ]
+        for delivery_id, endpoint_id in ev.deliveries:
+            args += [delivery_id, endpoint_id]
     raw = await scripts(r).ingest(keys=[], args=args)
     if raw and raw[0] == "stale":  # normal entries are "" or a JSON document
         raise StaleRoutes(raw[1])

@@ -8,6 +8,7 @@ the process that owned it is restarted on it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import shutil
@@ -183,6 +184,101 @@ class AofSnapshot:
         self.server.kill()
 
 
+class DelayProxy:
+    """A TCP proxy in front of a primary that makes its replication stream late.
+
+    Everybody (sentinels, clients, the replica) reaches the primary through the proxy, so
+    the primary's address as Sentinel knows it is the proxy's: a replica following another
+    address would be re-pointed by Sentinel. Bytes from the primary on a connection that
+    asked for a replication stream (``PSYNC``/``SYNC``) are handed on ``delay_s`` late, in
+    order; other connections are not delayed. :meth:`crash` drops everything still on its
+    way, as the crash of the primary's machine would.
+    """
+
+    def __init__(self, upstream_port: int, delay_s: float) -> None:
+        self.upstream_port = upstream_port
+        self.delay_s = delay_s
+        self.port = stable_port()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+        self.thread = threading.Thread(target=self._run, name="delay-proxy", daemon=True)
+        self.ready = threading.Event()
+
+    def start(self) -> DelayProxy:
+        self.thread.start()
+        if not self.ready.wait(10):
+            raise RuntimeError("the delay proxy did not start")
+        return self
+
+    def _run(self) -> None:
+        loop = self.loop = asyncio.new_event_loop()
+        server = loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", self.port))
+        self.ready.set()
+        loop.run_forever()
+        server.close()
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.close()
+
+    async def _client(self, down_r: asyncio.StreamReader, down_w: asyncio.StreamWriter) -> None:
+        try:
+            await self._serve(down_r, down_w)
+        except asyncio.CancelledError:
+            pass  # the proxy is going away (crash or stop): end quietly
+
+    async def _serve(self, down_r: asyncio.StreamReader, down_w: asyncio.StreamWriter) -> None:
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            down_w.close()
+            return
+        self.writers += [down_w, up_w]
+        replication = {"delay": 0.0}
+
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter, upstream: bool) -> None:
+            queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+            async def send() -> None:
+                while True:
+                    due, chunk = await queue.get()
+                    if due > time.monotonic():
+                        await asyncio.sleep(due - time.monotonic())
+                    w.write(chunk)
+                    await w.drain()
+
+            sender = asyncio.ensure_future(send())
+            try:
+                while chunk := await r.read(65536):
+                    if not upstream and (b"PSYNC" in chunk or b"\r\nSYNC\r\n" in chunk):
+                        replication["delay"] = self.delay_s
+                    queue.put_nowait((time.monotonic() + (replication["delay"] if upstream else 0.0), chunk))
+                while not queue.empty():
+                    await asyncio.sleep(0.01)
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sender.cancel()
+                w.close()
+
+        await asyncio.gather(pipe(up_r, down_w, True), pipe(down_r, up_w, False), return_exceptions=True)
+
+    def crash(self) -> None:
+        """Drop every connection at once, with whatever bytes had not been handed on yet."""
+        if self.loop is None or not self.thread.is_alive():
+            return
+
+        def drop() -> None:
+            for w in self.writers:
+                w.transport.abort()
+            assert self.loop is not None
+            self.loop.stop()
+
+        self.loop.call_soon_threadsafe(drop)
+        self.thread.join(timeout=5)
+
+
 class SentinelCluster:
     """A primary, one replica and three sentinels on loopback; all with AOF."""
 
@@ -195,16 +291,20 @@ class SentinelCluster:
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 10000,
         primary_extra: list[str] | None = None,
+        replication_delay_s: float = 0.0,
     ) -> None:
         self.base = base
         self.master_name = master_name
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
         self.primary = RedisServer(base / "primary", appendfsync=appendfsync, extra=primary_extra)
+        # With a delay, the replica replicates through a proxy that lags (see DelayProxy).
+        self.proxy = DelayProxy(self.primary.port, replication_delay_s) if replication_delay_s > 0 else None
+        upstream = self.proxy.port if self.proxy is not None else self.primary.port
         self.replica = RedisServer(
             base / "replica",
             appendfsync=appendfsync,
-            extra=["--replicaof", "127.0.0.1", str(self.primary.port), *(primary_extra or [])],
+            extra=["--replicaof", "127.0.0.1", str(upstream), *(primary_extra or [])],
         )
         self.sentinel_ports = [stable_port() for _ in range(3)]
         self.sentinels: list[subprocess.Popen[bytes]] = []
@@ -213,15 +313,24 @@ class SentinelCluster:
     def addresses(self) -> str:
         return ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
 
+    @property
+    def primary_port(self) -> int:
+        """The primary's port as everybody knows it (the proxy's, when replication is delayed)."""
+        return self.proxy.port if self.proxy is not None else self.primary.port
+
     def _sentinel(self, port: int) -> redis.Redis:
         return redis.Redis(port=port, decode_responses=True, socket_connect_timeout=0.5, socket_timeout=2)
 
     def start(self, timeout_s: float = 30.0) -> SentinelCluster:
         self.primary.start()
+        if self.proxy is not None:
+            self.proxy.start()
         self.replica.start()
         rep = self.replica.client()
         wait_until(
-            lambda: rep.info("replication").get("master_link_status") == "up", timeout_s, "the replica to sync"
+            lambda: rep.info("replication").get("master_link_status") == "up",
+            timeout_s,
+            "the replica to sync",
         )
         rep.close()
         for i, port in enumerate(self.sentinel_ports):
@@ -230,7 +339,7 @@ class SentinelCluster:
             conf = d / "sentinel.conf"
             conf.write_text(
                 f"port {port}\nbind 127.0.0.1\ndaemonize no\ndir {d}\nlogfile {d / 'sentinel.log'}\n"
-                f"sentinel monitor {self.master_name} 127.0.0.1 {self.primary.port} 2\n"
+                f"sentinel monitor {self.master_name} 127.0.0.1 {self.primary_port} 2\n"
                 f"sentinel down-after-milliseconds {self.master_name} {self.down_after_ms}\n"
                 f"sentinel failover-timeout {self.master_name} {self.failover_timeout_ms}\n"
                 f"sentinel parallel-syncs {self.master_name} 1\n"
@@ -278,6 +387,12 @@ class SentinelCluster:
         sentinel = Sentinel([("127.0.0.1", p) for p in self.sentinel_ports], socket_timeout=2)
         return sentinel.master_for(self.master_name, decode_responses=True, socket_timeout=5)
 
+    def crash_primary(self) -> None:
+        """SIGKILL the primary; with a replication delay, what was still on its way is lost too."""
+        self.primary.kill()
+        if self.proxy is not None:
+            self.proxy.crash()
+
     def stop(self) -> None:
         for proc in self.sentinels:
             if proc.poll() is None:
@@ -285,6 +400,8 @@ class SentinelCluster:
                 proc.wait()
         self.replica.kill()
         self.primary.kill()
+        if self.proxy is not None:
+            self.proxy.crash()
 
 
 # ----------------------------------------------------------------------------- platform processes
@@ -430,7 +547,9 @@ class Fleet:
                     if m.proc is None or m.proc.poll() is None:
                         continue
                     if not m.killed and m.restart_at is None:
-                        self.events.append(ProcEvent(now, m.name, f"exited on its own, rc={m.proc.returncode}"))
+                        self.events.append(
+                            ProcEvent(now, m.name, f"exited on its own, rc={m.proc.returncode}")
+                        )
                         m.restart_at = now + self.unexpected_restart_delay_s
                     if m.restart_at is not None and now >= m.restart_at:
                         self._spawn(m)
@@ -477,7 +596,11 @@ def tcp_peer_ports(pid: int, remote_port: int) -> set[int]:
                 next(f)
                 for line in f:
                     parts = line.split()
-                    if len(parts) > 9 and parts[9] in inodes and int(parts[2].rsplit(":", 1)[1], 16) == remote_port:
+                    if (
+                        len(parts) > 9
+                        and parts[9] in inodes
+                        and int(parts[2].rsplit(":", 1)[1], 16) == remote_port
+                    ):
                         ports.add(int(parts[1].rsplit(":", 1)[1], 16))
         except OSError:
             continue

@@ -48,6 +48,7 @@ class ProducerStats:
     errors: dict[str, int] = field(default_factory=dict)
     rejected: list[str] = field(default_factory=list)  # unexpected 4xx: a bug, never retried
     given_up: int = 0
+    latencies: list[float] = field(default_factory=list)  # seconds, requests answered 202
 
 
 def _epoch(iso: str) -> float:
@@ -131,13 +132,17 @@ class Producer:
         for ids in self.batches:
             queue.put_nowait((self.started_at + offset / self.rate, ids))
             offset += len(ids)
-        limits = httpx.Limits(max_connections=self.concurrency * 2, max_keepalive_connections=self.concurrency)
+        limits = httpx.Limits(
+            max_connections=self.concurrency * 2, max_keepalive_connections=self.concurrency
+        )
         async with httpx.AsyncClient(
             base_url=self.api_url, headers=self.headers, timeout=10.0, limits=limits
         ) as client:
             await asyncio.gather(*(self._sender(client, queue, i) for i in range(self.concurrency)))
 
-    async def _sender(self, client: httpx.AsyncClient, queue: asyncio.Queue[tuple[float, list[str]]], n: int) -> None:
+    async def _sender(
+        self, client: httpx.AsyncClient, queue: asyncio.Queue[tuple[float, list[str]]], n: int
+    ) -> None:
         token = n * 1_000_000_000
         while not queue.empty():
             at, ids = queue.get_nowait()
@@ -187,6 +192,8 @@ class Producer:
         with self.lock:
             self.stats.status_counts[resp.status_code] = self.stats.status_counts.get(resp.status_code, 0) + 1
         if resp.status_code == 202:
+            with self.lock:
+                self.stats.latencies.append(answered - now)
             body: Any = resp.json()
             items = body if isinstance(body, list) else [body]
             got = {item["id"]: item for item in items}
