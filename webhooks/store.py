@@ -147,7 +147,7 @@ class Store:
         return TenantCreated(**tenant.model_dump(), api_key=created.api_key)
 
     async def get_tenant(self, tenant_id: str) -> Tenant:
-        h = await self.r.hgetall(keys.tenant(tenant_id))
+        h = cast(dict[str, str], await self.r.hgetall(keys.tenant(tenant_id)))
         if not h:
             raise NotFound("no such tenant")
         return Tenant(id=h["id"], name=h["name"], created_at=iso_from_ms(int(h["created_at"])) or "")
@@ -169,7 +169,7 @@ class Store:
         async with self.r.pipeline(transaction=True) as pipe:
             for doc in key_docs.values():
                 pipe.delete(keys.api_key(orjson.loads(doc)["hash"]))
-            for endpoint_id in endpoint_ids:
+            for endpoint_id in cast(list[str], endpoint_ids):
                 pipe.delete(keys.endpoint(endpoint_id))
             pipe.delete(
                 keys.tenant_api_keys(tenant_id), keys.tenant_endpoints(tenant_id), keys.tenant(tenant_id)
@@ -255,7 +255,7 @@ class Store:
         doc = orjson.loads(h["doc"])
         if doc["tenant_id"] != tenant_id:
             raise NotFound("no such endpoint")
-        return doc, h
+        return doc, cast(dict[str, str], h)
 
     async def create_endpoint(
         self,
@@ -270,7 +270,7 @@ class Store:
         disabled: bool = False,
     ) -> EndpointWithSecret:
         await self.get_tenant(tenant_id)
-        doc = {
+        doc: dict[str, Any] = {
             "id": ids.new_id(ids.ENDPOINT, now_ms),
             "tenant_id": tenant_id,
             "url": self._check_url(url),
@@ -339,14 +339,14 @@ class Store:
         if "rate_limit_per_s" in changes:
             doc["rate_limit_per_s"] = validation.check_rate_limit(changes["rate_limit_per_s"])
         doc["updated_at"] = now_ms
-        fields: dict[str, Any] = {"doc": orjson.dumps(doc)}
+        fields: dict[str, str | bytes] = {"doc": orjson.dumps(doc)}
         disabled, reason = h.get("disabled", "0"), h.get("disabled_reason", "")
         if "disabled" in changes and changes["disabled"] is not None:
             disabled = "1" if changes["disabled"] else "0"
             reason = "disabled by the tenant" if changes["disabled"] else ""
             fields.update(disabled=disabled, disabled_reason=reason)
         async with self.r.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.endpoint(endpoint_id), mapping=fields)
+            pipe.hset(keys.endpoint(endpoint_id), mapping=fields)  # type: ignore[arg-type]  # invariant key type
             pipe.incr(keys.endpoint_version(tenant_id))  # routing may change: see webhooks/ingest.py
             await pipe.execute()
         return self._endpoint_out(doc, disabled, reason)
@@ -447,7 +447,7 @@ class Store:
     # -- deliveries ----------------------------------------------------------------------------
 
     async def _delivery_hash(self, tenant_id: str | None, delivery_id: str) -> dict[str, str]:
-        h = await self.r.hgetall(keys.delivery(delivery_id))
+        h = cast(dict[str, str], await self.r.hgetall(keys.delivery(delivery_id)))
         if not h or (tenant_id is not None and h.get("tenant_id") != tenant_id):
             raise NotFound("no such delivery")
         return h
@@ -666,17 +666,17 @@ class Store:
 
     async def _lex_page(self, index: str, limit: int, after: str | None) -> tuple[list[str], str | None]:
         high = f"({after}" if after else "+"
-        found = await self.r.zrevrangebylex(index, high, "-", start=0, num=limit + 1)
-        page = list(found[:limit])
+        found = cast(list[str], await self.r.zrevrangebylex(index, high, "-", start=0, num=limit + 1))
+        page = found[:limit]
         return page, (encode_cursor(page[-1]) if len(found) > limit else None)
 
     async def _lex_scan(self, index: str, after: str | None, chunk: int) -> AsyncIterator[list[str]]:
         high = f"({after}" if after else "+"
         while True:
-            found = await self.r.zrevrangebylex(index, high, "-", start=0, num=chunk)
+            found = cast(list[str], await self.r.zrevrangebylex(index, high, "-", start=0, num=chunk))
             if not found:
                 return
-            yield list(found)
+            yield found
             high = f"({found[-1]}"
 
 

@@ -6,8 +6,8 @@ from api.deps import StoreDep, TenantDep, now_ms
 from api.errors import responses
 from api.schemas import EventBatch, EventCreate
 from webhooks.errors import Invalid
+from webhooks.ingest import EventIn
 from webhooks.models import Event
-from webhooks.store import EventIn
 
 router = APIRouter(prefix="/v1/events", tags=["events"], responses=responses(401, 404, 422, 503))
 
