@@ -80,8 +80,9 @@ class _LeaseState:
 class _Endpoint:
     in_flight: int = 0
     waiting: deque[tuple[LeasedDelivery, str]] = field(default_factory=deque)
-    deferred: int = 0  # deliveries handed back since the endpoint was last idle here
+    deferred: int = 0  # deliveries handed back, less the attempts finished since
     per_s: float | None = None  # its rate limit
+    latency_s: float | None = None  # moving average of its attempts' durations
 
 
 def now_ms() -> int:
@@ -110,6 +111,7 @@ class Engine:
         self._leases: dict[str, _LeaseState] = {}
         self._endpoints: dict[str, _Endpoint] = {}
         self._in_flight = 0
+        self._waiting = 0  # leased deliveries queued behind their endpoint's concurrency cap
         self._tasks: set[asyncio.Task[None]] = set()
         self._buffer: list[Outcome] = []
         self._finished: list[str] = []
@@ -143,7 +145,9 @@ class Engine:
         idle_since: float | None = None
         poll_s = 0.005
         while not self.stopping and time.monotonic() < deadline:
-            free = self.cfg.concurrency - self._in_flight
+            # Deliveries waiting for their endpoint count too: when every endpoint is busy, new
+            # work is better left on `ready`, where any worker can take it.
+            free = self.cfg.concurrency - self._in_flight - self._waiting
             if free < min(self.cfg.lease_batch, max(1, self.cfg.concurrency // 4)) and self._in_flight:
                 await self._wait(0.1)
                 continue
@@ -166,7 +170,12 @@ class Engine:
             idle_since = None
             poll_s = 0.005
             stats.leased += len(lease.deliveries)
-            stats.deferred += self._start_lease(lease)
+            deferred = self._start_lease(lease)
+            stats.deferred += deferred
+            if deferred:
+                # The queue's head belongs to saturated endpoints: lease again once something
+                # finished, not at once, or the same deliveries would bounce straight back.
+                await self._wait(0.05)
         return stats
 
     async def _wait(self, timeout_s: float) -> None:
@@ -193,6 +202,7 @@ class Engine:
                 self._launch(d, lease.id, ep)
             elif len(ep.waiting) < self.cfg.endpoint_concurrency:
                 ep.waiting.append((d, lease.id))
+                self._waiting += 1
             else:
                 self._defer(d, lease.id, ep)
                 deferred += 1
@@ -208,16 +218,19 @@ class Engine:
     def _defer(self, d: LeasedDelivery, lease_id: str, ep: _Endpoint) -> None:
         """The endpoint is saturated: hand the delivery back for later, no attempt counted.
 
-        The delay grows with how much this endpoint has had handed back (up to 30x
-        ``defer_s``), and for a rate-limited endpoint covers the backlog at its rate, so a
-        dead or throttled receiver's backlog does not churn through the queue every second.
+        The delay is about the time the endpoint needs for what this worker already holds
+        for it (its recent response time times the queue ahead, divided by its concurrency;
+        ``defer_s`` before any answer), between 50 ms and 30 s; for a rate-limited endpoint at
+        least the backlog at its rate. A fast endpoint's overflow comes back quickly, a dead
+        or throttled receiver's backlog does not churn through the queue.
         """
         self.totals.deferred += 1
         ep.deferred += 1
-        backlog = min(30.0, 1 + ep.deferred / (4 * self.cfg.endpoint_concurrency))
-        delay_s = self.cfg.defer_s * backlog
+        ahead = (ep.in_flight + len(ep.waiting)) / self.cfg.endpoint_concurrency
+        delay_s = ahead * ep.latency_s if ep.latency_s is not None else self.cfg.defer_s
         if ep.per_s:
             delay_s = max(delay_s, (ep.in_flight + len(ep.waiting) + ep.deferred) / ep.per_s)
+        delay_s = min(30.0, max(0.05, delay_s))
         delay_ms = int(delay_s * 1000 * self.rng.uniform(0.75, 1.5))
         self._record(
             Outcome(
@@ -246,11 +259,16 @@ class Engine:
         ep = self._endpoints[d.endpoint_id]
         ep.in_flight -= 1
         self._in_flight -= 1
+        ep.deferred = max(0, ep.deferred - 1)
+        took_s = (outcome.attempt or {}).get("duration_ms", 0) / 1000
+        ep.latency_s = took_s if ep.latency_s is None else 0.8 * ep.latency_s + 0.2 * took_s
         if ep.waiting:
             if self.stopping:
                 while ep.waiting:
+                    self._waiting -= 1
                     self._defer(*ep.waiting.popleft(), ep)
             else:
+                self._waiting -= 1
                 self._launch(*ep.waiting.popleft(), ep)
         elif ep.in_flight == 0:
             del self._endpoints[d.endpoint_id]
