@@ -93,14 +93,14 @@ class Engine:
     def __init__(
         self,
         r: "Redis",
-        client: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport,
         box: SecretBox,
         config: EngineConfig,
         clock: Callable[[], int] = now_ms,
         rng: random.Random | None = None,
     ) -> None:
         self.r = r
-        self.client = client
+        self.transport = transport
         self.box = box
         self.cfg = config
         self.clock = clock
@@ -302,7 +302,7 @@ class Engine:
             await self._within_rate(d.endpoint_id, per_s)
             at_ms = self.clock()
         headers = build_headers(doc.get("headers") or {}, d.event_id, at_ms // 1000, body, keys)
-        result = await send(self.client, doc["url"], headers, body, self.cfg.request_timeout_s)
+        result = await send(self.transport, doc["url"], headers, body, self.cfg.request_timeout_s)
         self.totals.attempted += 1
         return self._outcome(d, lease_id, result, at_ms)
 

@@ -64,26 +64,48 @@ def _describe(exc: BaseException, timeout_s: float) -> str:
     return f"{type(root).__name__}: {str(root)[:200]}"
 
 
+_urls: dict[str, httpx.URL] = {}
+
+
+def _url(text: str) -> httpx.URL:
+    """Parsed once per endpoint URL (a bounded cache)."""
+    url = _urls.get(text)
+    if url is None:
+        if len(_urls) > 10_000:
+            _urls.clear()
+        url = _urls[text] = httpx.URL(text)
+    return url
+
+
 async def send(
-    client: httpx.AsyncClient, url: str, headers: dict[str, str], body: bytes, timeout_s: float
+    transport: httpx.AsyncBaseTransport, url: str, headers: dict[str, str], body: bytes, timeout_s: float
 ) -> AttemptResult:
-    """POST ``body`` to ``url``; the whole exchange (connect, send, headers, excerpt) within ``timeout_s``."""
+    """POST ``body`` to ``url``; the whole exchange (connect, send, headers, excerpt) within ``timeout_s``.
+
+    The request goes straight to the httpx transport: no client-side redirects (the
+    transport never follows them), no cookie jar, no auth or proxy from the environment.
+    """
     started = time.perf_counter()
+    limits = {"connect": timeout_s, "read": timeout_s, "write": timeout_s, "pool": timeout_s}
+    request = httpx.Request("POST", _url(url), headers=headers, content=body, extensions={"timeout": limits})
     try:
         async with asyncio.timeout(timeout_s):
-            async with client.stream("POST", url, content=body, headers=headers) as response:
+            response = await transport.handle_async_request(request)
+            try:
                 excerpt = b""
                 async for chunk in response.aiter_raw():
                     excerpt += chunk
                     if len(excerpt) >= EXCERPT_BYTES:
                         break
-                elapsed = int((time.perf_counter() - started) * 1000)
-                return AttemptResult(
-                    status_code=response.status_code,
-                    duration_ms=elapsed,
-                    excerpt=excerpt[:EXCERPT_BYTES].decode("utf-8", "replace") or None,
-                    retry_after=response.headers.get("retry-after"),
-                )
+            finally:
+                await response.aclose()
+            elapsed = int((time.perf_counter() - started) * 1000)
+            return AttemptResult(
+                status_code=response.status_code,
+                duration_ms=elapsed,
+                excerpt=excerpt[:EXCERPT_BYTES].decode("utf-8", "replace") or None,
+                retry_after=response.headers.get("retry-after"),
+            )
     except Exception as exc:  # noqa: BLE001 - every failure is an outcome, not a crash
         return AttemptResult(
             status_code=None,
