@@ -39,8 +39,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loop", default="uvloop")
     parser.add_argument("--http", default="httptools")
     args = parser.parse_args(argv)
-    uvicorn.run("bench.bare_api:app", host=args.host, port=args.port, workers=args.workers, loop=args.loop,
-                http=args.http, log_level="warning", access_log=False)
+    uvicorn.run(
+        "bench.bare_api:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop=args.loop,
+        http=args.http,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+    )
 
 
 if __name__ == "__main__":

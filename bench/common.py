@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "bench" / "out"
@@ -75,18 +76,32 @@ class Proc:
     """A subprocess we own, in its own session so the whole process group can be killed."""
 
     _live: list[Proc] = []
+    _seq = 0
 
-    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None,
-                 cwd: Path = ROOT, stdin: int | None = subprocess.DEVNULL) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
+        stdin: int | None = subprocess.DEVNULL,
+    ) -> None:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.argv = list(argv)
-        self.log_path = LOG_DIR / f"{name}.log"
+        Proc._seq += 1
+        self.seq = Proc._seq
+        self.log_path = LOG_DIR / f"{self.seq:03d}-{name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self._stopped = False
         self.popen = subprocess.Popen(
-            self.argv, cwd=cwd, env=full_env, stdin=stdin, stdout=self._log, stderr=subprocess.STDOUT,
+            self.argv,
+            cwd=cwd,
+            env=full_env,
+            stdin=stdin,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         Proc._live.append(self)
@@ -105,13 +120,14 @@ class Proc:
             return ""
         return "\n".join(lines[-n:])
 
-    def stop(self, grace: float = 5.0) -> None:
+    def stop(self, grace: float = 3.0) -> None:
+        """SIGTERM to the process (it shuts its own children down), then SIGKILL to the whole group."""
         if self._stopped:
             return
         self._stopped = True
         if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
+                self.popen.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(grace)
         # Whatever is left in the group (forked children, e.g. an RQ work horse) goes now.
@@ -136,14 +152,16 @@ def python_module(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
-def wait_until(pred: Callable[[], bool], timeout: float, what: str, interval: float = 0.05,
-               procs: Sequence[Proc] = ()) -> None:
+def wait_until(
+    pred: Callable[[], bool], timeout: float, what: str, interval: float = 0.05, procs: Sequence[Proc] = ()
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for p in procs:
             if not p.alive():
-                raise RuntimeError(f"{p.name} exited with {p.popen.returncode} while waiting for {what}: "
-                                   f"{p.tail(3)!r}")
+                raise RuntimeError(
+                    f"{p.name} exited with {p.popen.returncode} while waiting for {what}: {p.tail(3)!r}"
+                )
         with contextlib.suppress(Exception):
             if pred():
                 return
@@ -155,17 +173,73 @@ def http_ok(url: str) -> bool:
     return httpx.get(url, timeout=1.0).status_code == 200
 
 
+def _busy_cpu_seconds() -> float:
+    t = psutil.cpu_times()
+    return float(t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0))
+
+
+def _own_cpu_seconds() -> float:
+    """CPU used by this process and every process it started (alive ones, and reaped ones through the
+    ``children_*`` counters of their parents)."""
+    total = 0.0
+    me = psutil.Process()
+    for p in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+class CpuMeter:
+    """How many cores the whole machine, we, and everyone else kept busy over a window. Other people's
+    load makes the numbers noisy; the harness reports it next to each result."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.busy0 = _busy_cpu_seconds()
+        self.own0 = _own_cpu_seconds()
+
+    def read(self) -> dict[str, float]:
+        elapsed = max(time.monotonic() - self.t0, 1e-6)
+        busy = (_busy_cpu_seconds() - self.busy0) / elapsed
+        own = (_own_cpu_seconds() - self.own0) / elapsed
+        return {
+            "busy_cores": round(busy, 2),
+            "ours_cores": round(own, 2),
+            "foreign_cores": round(max(0.0, busy - own), 2),
+        }
+
+
 class RedisServer:
     """A private redis-server on a free port: no RDB snapshots, AOF on (fsync everysec), noeviction."""
 
     def __init__(self, name: str) -> None:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix=f"bench-redis-{name}-")
-        self.proc = Proc(f"redis-{name}", [
-            REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-            "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
-            "--maxmemory-policy", "noeviction", "--protected-mode", "no", "--daemonize", "no",
-        ])
+        self.proc = Proc(
+            f"redis-{name}",
+            [
+                REDIS_SERVER,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                self.dir,
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--maxmemory-policy",
+                "noeviction",
+                "--protected-mode",
+                "no",
+                "--daemonize",
+                "no",
+            ],
+        )
         self.url = f"redis://127.0.0.1:{self.port}/0"
         wait_until(self._ping, 10, f"redis on {self.port}", procs=[self.proc])
 

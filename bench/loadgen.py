@@ -29,8 +29,14 @@ class LoadResult:
         return self.ok / self.seconds if self.seconds > 0 else 0.0
 
 
-async def _run(url: str, headers: dict[str, str], body_for: Callable[[int], bytes], total: int,
-               concurrency: int, budget_s: float) -> LoadResult:
+async def _run(
+    url: str,
+    headers: dict[str, str],
+    body_for: Callable[[int], bytes],
+    total: int,
+    concurrency: int,
+    budget_s: float,
+) -> LoadResult:
     ok = errors = 0
     first_error: str | None = None
     next_i = 0
@@ -62,8 +68,14 @@ async def _run(url: str, headers: dict[str, str], body_for: Callable[[int], byte
     return LoadResult(ok + errors, ok, errors, elapsed, first_error)
 
 
-def run_load(url: str, headers: dict[str, str], body_for: Callable[[int], bytes], total: int,
-             concurrency: int = 64, budget_s: float = 60.0) -> LoadResult:
+def run_load(
+    url: str,
+    headers: dict[str, str],
+    body_for: Callable[[int], bytes],
+    total: int,
+    concurrency: int = 64,
+    budget_s: float = 60.0,
+) -> LoadResult:
     try:
         import uvloop
 

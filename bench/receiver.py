@@ -43,11 +43,13 @@ try:  # orjson is a project dependency; fall back to json if it is missing
     def _dumps(obj: Any) -> bytes:
         return orjson.dumps(obj)
 except ImportError:  # pragma: no cover
+
     def _loads(data: bytes) -> Any:
         return json.loads(data)
 
     def _dumps(obj: Any) -> bytes:
         return json.dumps(obj).encode()
+
 
 try:  # optional: only needed when the harness registers secrets
     from standardwebhooks import Webhook, WebhookVerificationError
@@ -56,6 +58,7 @@ except ImportError:  # pragma: no cover
 
     class WebhookVerificationError(Exception):  # type: ignore[no-redef]
         pass
+
 
 MODES = ("instant", "slow", "fail", "blackhole")
 
@@ -159,8 +162,8 @@ def _record(scope: Scope, mode: str, endpoint: str, body: bytes) -> None:
     if st.track_latency:
         try:
             doc = _loads(body)
-            data = doc.get("data", doc) if isinstance(doc, dict) else {}
-            sent_at = float(data.get("sent_at") if isinstance(data, dict) else doc["sent_at"])
+            data = doc.get("data", doc)  # the envelope {"type", "timestamp", "data"} or a bare payload
+            sent_at = float(data["sent_at"])
         except (ValueError, KeyError, TypeError, AttributeError):
             return
         st.latency.setdefault(mode, []).append(now - sent_at)
@@ -239,8 +242,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     args = parser.parse_args(argv)
-    uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools", log_level="warning",
-                access_log=False, lifespan="off", backlog=4096, timeout_keep_alive=30)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        backlog=4096,
+        timeout_keep_alive=30,
+    )
 
 
 if __name__ == "__main__":

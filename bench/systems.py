@@ -47,10 +47,18 @@ class Endpoint:
 def make_events(n: int, start: int = 0) -> list[Event]:
     """Events with a small, realistic payload (~250 bytes on the wire)."""
     return [
-        Event(id=f"evt_{uuid.uuid4().hex}", payload={
-            "n": start + i, "sent_at": 0.0, "object": "invoice", "customer": "cus_4f9a2c71d0",
-            "amount_due": 1999 + i % 100, "currency": "usd", "lines": [{"sku": "plan_pro", "qty": 1}],
-        })
+        Event(
+            id=f"evt_{uuid.uuid4().hex}",
+            payload={
+                "n": start + i,
+                "sent_at": 0.0,
+                "object": "invoice",
+                "customer": "cus_4f9a2c71d0",
+                "amount_due": 1999 + i % 100,
+                "currency": "usd",
+                "lines": [{"sku": "plan_pro", "qty": 1}],
+            },
+        )
         for i in range(n)
     ]
 
@@ -193,10 +201,27 @@ class RQPeer(_RedisPeer):
         self.redis = RedisServer(self.name)
         env = {"BENCH_REQUEST_TIMEOUT_S": str(timeout_s)}
         for i in range(workers):
-            self.procs.append(Proc(f"{self.name}-worker-{i}", python_module(
-                "-c", RQ_MAIN, "worker", "-u", self.redis.url, "-w", self.worker_class, "--with-scheduler",
-                "--logging_level", "WARNING", "-n", f"bench-{i}-{uuid.uuid4().hex[:6]}", rq_peer.QUEUE_NAME,
-            ), env=env))
+            self.procs.append(
+                Proc(
+                    f"{self.name}-worker-{i}",
+                    python_module(
+                        "-c",
+                        RQ_MAIN,
+                        "worker",
+                        "-u",
+                        self.redis.url,
+                        "-w",
+                        self.worker_class,
+                        "--with-scheduler",
+                        "--logging_level",
+                        "WARNING",
+                        "-n",
+                        f"bench-{i}-{uuid.uuid4().hex[:6]}",
+                        rq_peer.QUEUE_NAME,
+                    ),
+                    env=env,
+                )
+            )
         self.queue = Queue(rq_peer.QUEUE_NAME, connection=Redis.from_url(self.redis.url))
 
     def submit(self, events: list[Event]) -> None:
@@ -233,8 +258,10 @@ class CeleryPeer(_RedisPeer):
 
     @property
     def notes(self) -> str:  # type: ignore[override]
-        return (f"celery prefork --concurrency {self.concurrency} (+1 parent process), acks_late, "
-                "prefetch 1, autoretry+retry_backoff")
+        return (
+            f"celery prefork --concurrency {self.concurrency} (+1 parent process), acks_late, "
+            "prefetch 1, autoretry+retry_backoff"
+        )
 
     def start(self, workers: int, timeout_s: float) -> None:
         from bench.peers import celery_peer
@@ -243,10 +270,27 @@ class CeleryPeer(_RedisPeer):
         self.concurrency = workers
         self.redis = RedisServer(self.name)
         env = {"BENCH_REDIS_URL": self.redis.url, "BENCH_REQUEST_TIMEOUT_S": str(timeout_s)}
-        self.procs.append(Proc("celery-worker", python_module(
-            "-m", "celery", "-A", "bench.peers.celery_peer", "worker", "--pool", "prefork",
-            "--concurrency", str(workers), "--loglevel", "WARNING", "-n", f"bench-{uuid.uuid4().hex[:6]}@%h",
-        ), env=env))
+        self.procs.append(
+            Proc(
+                "celery-worker",
+                python_module(
+                    "-m",
+                    "celery",
+                    "-A",
+                    "bench.peers.celery_peer",
+                    "worker",
+                    "--pool",
+                    "prefork",
+                    "--concurrency",
+                    str(workers),
+                    "--loglevel",
+                    "WARNING",
+                    "-n",
+                    f"bench-{uuid.uuid4().hex[:6]}@%h",
+                ),
+                env=env,
+            )
+        )
         self.producer = celery_peer.make_app(self.redis.url)
 
     def submit(self, events: list[Event]) -> None:
@@ -275,13 +319,16 @@ class Ceiling(System):
         self.procs: list[Proc] = []
         self.endpoints: list[Endpoint] = []
         self.timeout_s = 15.0
-        self.notes = (f"no queue: httpx.AsyncClient + AiohttpTransport on uvloop, "
-                      f"{concurrency} in flight per process")
+        self.notes = (
+            f"no queue: httpx.AsyncClient + AiohttpTransport on uvloop, {concurrency} in flight per process"
+        )
 
     def start(self, workers: int, timeout_s: float) -> None:
         self.timeout_s = timeout_s
-        self.procs = [Proc(f"ceiling-{i}", python_module("-m", "bench.ceiling"), stdin=subprocess.PIPE)
-                      for i in range(workers)]
+        self.procs = [
+            Proc(f"ceiling-{i}", python_module("-m", "bench.ceiling"), stdin=subprocess.PIPE)
+            for i in range(workers)
+        ]
 
     def set_endpoints(self, urls: list[str]) -> list[Endpoint]:
         self.endpoints = [Endpoint(url=u, secret=new_secret()) for u in urls]
@@ -291,21 +338,33 @@ class Ceiling(System):
         if not self.procs or any(p.popen.stdin is None or p.popen.stdin.closed for p in self.procs):
             raise RuntimeError("the ceiling processes take one plan each; call start() again")
         for i, p in enumerate(self.procs):
-            plan = {"part": i, "parts": len(self.procs), "concurrency": self.concurrency,
-                    "timeout_s": self.timeout_s, "t0": t0,
-                    "endpoints": [[ep.url, ep.secret] for ep in self.endpoints], "events": events}
+            plan = {
+                "part": i,
+                "parts": len(self.procs),
+                "concurrency": self.concurrency,
+                "timeout_s": self.timeout_s,
+                "t0": t0,
+                "endpoints": [[ep.url, ep.secret] for ep in self.endpoints],
+                "events": events,
+            }
             assert p.popen.stdin is not None
             p.popen.stdin.write(json.dumps(plan).encode())
             p.popen.stdin.close()
 
     def submit(self, events: list[Event]) -> None:
-        self._send_plan([{"id": e.id, "payload": e.payload, "event_type": e.event_type, "at": None}
-                         for e in events], None)
+        self._send_plan(
+            [{"id": e.id, "payload": e.payload, "event_type": e.event_type, "at": None} for e in events], None
+        )
 
     def submit_paced(self, events: list[Event], rate: float) -> float:
         t0 = time.time() + 0.2
-        self._send_plan([{"id": e.id, "payload": e.payload, "event_type": e.event_type, "at": i / rate}
-                         for i, e in enumerate(events)], t0)
+        self._send_plan(
+            [
+                {"id": e.id, "payload": e.payload, "event_type": e.event_type, "at": i / rate}
+                for i, e in enumerate(events)
+            ],
+            t0,
+        )
         last = t0 + (len(events) - 1) / rate
         time.sleep(max(0.0, last - time.time()))
         return last

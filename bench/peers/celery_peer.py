@@ -45,15 +45,21 @@ def _sign(secret: str, msg_id: str, timestamp: int, body: str) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-@app.task(name=TASK_NAME, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
+@app.task(  # type: ignore[untyped-decorator]
+    name=TASK_NAME, autoretry_for=(Exception,), retry_backoff=True, max_retries=5
+)
 def send_webhook(url: str, secret: str, event_id: str, body: str) -> int:
     ts = int(time.time())
-    resp = client.post(url, content=body.encode(), headers={
-        "content-type": "application/json",
-        "webhook-id": event_id,
-        "webhook-timestamp": str(ts),
-        "webhook-signature": _sign(secret, event_id, ts, body),
-    })
+    resp = client.post(
+        url,
+        content=body.encode(),
+        headers={
+            "content-type": "application/json",
+            "webhook-id": event_id,
+            "webhook-timestamp": str(ts),
+            "webhook-signature": _sign(secret, event_id, ts, body),
+        },
+    )
     resp.raise_for_status()
     return resp.status_code
 

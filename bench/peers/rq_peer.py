@@ -35,12 +35,16 @@ def _sign(secret: str, msg_id: str, timestamp: int, body: str) -> str:
 def send_webhook(url: str, secret: str, event_id: str, body: str) -> int:
     """The job: sign, POST, raise on anything but 2xx (RQ then retries per ``RETRY``)."""
     ts = int(time.time())
-    resp = client.post(url, content=body.encode(), headers={
-        "content-type": "application/json",
-        "webhook-id": event_id,
-        "webhook-timestamp": str(ts),
-        "webhook-signature": _sign(secret, event_id, ts, body),
-    })
+    resp = client.post(
+        url,
+        content=body.encode(),
+        headers={
+            "content-type": "application/json",
+            "webhook-id": event_id,
+            "webhook-timestamp": str(ts),
+            "webhook-signature": _sign(secret, event_id, ts, body),
+        },
+    )
     resp.raise_for_status()
     return resp.status_code
 

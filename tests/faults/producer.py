@@ -28,6 +28,7 @@ class EventRecord:
     id: str
     event_type: str
     first_sent: float = 0.0
+    last_sent: float = 0.0  # when the request that was (or will be) acknowledged went out
     accepted_at: float | None = None
     created_at: float | None = None  # the stored event's created_at, from the 202
     deliveries: dict[str, str] = field(default_factory=dict)  # endpoint id -> delivery id
@@ -90,6 +91,7 @@ class Producer:
                 seq += 1
             self.batches.append(ids)
         self.stats = ProducerStats()
+        self.acked = 0  # events acknowledged so far
         self.lock = threading.Lock()
         self.inflight: dict[int, InFlight] = {}
         self.started_at = 0.0
@@ -170,6 +172,7 @@ class Producer:
         for r in recs:
             r.tries += 1
             r.first_sent = r.first_sent or now
+            r.last_sent = now
         docs = [{"id": r.id, "event_type": r.event_type, "payload": {"id": r.id, "seq": r.seq}} for r in recs]
         with self.lock:
             self.inflight[token] = InFlight(now, ids)
@@ -202,6 +205,8 @@ class Producer:
                 r.accepted_at = answered
                 r.created_at = _epoch(item["created_at"])
                 r.deliveries = {d["endpoint_id"]: d["id"] for d in item["deliveries"]}
+            with self.lock:
+                self.acked += len(recs)
             return True
         if resp.status_code >= 500 or resp.status_code == 429:
             with self.lock:
