@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -151,12 +152,14 @@ def install(app: FastAPI) -> None:
                 response.headers["Allow"] = ", ".join(allowed)
         return response
 
+    @app.exception_handler(redis.RedisError)
+    async def _redis(request: Request, exc: redis.RedisError) -> JSONResponse:
+        # Handled here, not by the catch-all below: Starlette re-raises what reaches that one, and
+        # uvicorn would log a traceback for every request while Redis is away.
+        log.error("Redis error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return error_response(503, "storage_unavailable", "the queue store is unavailable; try again")
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        import redis
-
-        if isinstance(exc, redis.RedisError):
-            log.error("Redis error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-            return error_response(503, "storage_unavailable", "the queue store is unavailable; try again")
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(500, "internal", "internal error")

@@ -75,11 +75,15 @@ def engine_config_of(s: Settings) -> Any:
 
 
 def cmd_api(s: Settings, _: argparse.Namespace) -> int:
+    import redis
     import uvicorn
 
     if s.admin_token is None:
         raise ConfigError("WEBHOOKS_ADMIN_TOKEN: the API refuses to start without an admin token")
-    warn_if_not_durable(sync_client(target_of(s)))
+    try:
+        warn_if_not_durable(sync_client(target_of(s)))
+    except redis.RedisError as exc:
+        log.warning("Redis is not reachable yet (%s): the API answers 503 until it is", type(exc).__name__)
     uvicorn.run(
         "api.main:app",
         factory=True,

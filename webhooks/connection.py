@@ -2,12 +2,15 @@
 
 import logging
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry as SyncRetry
 from redis.sentinel import Sentinel
 
 log = logging.getLogger("webhooks")
@@ -32,6 +35,16 @@ class RedisTarget:
 MAX_ASYNC_CONNECTIONS = 256
 
 
+def _retries(*, async_: bool) -> dict[str, Any]:
+    """Retry a command up to 3 times on a broken connection (a restart, a failover): the
+    first command on each pooled connection after Redis came back would fail otherwise.
+    Every script tolerates being run again after a lost reply (see webhooks/queue.py)."""
+    backoff = ExponentialWithJitterBackoff(base=0.05, cap=1.0)
+    retry = AsyncRetry(backoff, 3) if async_ else SyncRetry(backoff, 3)
+    errors = [redis.ConnectionError, redis.TimeoutError]
+    return {"retry": retry, "retry_on_error": errors}
+
+
 def async_client(target: RedisTarget) -> "redis.asyncio.Redis":
     """An asyncio client with ``decode_responses=True``; through Sentinel it follows failovers."""
     if target.sentinels:
@@ -42,6 +55,7 @@ def async_client(target: RedisTarget) -> "redis.asyncio.Redis":
             socket_connect_timeout=5,
             health_check_interval=30,
             max_connections=MAX_ASYNC_CONNECTIONS,
+            **_retries(async_=True),
         )
         return cast("redis.asyncio.Redis", client)
     # A blocking pool: a burst of concurrent requests waits for a connection instead of failing.
@@ -52,6 +66,7 @@ def async_client(target: RedisTarget) -> "redis.asyncio.Redis":
         health_check_interval=30,
         max_connections=MAX_ASYNC_CONNECTIONS,
         timeout=10,
+        **_retries(async_=True),
     )
     return redis.asyncio.Redis.from_pool(pool)
 
@@ -61,11 +76,19 @@ def sync_client(target: RedisTarget, *, decode: bool = True) -> "redis.Redis":
     if target.sentinels:
         sentinel = Sentinel(list(target.sentinels), socket_timeout=5)  # type: ignore[no-untyped-call]
         client = sentinel.master_for(  # type: ignore[no-untyped-call]
-            target.master or "", decode_responses=decode, socket_connect_timeout=5, health_check_interval=30
+            target.master or "",
+            decode_responses=decode,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+            **_retries(async_=False),
         )
         return cast("redis.Redis", client)
     return redis.Redis.from_url(
-        target.url, decode_responses=decode, socket_connect_timeout=5, health_check_interval=30
+        target.url,
+        decode_responses=decode,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+        **_retries(async_=False),
     )
 
 

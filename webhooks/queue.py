@@ -48,6 +48,7 @@ class Scripts:
         self.promote: AsyncScript = r.register_script(_script_source("promote"))
         self.requeue: AsyncScript = r.register_script(_script_source("requeue"))
         self.rate: AsyncScript = r.register_script(_script_source("rate"))
+        self.heartbeat: AsyncScript = r.register_script(_script_source("heartbeat"))
 
 
 _scripts: dict[int, Scripts] = {}
@@ -220,10 +221,11 @@ async def complete(
     return int(await scripts(r).complete(keys=[], args=args))
 
 
-async def heartbeat(r: "Redis", lease_ids: list[str], expiry_ms: int) -> None:
-    """Extend live leases to ``expiry_ms``; a lease already reclaimed is not brought back."""
-    if lease_ids:
-        await r.zadd(keys.LEASES, dict.fromkeys(lease_ids, expiry_ms), xx=True)
+async def heartbeat(r: "Redis", lease_ids: list[str], expiry_ms: int) -> list[str]:
+    """Extend live leases to ``expiry_ms``; returns the ids of those already reclaimed (not revived)."""
+    if not lease_ids:
+        return []
+    return [str(x) for x in await scripts(r).heartbeat(keys=[], args=[keys.PREFIX, expiry_ms, *lease_ids])]
 
 
 async def reclaim(r: "Redis", now_ms: int, max_leases: int = 100) -> tuple[int, int]:

@@ -39,6 +39,10 @@ from workers.sender import AttemptResult, build_headers, send
 
 log = logging.getLogger("webhooks.worker")
 
+# A lease is used for sending only while it is surely unexpired: within this share of its TTL
+# since it was taken or last extended.
+FRESH_SHARE = 0.8
+
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
@@ -111,6 +115,7 @@ class Engine:
         self._leases: dict[str, _LeaseState] = {}
         self._endpoints: dict[str, _Endpoint] = {}
         self._in_flight = 0
+        self._fresh_until: dict[str, float] = {}  # lease id -> until when it surely is still ours
         self._waiting = 0  # leased deliveries queued behind their endpoint's concurrency cap
         self._tasks: set[asyncio.Task[None]] = set()
         self._buffer: list[Outcome] = []
@@ -189,6 +194,7 @@ class Engine:
     def _start_lease(self, lease: Lease) -> int:
         """Start what the endpoints' caps allow, queue a little, defer the rest; the number deferred."""
         self._leases[lease.id] = _LeaseState(lease, len(lease.deliveries))
+        self._fresh_until[lease.id] = time.monotonic() + FRESH_SHARE * self.cfg.lease_ttl_s
         if not lease.deliveries:
             self._lease_done(lease.id)
             return 0
@@ -276,6 +282,20 @@ class Engine:
         self._wake.set()
 
     async def _attempt(self, d: LeasedDelivery, lease_id: str) -> Outcome:
+        if time.monotonic() > self._fresh_until.get(lease_id, 0.0):
+            # The lease may have expired (this process stalled, or Redis was unreachable): another
+            # worker may hold the delivery now. Do not send it; if the lease is still ours after
+            # all, the delivery simply comes back shortly.
+            return Outcome(
+                d.id,
+                lease_id,
+                "pending",
+                d.attempt_count,
+                d.series_attempts,
+                d.tenant_id,
+                d.endpoint_id,
+                due_ms=self.clock() + int(self.cfg.defer_s * 1000),
+            )
         lease = self._leases[lease_id].lease
         doc, disabled = lease.endpoints.get(d.endpoint_id, (None, False))
         event = lease.events.get(f"{d.tenant_id}:{d.event_id}")
@@ -382,6 +402,7 @@ class Engine:
     def _lease_done(self, lease_id: str) -> None:
         self._finished.append(lease_id)
         del self._leases[lease_id]
+        self._fresh_until.pop(lease_id, None)
         assert self._flush_wanted is not None
         self._flush_wanted.set()
 
@@ -414,13 +435,24 @@ class Engine:
         period_s = self.cfg.lease_ttl_s / 3
         while True:
             await asyncio.sleep(period_s)
-            if self._leases:
-                try:
-                    await queue.heartbeat(
-                        self.r, list(self._leases), self.clock() + int(self.cfg.lease_ttl_s * 1000)
-                    )
-                except Exception:
-                    log.exception("lease heartbeat failed")
+            if not self._leases:
+                continue
+            lease_ids = list(self._leases)
+            sent_at = time.monotonic()
+            try:
+                expiry_ms = self.clock() + int(self.cfg.lease_ttl_s * 1000)
+                gone = set(await queue.heartbeat(self.r, lease_ids, expiry_ms))
+            except Exception:
+                log.exception("lease heartbeat failed")
+                continue
+            fresh_until = sent_at + FRESH_SHARE * self.cfg.lease_ttl_s
+            for lease_id in lease_ids:
+                if lease_id in self._fresh_until:
+                    self._fresh_until[lease_id] = 0.0 if lease_id in gone else fresh_until
+            if gone:
+                log.warning(
+                    "%d leases expired while held (a stall?): their unsent deliveries stay unsent", len(gone)
+                )
 
     # -- shutdown ---------------------------------------------------------------------------------
 

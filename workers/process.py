@@ -10,9 +10,11 @@ import asyncio
 import logging
 import signal
 import threading
+import time
 from types import FrameType
 from typing import Any
 
+import redis
 from rq import Queue, SimpleWorker
 
 from webhooks import keys
@@ -75,23 +77,50 @@ def run_worker(
     burst: bool = False,
 ) -> None:
     conn = sync_client(target, decode=False)
+    wait_for_redis(conn, "worker")
     warn_if_not_durable(conn)
     rt = runtime.build(target, box, config, allow_private=allow_private)
     runtime.install(rt)
     stop_scheduler = None
     if with_scheduler:
         _, stop_scheduler = _scheduler_thread(target, config.request_timeout_s, config.retention_ms)
-    worker = DeliveryWorker([Queue(keys.RQ_QUEUE, connection=conn)], connection=conn)
+    level = logging.getLevelName(logging.getLogger().level)
     try:
-        worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger().level))
+        while True:
+            worker = DeliveryWorker([Queue(keys.RQ_QUEUE, connection=conn)], connection=conn)
+            worker.work(burst=burst, logging_level=level)
+            # RQ's loop also ends when Redis fails outside a dequeue (it logs "unhandled
+            # exception, quitting"). Unless a stop was asked for, wait for Redis and go on.
+            if burst or worker._stop_requested or rt.engine.stopping:
+                break
+            log.warning("the worker loop ended without a stop request; waiting for Redis to start again")
+            wait_for_redis(conn, "worker")
     finally:
         if stop_scheduler:
             stop_scheduler()
         rt.close()
 
 
+def wait_for_redis(conn: "redis.Redis", who: str) -> None:
+    """Block until Redis answers PING (backing off up to 5 s, logging now and then)."""
+    delay_s, waited_s, logged_at = 0.1, 0.0, -10.0
+    while True:
+        try:
+            if conn.ping():
+                return
+        except redis.RedisError as exc:
+            if waited_s - logged_at >= 10:
+                log.warning("%s: Redis is not reachable (%s); waiting", who, type(exc).__name__)
+                logged_at = waited_s
+        time.sleep(delay_s)
+        waited_s += delay_s
+        delay_s = min(delay_s * 2, 5.0)
+
+
 def run_scheduler(target: RedisTarget, request_timeout_s: float, retention_ms: int) -> None:
-    warn_if_not_durable(sync_client(target))
+    conn = sync_client(target)
+    wait_for_redis(conn, "scheduler")
+    warn_if_not_durable(conn)
 
     async def main() -> None:
         sched = Scheduler(

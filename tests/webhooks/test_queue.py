@@ -235,3 +235,15 @@ def test_ingest_routed_with_a_stale_endpoint_version_writes_nothing(ar, loop, rd
     assert err.value.tenant_id == "ten_1"
     assert rds.llen(keys.READY) == 0 and not rds.exists(keys.event("ten_1", "e1"))
     assert loop.run_until_complete(queue.ingest(ar, [fresh])) == [None]
+
+
+def test_releasing_a_lease_requeues_what_is_still_under_it(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    """A lease's outcomes may be written in two calls; if the first was lost (failover with lag),
+    the release by the second must not orphan the deliveries the first one covered."""
+    loop.run_until_complete(queue.ingest(ar, [new_event("e1", 2)]))
+    lease = _lease(ar, loop)
+    d0, d1 = lease.deliveries
+    assert loop.run_until_complete(queue.complete(ar, [_ok(d1, lease.id)], [lease.id], NOW)) == 1
+    assert rds.hget(keys.delivery(d0.id), "status") == "pending"
+    assert rds.lrange(keys.READY, 0, -1) == [d0.id]
+    assert rds.zscore(keys.LEASES, lease.id) is None and not rds.exists(keys.lease(lease.id))

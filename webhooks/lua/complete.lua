@@ -48,10 +48,27 @@ for i = 5 + nf, #ARGV do
     end
   end
 end
+-- A finished lease is released. Any delivery still under it goes back to the front of ready: its
+-- outcome was written by an earlier call whose effect was lost (a failover with replication lag, a
+-- crash of Redis with everysec), so no delivery is ever left under a lease that no longer exists.
+local n_back = 0
 for i = 5, 4 + nf do
-  redis.call('DEL', p .. 'q:lease:' .. ARGV[i])
-  redis.call('ZREM', p .. 'q:leases', ARGV[i])
+  local lid = ARGV[i]
+  local lk = p .. 'q:lease:' .. lid
+  local held = redis.call('LRANGE', lk, 0, -1)
+  for j = #held, 1, -1 do
+    local dk = p .. 'dlv:' .. held[j]
+    if redis.call('HGET', dk, 'lease') == lid then
+      redis.call('HDEL', dk, 'lease')
+      redis.call('HSET', dk, 'status', 'pending', 'updated_at', now)
+      redis.call('LPUSH', p .. 'q:ready', held[j])
+      n_back = n_back + 1
+    end
+  end
+  redis.call('DEL', lk)
+  redis.call('ZREM', p .. 'q:leases', lid)
 end
+if n_back > 0 then redis.call('HINCRBY', p .. 'stats', 'deliveries_reclaimed', n_back) end
 if n_ok > 0 then redis.call('HINCRBY', p .. 'stats', 'attempts_succeeded', n_ok) end
 if n_fail > 0 then redis.call('HINCRBY', p .. 'stats', 'attempts_failed', n_fail) end
 if n_dead > 0 then redis.call('HINCRBY', p .. 'stats', 'deliveries_dead', n_dead) end
