@@ -14,6 +14,7 @@ in this process at once (see :meth:`Authenticator.forget`) and in others within
 ``CACHE_TTL_S``.
 """
 
+import asyncio
 import hashlib
 import importlib.resources
 import time
@@ -50,6 +51,7 @@ class Authenticator:
         # Unlimited: one check per CACHE_TTL_S; limited: a few tokens per round trip.
         self.chunk = 1_000_000 if rate_per_s <= 0 else max(1, min(50, int(self.burst * 0.05)))
         self._pockets: dict[str, _Pocket] = {}
+        self._refills: dict[str, asyncio.Future[None]] = {}
         self._script: AsyncScript = r.register_script(_SOURCE)
 
     def forget(self, key_hash: str) -> None:
@@ -61,14 +63,23 @@ class Authenticator:
 
         Raises :class:`Unauthorized` for an unknown or revoked key and
         :class:`LimitExceeded` (with ``retry_after_s``) when the tenant is over its rate.
+        Concurrent requests with an empty pocket share one refill.
         """
         if not key.startswith(API_KEY_PREFIX) or len(key) > 200:
             raise Unauthorized("unknown or revoked credentials")
         key_hash = hash_api_key(key)
-        pocket = self._pockets.get(key_hash)
-        if pocket is not None and pocket.tokens > 0 and pocket.expires > time.monotonic():
-            pocket.tokens -= 1
-            return pocket.tenant_id
+        while True:
+            pocket = self._pockets.get(key_hash)
+            if pocket is not None and pocket.tokens > 0 and pocket.expires > time.monotonic():
+                pocket.tokens -= 1
+                return pocket.tenant_id
+            refill = self._refills.get(key_hash)
+            if refill is None:
+                refill = self._refills[key_hash] = asyncio.ensure_future(self._refill(key_hash, now_ms))
+                refill.add_done_callback(lambda _: self._refills.pop(key_hash, None))
+            await asyncio.shield(refill)  # raises Unauthorized / LimitExceeded for every waiter
+
+    async def _refill(self, key_hash: str, now_ms: int) -> None:
         tenant_id, wait_ms, granted = await self._script(
             keys=[], args=[keys.PREFIX, key_hash, now_ms, self.rate_per_s, self.burst, self.chunk]
         )
@@ -83,5 +94,4 @@ class Authenticator:
             )
         if len(self._pockets) >= MAX_CACHED_KEYS:
             self._pockets.clear()
-        self._pockets[key_hash] = _Pocket(str(tenant_id), int(granted) - 1, time.monotonic() + CACHE_TTL_S)
-        return str(tenant_id)
+        self._pockets[key_hash] = _Pocket(str(tenant_id), int(granted), time.monotonic() + CACHE_TTL_S)
