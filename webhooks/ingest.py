@@ -15,7 +15,7 @@
 import asyncio
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -29,6 +29,7 @@ Route = tuple[str, bool, list[str] | None]  # (endpoint id, disabled, event type
 MAX_GROUP_EVENTS = 2000
 ROUTE_CACHE_TENANTS = 10_000
 STALE_RETRIES = 5
+_valid_types: set[str] = set()  # event types already checked (the same few recur)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +41,19 @@ class EventIn:
 
 
 def prepare(
-    tenant_id: str, event: EventIn, routes: Sequence[Route], now_ms: int, max_payload_bytes: int
+    tenant_id: str,
+    event: EventIn,
+    routes: Sequence[Route],
+    now_ms: int,
+    max_payload_bytes: int,
+    routes_version: str | None = None,
 ) -> queue.NewEvent:
     """Validate one event, serialize its body once and pick its deliveries (pure but for random ids)."""
-    routing.check_event_type(event.event_type)
+    if event.event_type not in _valid_types:
+        routing.check_event_type(event.event_type)
+        if len(_valid_types) > 10_000:
+            _valid_types.clear()
+        _valid_types.add(event.event_type)
     event_id = (
         validation.check_event_id(event.event_id)
         if event.event_id is not None
@@ -73,6 +83,7 @@ def prepare(
         body.decode(),
         idem,
         deliveries,
+        routes_version=routes_version,
         generated_id=event.event_id is None,
     )
 
@@ -148,12 +159,7 @@ class Ingestor:
             prepared = []
             for i, e in enumerate(events):
                 try:
-                    prepared.append(
-                        replace(
-                            prepare(tenant_id, e, routes, now_ms, self.max_payload_bytes),
-                            routes_version=version,
-                        )
-                    )
+                    prepared.append(prepare(tenant_id, e, routes, now_ms, self.max_payload_bytes, version))
                 except (Invalid, PayloadTooLarge) as exc:
                     if not batch:
                         raise
