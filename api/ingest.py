@@ -54,6 +54,7 @@ class FastIngest:
         if path not in (SINGLE, BATCH):
             await self.app(scope, receive, send)
             return
+        response: Response | bytes
         try:
             response = await self._ingest(scope, receive, batch=path == BATCH)
         except WebhooksError as exc:
@@ -66,9 +67,15 @@ class FastIngest:
         except Exception:
             log.exception("unexpected error on POST %s", path)
             response = errors.error_response(500, "internal", "internal error")
-        await response(scope, receive, send)
+        if isinstance(response, bytes):  # the 202, written without a Response object
+            headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(response))]
+            await send({"type": "http.response.start", "status": 202, "headers": headers})
+            await send({"type": "http.response.body", "body": response})
+        else:
+            await response(scope, receive, send)
 
-    async def _ingest(self, scope: Scope, receive: Receive, *, batch: bool) -> Response:
+    async def _ingest(self, scope: Scope, receive: Receive, *, batch: bool) -> Response | bytes:
+        """The 202 body, or the error answer."""
         state: AppState = self.app.state.webhooks
         store = state.store
         headers = dict(scope["headers"])
@@ -105,9 +112,7 @@ class FastIngest:
             await _event_json(store, new, existing, e.payload)
             for (new, existing), e in zip(accepted, events, strict=True)
         ]
-        return Response(
-            orjson.dumps(out if batch else out[0]), status_code=202, media_type="application/json"
-        )
+        return orjson.dumps(out if batch else out[0])
 
 
 async def _caller(state: AppState, header: str) -> Caller:
