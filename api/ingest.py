@@ -30,7 +30,6 @@ from api.schemas import EventBatch, EventCreate
 from webhooks.errors import Invalid, PayloadTooLarge, Unauthorized, WebhooksError
 from webhooks.ingest import EventIn
 from webhooks.queue import NewEvent
-from webhooks.store import Store
 from webhooks.timefmt import iso_from_ms
 
 log = logging.getLogger("webhooks.api")
@@ -109,7 +108,9 @@ class FastIngest:
             return errors.validation_error_response(exc.errors(include_url=False))
         accepted = await store.accept(tenant_id, events, int(time.time() * 1000), batch=batch)
         out = [
-            await _event_json(store, new, existing, e.payload)
+            _accepted_json(new, e.payload)
+            if existing is None
+            else (await store.event_out(existing)).model_dump(mode="json")
             for (new, existing), e in zip(accepted, events, strict=True)
         ]
         return orjson.dumps(out if batch else out[0])
@@ -146,10 +147,8 @@ async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) 
             return b"".join(chunks)
 
 
-async def _event_json(store: Store, new: NewEvent, existing: dict[str, Any] | None, payload: Any) -> Any:
-    """The 202 body of one event: as accepted now, or as stored before (same id or key)."""
-    if existing is not None:
-        return (await store.event_out(existing)).model_dump(mode="json")
+def _accepted_json(new: NewEvent, payload: Any) -> dict[str, Any]:
+    """The 202 body of an event accepted now (one stored before is shown as ``GET`` shows it)."""
     return {
         "id": new.event_id,
         "tenant_id": new.tenant_id,
