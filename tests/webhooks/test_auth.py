@@ -1,7 +1,6 @@
 """API keys: by hash only, a shared token bucket, few round trips, revocation that takes effect."""
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -9,25 +8,10 @@ import redis.asyncio
 
 from webhooks import keys
 from webhooks.auth import Authenticator, hash_api_key
-from webhooks.connection import RedisTarget, async_client
 from webhooks.errors import LimitExceeded, Unauthorized
 
 NOW = 1_800_000_000_000
 KEY = "whk_" + "k" * 43
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    lp = asyncio.new_event_loop()
-    yield lp
-    lp.close()
-
-
-@pytest.fixture
-def ar(redis_url: str, loop: asyncio.AbstractEventLoop) -> Iterator["redis.asyncio.Redis"]:
-    client = async_client(RedisTarget(redis_url))
-    yield client
-    loop.run_until_complete(client.aclose())
 
 
 def register(rds: "redis.Redis", key: str = KEY, tenant: str = "ten_1") -> None:

@@ -1,7 +1,6 @@
 """Ingest: cached routing never outlives an endpoint change; concurrent requests share writes."""
 
 import asyncio
-from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -9,25 +8,10 @@ import redis
 import redis.asyncio
 
 from webhooks import keys
-from webhooks.connection import RedisTarget, async_client
 from webhooks.errors import Invalid, PayloadTooLarge
 from webhooks.ingest import EventIn, Ingestor
 
 NOW = 1_800_000_000_000
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    lp = asyncio.new_event_loop()
-    yield lp
-    lp.close()
-
-
-@pytest.fixture
-def ar(redis_url: str, loop: asyncio.AbstractEventLoop) -> Iterator["redis.asyncio.Redis"]:
-    client = async_client(RedisTarget(redis_url))
-    yield client
-    loop.run_until_complete(client.aclose())
 
 
 def add_endpoint(

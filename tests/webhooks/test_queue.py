@@ -1,31 +1,11 @@
 """The queue's Lua transitions against a real Redis: atomic, lease-guarded, recoverable."""
 
-import asyncio
-from collections.abc import Iterator
-
 import pytest
-import redis
-import redis.asyncio
 
 from webhooks import keys, queue
-from webhooks.connection import RedisTarget, async_client
 from webhooks.queue import NewEvent, Outcome
 
 NOW = 1_800_000_000_000
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    lp = asyncio.new_event_loop()
-    yield lp
-    lp.close()
-
-
-@pytest.fixture
-def ar(redis_url: str, loop: asyncio.AbstractEventLoop) -> Iterator["redis.asyncio.Redis"]:
-    client = async_client(RedisTarget(redis_url))
-    yield client
-    loop.run_until_complete(client.aclose())
 
 
 def new_event(event_id: str, n: int = 2, key: str = "") -> NewEvent:
