@@ -319,28 +319,29 @@ class Engine:
             return self._outcome(d, lease_id, AttemptResult(None, 0, error=f"cannot sign: {exc}"))
         per_s = doc.get("rate_limit_per_s")
         if per_s:
-            await self._within_rate(d.endpoint_id, per_s)
-            at_ms = self.clock()
+            at_ms = await self._within_rate(d.endpoint_id, per_s)
         headers = build_headers(doc.get("headers") or {}, d.event_id, at_ms // 1000, body, keys)
         result = await send(self.transport, doc["url"], headers, body, self.cfg.request_timeout_s)
         self.totals.attempted += 1
         return self._outcome(d, lease_id, result, at_ms)
 
-    async def _within_rate(self, endpoint_id: str, per_s: float) -> None:
-        """Wait for a slot of the endpoint's rate limit, shared by all workers through Redis.
+    async def _within_rate(self, endpoint_id: str, per_s: float) -> int:
+        """Wait for a slot of the endpoint's rate limit, shared by all workers through Redis;
+        returns the time (ms) the slot was granted at, which the attempt is stamped with.
 
         The wait holds one of the endpoint's concurrency slots, so at most
         ``endpoint_concurrency`` deliveries of a throttled endpoint wait here. If Redis
         cannot be asked, the send goes ahead: a limit is a courtesy, losing no delivery is not.
         """
         while True:
+            now = self.clock()
             try:
-                wait_ms = await queue.take_send_slot(self.r, endpoint_id, per_s, self.clock())
+                wait_ms = await queue.take_send_slot(self.r, endpoint_id, per_s, now)
             except Exception:  # noqa: BLE001
                 log.warning("rate limit check failed for endpoint %s; sending anyway", endpoint_id)
-                return
+                return now
             if wait_ms <= 0:
-                return
+                return now
             await asyncio.sleep(wait_ms / 1000 + self.rng.uniform(0, 0.02))
 
     def signing_keys(self, endpoint_doc: dict[str, Any], at_ms: int) -> list[bytes]:
