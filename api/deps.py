@@ -43,12 +43,15 @@ def now_ms() -> int:
 
 
 async def caller(request: Request) -> Caller:
-    header = request.headers.get("authorization", "")
+    return await caller_from_header(app_state(request), request.headers.get("authorization", ""))
+
+
+async def caller_from_header(state: AppState, header: str) -> Caller:
+    """Who sends this ``Authorization`` value (also used by the ingest fast path, :mod:`api.ingest`)."""
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("send 'Authorization: Bearer <admin token or tenant API key>'")
-    state = app_state(request)
     if state.admin_token and hmac.compare_digest(token.encode(), state.admin_token.encode()):
         return Caller(is_admin=True, tenant_id=None)
     tenant_id = await state.store.auth.tenant_for(token, now_ms())

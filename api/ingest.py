@@ -11,7 +11,6 @@ Everything else passes through to FastAPI, whose routes in
 :mod:`api.routes.events` document these two operations and behave the same.
 """
 
-import hmac
 import logging
 import time
 from typing import Any
@@ -25,9 +24,9 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from api import errors
-from api.deps import AppState, Caller, resolve_tenant
+from api.deps import AppState, caller_from_header, resolve_tenant
 from api.schemas import EventBatch, EventCreate
-from webhooks.errors import Invalid, PayloadTooLarge, Unauthorized, WebhooksError
+from webhooks.errors import Invalid, PayloadTooLarge, WebhooksError
 from webhooks.ingest import EventIn
 from webhooks.queue import NewEvent
 from webhooks.timefmt import iso_from_ms
@@ -78,7 +77,7 @@ class FastIngest:
         state: AppState = self.app.state.webhooks
         store = state.store
         headers = dict(scope["headers"])
-        who = await _caller(state, headers.get(b"authorization", b"").decode("latin-1"))
+        who = await caller_from_header(state, headers.get(b"authorization", b"").decode("latin-1"))
         query = (
             parse_qs(scope.get("query_string", b"").decode("latin-1")) if scope.get("query_string") else {}
         )
@@ -114,17 +113,6 @@ class FastIngest:
             for (new, existing), e in zip(accepted, events, strict=True)
         ]
         return orjson.dumps(out if batch else out[0])
-
-
-async def _caller(state: AppState, header: str) -> Caller:
-    """The same rules as :func:`api.deps.caller`, from the raw header."""
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("send 'Authorization: Bearer <admin token or tenant API key>'")
-    if state.admin_token and hmac.compare_digest(token.encode(), state.admin_token.encode()):
-        return Caller(is_admin=True, tenant_id=None)
-    return Caller(is_admin=False, tenant_id=await state.store.auth.tenant_for(token, int(time.time() * 1000)))
 
 
 async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
