@@ -14,8 +14,9 @@ from api.ingest import BATCH, BATCH_BODY_LIMIT, FastIngest
 from api.routes import dead_letters, deliveries, endpoints, events, health, tenants
 from webhooks import __version__
 from webhooks.connection import RedisTarget, async_client
+from webhooks.policy import Policy
 from webhooks.secretbox import SecretBox
-from webhooks.store import Policy, Store
+from webhooks.store import Store
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ STATUS: dict[type[errors.WebhooksError], tuple[int, str]] = {
     errors.LimitExceeded: (429, "limit_exceeded"),
     errors.Unauthorized: (401, "unauthorized"),
     errors.Forbidden: (403, "forbidden"),
+    errors.StorageFull: (503, "storage_full"),
     errors.StorageError: (503, "storage_unavailable"),
 }
 
@@ -109,9 +110,19 @@ def domain_error_response(exc: errors.WebhooksError) -> JSONResponse:
     else:
         status, code = 500, "internal"
     response = error_response(status, code, str(exc))
-    if isinstance(exc, errors.LimitExceeded) and exc.retry_after_s is not None:
+    if isinstance(exc, errors.LimitExceeded | errors.StorageFull) and exc.retry_after_s is not None:
         response.headers["Retry-After"] = str(max(1, int(exc.retry_after_s + 0.999)))
     return response
+
+
+def redis_error_response(exc: redis.RedisError) -> JSONResponse:
+    """503: ``storage_full`` (with ``Retry-After``) when Redis refused a write for memory, else
+    ``storage_unavailable``."""
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return domain_error_response(
+            errors.StorageFull("storage is full: Redis refused the write; retry later")
+        )
+    return error_response(503, "storage_unavailable", "the queue store is unavailable; try again")
 
 
 def validation_error_response(problems: Sequence[Any]) -> JSONResponse:
@@ -157,7 +168,7 @@ def install(app: FastAPI) -> None:
         # Handled here, not by the catch-all below: Starlette re-raises what reaches that one, and
         # uvicorn would log a traceback for every request while Redis is away.
         log.error("Redis error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-        return error_response(503, "storage_unavailable", "the queue store is unavailable; try again")
+        return redis_error_response(exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

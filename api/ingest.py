@@ -59,9 +59,7 @@ class FastIngest:
             response = errors.domain_error_response(exc)
         except redis.RedisError as exc:
             log.error("Redis error on POST %s: %s", path, type(exc).__name__)
-            response = errors.error_response(
-                503, "storage_unavailable", "the queue store is unavailable; try again"
-            )
+            response = errors.redis_error_response(exc)
         except Exception:
             log.exception("unexpected error on POST %s", path)
             response = errors.error_response(500, "internal", "internal error")

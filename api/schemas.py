@@ -1,7 +1,7 @@
 """Request bodies of the HTTP API. Responses use the domain models in :mod:`webhooks.models`."""
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,6 +20,8 @@ class EndpointCreate(_In):
     event_types: list[str] | None = None
     headers: dict[str, str] | None = None
     rate_limit_per_s: float | None = None
+    max_in_flight: int | None = Field(None, ge=1, le=10000)
+    ordering: Literal["parallel", "fifo"] | None = None
     disabled: bool = False
     tenant_id: str | None = None  # admin only: the tenant to act for
 
@@ -30,6 +32,8 @@ class EndpointUpdate(_In):
     event_types: list[str] | None = None
     headers: dict[str, str] | None = None
     rate_limit_per_s: float | None = None
+    max_in_flight: int | None = Field(None, ge=1, le=10000)
+    ordering: Literal["parallel", "fifo"] | None = None
     disabled: bool | None = None
 
 

@@ -4,32 +4,35 @@ Keys are stored only as SHA-256 hashes (they are long random strings, so a
 plain hash is enough); lookup is by hash, so no secret is compared in Python.
 The admin token is checked by the API, in constant time, before this is used.
 
-The rate limit is a token bucket in Redis shared by every API process
-(``lua/auth.lua`` checks the key and takes tokens in one round trip). So that
+The rate limit is a token bucket in Redis shared by every API process: the
+key's hash names its tenant (a global lookup), then ``lua/auth.lua`` checks
+the key and takes tokens in the tenant's own slot. So that
 the hot path does not pay a round trip per request, an :class:`Authenticator`
 takes a few tokens at a time into a local pocket (at most 5 % of the burst,
 kept for at most a second) and remembers which tenant a key belongs to while it
 spends them. Every refill checks the key again, so a revoked key stops working
 in this process at once (see :meth:`Authenticator.forget`) and in others within
 ``CACHE_TTL_S``.
+
+Answering a read must not need a write: when Redis refuses the bucket's write
+for lack of memory, the key is checked with reads alone and the tokens come
+from a local bucket at the same rate (per process, until Redis has room again).
 """
 
 import asyncio
 import hashlib
-import importlib.resources
 import time
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
+from redis.exceptions import OutOfMemoryError
 
-from webhooks import keys
+from webhooks import keys, queue
 from webhooks.errors import LimitExceeded, Unauthorized
 
 API_KEY_PREFIX = "whk_"
 CACHE_TTL_S = 1.0
 MAX_CACHED_KEYS = 100_000
-_SOURCE = importlib.resources.files("webhooks").joinpath("lua/auth.lua").read_text()
 
 
 def hash_api_key(key: str) -> str:
@@ -52,7 +55,7 @@ class Authenticator:
         self.chunk = 1_000_000 if rate_per_s <= 0 else max(1, min(50, int(self.burst * 0.05)))
         self._pockets: dict[str, _Pocket] = {}
         self._refills: dict[str, asyncio.Future[None]] = {}
-        self._script: AsyncScript = r.register_script(_SOURCE)
+        self._local: dict[str, tuple[float, float]] = {}  # tenant -> (tokens, at s): the OOM fallback
 
     def forget(self, key_hash: str) -> None:
         """Drop what this process remembers of a key (call it when the key is revoked)."""
@@ -80,10 +83,19 @@ class Authenticator:
             await asyncio.shield(refill)  # raises Unauthorized / LimitExceeded for every waiter
 
     async def _refill(self, key_hash: str, now_ms: int) -> None:
-        tenant_id, wait_ms, granted = await self._script(
-            keys=[], args=[keys.PREFIX, key_hash, now_ms, self.rate_per_s, self.burst, self.chunk]
-        )
-        if not tenant_id:
+        found = await self.r.get(keys.api_key(key_hash))
+        tenant_id, _, key_id = str(found or "").partition(":")
+        known, wait_ms, granted = 0, 0, 0
+        if key_id:
+            try:
+                known, wait_ms, granted = await queue.scripts(self.r).auth(
+                    keys=[keys.tenant_base(tenant_id)],
+                    args=[key_id, now_ms, self.rate_per_s, self.burst, self.chunk],
+                )
+            except OutOfMemoryError:
+                known = int(bool(await self.r.hexists(keys.tenant_api_keys(tenant_id), key_id)))
+                wait_ms, granted = self._local_tokens(tenant_id)
+        if not int(known):
             self.forget(key_hash)
             raise Unauthorized("unknown or revoked credentials")
         if int(wait_ms) > 0:
@@ -95,3 +107,17 @@ class Authenticator:
         if len(self._pockets) >= MAX_CACHED_KEYS:
             self._pockets.clear()
         self._pockets[key_hash] = _Pocket(str(tenant_id), int(granted), time.monotonic() + CACHE_TTL_S)
+
+    def _local_tokens(self, tenant_id: str) -> tuple[int, int]:
+        """``(ms to wait, tokens granted)`` from this process's own bucket for the tenant."""
+        if self.rate_per_s <= 0:
+            return 0, self.chunk
+        now = time.monotonic()
+        tokens, at = self._local.get(tenant_id, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate_per_s)
+        granted = min(self.chunk, int(tokens))
+        if granted < 1:
+            self._local[tenant_id] = (tokens, now)
+            return int((1 - tokens) * 1000 / self.rate_per_s) + 1, 0
+        self._local[tenant_id] = (tokens - granted, now)
+        return 0, granted

@@ -21,9 +21,10 @@ from typing import Any
 from webhooks import __version__
 from webhooks.connection import RedisTarget, async_client, sync_client, warn_if_not_durable
 from webhooks.errors import ConfigError, WebhooksError
+from webhooks.policy import Policy
 from webhooks.secretbox import SecretBox
 from webhooks.settings import Settings, load
-from webhooks.store import DeadFilter, Policy, Store
+from webhooks.store import DeadFilter, Store
 from webhooks.timefmt import ms_from_datetime
 
 log = logging.getLogger("webhooks")
@@ -55,6 +56,7 @@ def policy_of(s: Settings) -> Policy:
         tenant_rate_per_s=s.tenant_rate_limit_per_s,
         tenant_burst=s.tenant_rate_burst,
         retention_ms=s.retention_ms,
+        default_max_in_flight=s.endpoint_max_in_flight,
     )
 
 
@@ -65,9 +67,20 @@ def engine_config_of(s: Settings) -> Any:
         schedule=s.schedule,
         request_timeout_s=s.request_timeout_s,
         concurrency=s.worker_concurrency,
-        endpoint_concurrency=s.endpoint_concurrency,
+        breaker=s.breaker,
         lease_ttl_s=s.lease_ttl_s,
         retention_ms=s.retention_ms,
+    )
+
+
+def scheduler_config_of(s: Settings) -> Any:
+    from workers.scheduler import SchedulerConfig
+
+    return SchedulerConfig(
+        request_timeout_s=s.request_timeout_s,
+        retention_ms=s.retention_ms,
+        memory_high_share=s.memory_high_watermark,
+        trim_dead_letters=s.trim_dead_letters,
     )
 
 
@@ -110,6 +123,7 @@ def cmd_worker(s: Settings, args: argparse.Namespace) -> int:
         allow_private=s.allow_private_targets,
         with_scheduler=not args.no_scheduler,
         burst=args.burst,
+        scheduler_config=scheduler_config_of(s),
     )
     return 0
 
@@ -117,7 +131,7 @@ def cmd_worker(s: Settings, args: argparse.Namespace) -> int:
 def cmd_scheduler(s: Settings, _: argparse.Namespace) -> int:
     from workers.process import run_scheduler
 
-    run_scheduler(target_of(s), s.request_timeout_s, s.retention_ms)
+    run_scheduler(target_of(s), scheduler_config_of(s))
     return 0
 
 

@@ -112,4 +112,13 @@ def warn_if_not_durable(r: "redis.Redis") -> list[str]:
         problems = ["cannot read the Redis configuration (CONFIG GET refused): durability unchecked"]
     for problem in problems:
         log.warning("DURABILITY WARNING: %s", problem)
+    try:
+        if int(r.config_get("maxmemory").get("maxmemory", 0) or 0) == 0:
+            log.warning(
+                "MEMORY WARNING: maxmemory is 0 (no limit): the platform cannot keep its memory budget "
+                "(trim settled history at 70%%, refuse new events when pending work fills it); "
+                "set maxmemory in redis.conf"
+            )
+    except redis.ResponseError:
+        pass
     return problems

@@ -53,3 +53,14 @@ class ConfigError(WebhooksError):
 
 class StorageError(WebhooksError):
     """Redis is unreachable or misconfigured."""
+
+
+class StorageFull(StorageError):
+    """Pending work fills Redis' memory budget: new events wait until deliveries drain it."""
+
+    def __init__(self, message: str = "", retry_after_s: float = 5.0) -> None:
+        super().__init__(
+            message
+            or "storage is full of pending deliveries: new events are refused until they drain; retry later"
+        )
+        self.retry_after_s = retry_after_s

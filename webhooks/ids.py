@@ -50,6 +50,38 @@ def new_id(prefix: str, now_ms: int | None = None) -> str:
     return f"{prefix}_{_last_time}{_rng.getrandbits(64):016x}"
 
 
+def new_stem(n: int, now_ms: int | None = None) -> str:
+    """The common start of the ids of ``n`` deliveries of one event (see :func:`stem_member`).
+
+    A stem is a delivery id cut short by the width of the index that completes it (2 base32
+    characters for up to 1024 deliveries, 4 beyond), so every member id has the usual shape and
+    sorts by creation time, and an event stores one stem instead of ``n`` ids.
+    """
+    return new_id(DELIVERY, now_ms)[: -_index_width(n)]
+
+
+def _index_width(n: int) -> int:
+    return 2 if n <= 32**2 else 4
+
+
+def stem_member(stem: str, i: int) -> str:
+    """The id of delivery ``i`` of the stem's event."""
+    return stem + _encode(i, len(DELIVERY) + 27 - len(stem))
+
+
+def stem_members(stem: str, n: int) -> list[str]:
+    return [stem_member(stem, i) for i in range(n)]
+
+
+def ms_of(value: str) -> int:
+    """The creation time (Unix ms) encoded in an id made by :func:`new_id`."""
+    t = value.partition("_")[2][:10]
+    ms = 0
+    for ch in t:
+        ms = ms * 32 + _ALPHABET.index(ch)
+    return ms
+
+
 def floor_id(prefix: str, ms: int) -> str:
     """The smallest id of ``prefix`` created at ``ms``: every id created earlier sorts below it."""
     return f"{prefix}_{_encode(ms, 10)}{'0' * 16}"

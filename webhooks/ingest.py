@@ -20,15 +20,18 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import OutOfMemoryError
 
-from webhooks import ids, keys, queue, routing, validation
-from webhooks.errors import Invalid, PayloadTooLarge, StorageError
-from webhooks.timefmt import iso_from_ms
+from webhooks import history, ids, keys, queue, routing, validation
+from webhooks.errors import Invalid, PayloadTooLarge, StorageError, StorageFull
+from webhooks.history import StoredEvent
+from webhooks.memory import LevelCache
 
 Route = tuple[str, bool, list[str] | None]  # (endpoint id, disabled, event types)
 MAX_GROUP_EVENTS = 2000
 ROUTE_CACHE_TENANTS = 10_000
 STALE_RETRIES = 5
+WIRE_OVERHEAD = len('{"type":"","timestamp":"2026-01-01T00:00:00.000Z","data":}')
 _valid_types: set[str] = set()  # event types already checked (the same few recur)
 
 
@@ -61,28 +64,23 @@ def prepare(
     )
     idem = validation.check_idempotency_key(event.idempotency_key) if event.idempotency_key else ""
     try:
-        body = orjson.dumps(
-            {"type": event.event_type, "timestamp": iso_from_ms(now_ms), "data": event.payload}
-        )
+        payload_json = orjson.dumps(event.payload)
     except orjson.JSONEncodeError as exc:
         # Integers beyond 64 bits, lone surrogates, nesting deeper than 254 levels...
         raise Invalid(f"payload: cannot be stored as JSON ({exc})") from None
-    if len(body) > max_payload_bytes:
-        raise PayloadTooLarge(
-            f"payload: the event body is {len(body)} bytes; the limit is {max_payload_bytes}"
-        )
-    deliveries = [
-        (ids.new_id(ids.DELIVERY, now_ms), endpoint_id)
-        for endpoint_id in routing.route(routes, event.event_type)
-    ]
+    size = len(payload_json) + len(event.event_type) + WIRE_OVERHEAD
+    if size > max_payload_bytes:
+        raise PayloadTooLarge(f"payload: the event body is {size} bytes; the limit is {max_payload_bytes}")
+    endpoint_ids = routing.route(routes, event.event_type)
+    stem = ids.new_stem(len(endpoint_ids), now_ms)
     return queue.NewEvent(
         tenant_id,
         event_id,
         event.event_type,
         now_ms,
-        body.decode(),
+        history.event_record(event.event_type, now_ms, stem, len(endpoint_ids), payload_json),
         idem,
-        deliveries,
+        list(zip(ids.stem_members(stem, len(endpoint_ids)), endpoint_ids, strict=True)),
         routes_version=routes_version,
         generated_id=event.event_id is None,
     )
@@ -91,7 +89,7 @@ def prepare(
 @dataclass
 class _Pending:
     events: list[queue.NewEvent]
-    done: "asyncio.Future[list[dict[str, Any] | None]]"
+    done: "asyncio.Future[list[StoredEvent | None]]"
 
 
 class Ingestor:
@@ -105,6 +103,7 @@ class Ingestor:
         self._loading: dict[str, asyncio.Future[tuple[str, list[Route]]]] = {}
         self._queue: list[_Pending] = []
         self._writing = False
+        self.memory = LevelCache(r)
 
     async def routes(self, tenant_id: str) -> tuple[str, list[Route]]:
         """The tenant's routes and the endpoint version they were read at (cached)."""
@@ -132,7 +131,7 @@ class Ingestor:
         if endpoint_ids:
             async with self.r.pipeline(transaction=False) as pipe:
                 for endpoint_id in endpoint_ids:
-                    pipe.hmget(keys.endpoint(endpoint_id), ["doc", "disabled"])
+                    pipe.hmget(keys.endpoint(tenant_id, endpoint_id), ["doc", "disabled"])
                 rows = await pipe.execute()
             for doc, disabled in rows:
                 if doc:
@@ -149,11 +148,14 @@ class Ingestor:
 
     async def ingest(
         self, tenant_id: str, events: Sequence[EventIn], now_ms: int, *, batch: bool = False
-    ) -> list[tuple[queue.NewEvent, dict[str, Any] | None]]:
-        """Store events all-or-nothing; per event, the stored document when its id or key was seen before.
+    ) -> list[tuple[queue.NewEvent, StoredEvent | None]]:
+        """Store events all-or-nothing; per event, the stored event when its id or key was seen before.
 
         With ``batch``, a validation error names the event by position (``events.3.event_type: ...``).
+        Raises :class:`StorageFull` while pending work fills Redis' memory budget (nothing is written).
         """
+        if await self.memory.level() == "full":
+            raise StorageFull()
         for _ in range(STALE_RETRIES):
             version, routes = await self.routes(tenant_id)
             prepared = []
@@ -172,8 +174,8 @@ class Ingestor:
             return list(zip(prepared, stored, strict=True))
         raise StorageError("the tenant's endpoints keep changing; try again")
 
-    async def _commit(self, events: list[queue.NewEvent]) -> list[dict[str, Any] | None]:
-        done: asyncio.Future[list[dict[str, Any] | None]] = asyncio.get_running_loop().create_future()
+    async def _commit(self, events: list[queue.NewEvent]) -> list[StoredEvent | None]:
+        done: asyncio.Future[list[StoredEvent | None]] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(events, done))
         if not self._writing:
             self._writing = True
@@ -196,23 +198,22 @@ class Ingestor:
     async def _write(self, group: list[_Pending]) -> None:
         try:
             stored = await queue.ingest(self.r, [e for p in group for e in p.events], self.retention_ms)
-        except queue.StaleRoutes as stale:
-            # Nothing was written. Only the requests of that tenant must route again; the rest
-            # are written on their own.
-            for p in group:
-                if any(e.tenant_id == stale.tenant_id for e in p.events):
-                    if not p.done.done():  # a request whose client went away is cancelled
-                        p.done.set_exception(stale)
-                else:
-                    self._queue.insert(0, p)
-            return
         except Exception as exc:  # noqa: BLE001 - every waiting request gets the failure
+            if isinstance(exc, OutOfMemoryError):
+                self.memory.mark_full()
+                exc = StorageFull()
             for p in group:
-                if not p.done.done():
+                if not p.done.done():  # a request whose client went away is cancelled
                     p.done.set_exception(exc)
             return
         at = 0
         for p in group:
-            if not p.done.done():
-                p.done.set_result(stored[at : at + len(p.events)])
+            part = stored[at : at + len(p.events)]
             at += len(p.events)
+            if p.done.done():
+                continue
+            stale = next((x for x in part if isinstance(x, queue.StaleRoutes)), None)
+            if stale is not None:  # nothing of this tenant was written: it routes again
+                p.done.set_exception(stale)
+            else:
+                p.done.set_result([x for x in part if not isinstance(x, queue.StaleRoutes)])

@@ -1,89 +1,136 @@
 """Every Redis key the platform uses, in one place.
 
-All keys start with :data:`PREFIX`. Lua scripts receive the prefix as an
-argument and build the same names with the same suffixes as below, so a key's
-shape is only ever written twice: here and in ``webhooks/lua/``.
+All keys start with :data:`PREFIX`. A tenant's keys carry the Redis Cluster hash
+tag ``{t:<tenant id>}``, so they live in one hash slot and every Lua script
+touches the keys of one tenant only (Redis Cluster runs a script within one
+slot). Scripts receive a tenant's key base (:func:`tenant_base`) as ``KEYS[1]``
+and append the same suffixes as below, so a key's shape is written only here
+and in ``webhooks/lua/``.
+
+A few small global keys live outside any tenant's slot: the tenant list, the
+*active* rotation of tenants with work to lease, the *wake* index of tenants the
+scheduler must visit, the scheduler lock, API key lookups and replays. They are
+kept right by separate idempotent calls; ``docs/architecture.md`` says how a
+crash between a tenant's script and such a call is repaired.
 """
 
 PREFIX = "wh:"
 
-# Queue state (see webhooks/queue.py)
-READY = PREFIX + "q:ready"  # list of delivery ids to attempt now
-DUE = PREFIX + "q:due"  # zset delivery id -> due unix ms
-LEASES = PREFIX + "q:leases"  # zset lease id -> expiry unix ms
-SCHEDULER_LOCK = PREFIX + "sched:lock"
-STATS = PREFIX + "stats"  # hash of counters for /metrics
+# -- global keys ------------------------------------------------------------------------------
 TENANTS = PREFIX + "tenants"  # lex zset of tenant ids
-DEAD_ALL = PREFIX + "dead"  # zset delivery id -> dead unix ms, every tenant
+ACTIVE = PREFIX + "active"  # list of tenants with runnable endpoints, rotated by workers (LMOVE)
+WAKE = PREFIX + "wake"  # zset tenant id -> unix ms at which the scheduler must tick it
+SCHEDULER_LOCK = PREFIX + "sched:lock"
+MEMORY = PREFIX + "memory"  # hash written by the scheduler: used, max, level (ok|trimming|full), at
 RQ_QUEUE = "webhooks"  # RQ queue name (RQ owns its own rq:* keys)
 
 
-def lease(lease_id: str) -> str:
-    return f"{PREFIX}q:lease:{lease_id}"
-
-
-def tenant(tenant_id: str) -> str:
-    return f"{PREFIX}t:{tenant_id}"
-
-
-def tenant_endpoints(tenant_id: str) -> str:
-    return f"{PREFIX}t:{tenant_id}:eps"
-
-
-def endpoint_version(tenant_id: str) -> str:
-    """A counter bumped by every change to the tenant's endpoints; ingest checks it (lua/ingest.lua)."""
-    return f"{PREFIX}t:{tenant_id}:epver"
-
-
-def tenant_deliveries(tenant_id: str) -> str:
-    return f"{PREFIX}t:{tenant_id}:dlvs"
-
-
-def tenant_dead(tenant_id: str) -> str:
-    return f"{PREFIX}t:{tenant_id}:dead"
-
-
-def tenant_api_keys(tenant_id: str) -> str:
-    return f"{PREFIX}t:{tenant_id}:keys"
-
-
 def api_key(key_hash: str) -> str:
+    """API key hash -> ``"<tenant id>:<key id>"`` (found before the tenant is known)."""
     return f"{PREFIX}apikey:{key_hash}"
-
-
-def idempotency(tenant_id: str, key: str) -> str:
-    return f"{PREFIX}t:{tenant_id}:idem:{key}"
-
-
-def endpoint(endpoint_id: str) -> str:
-    return f"{PREFIX}ep:{endpoint_id}"
-
-
-def endpoint_deliveries(endpoint_id: str) -> str:
-    return f"{PREFIX}ep:{endpoint_id}:dlvs"
-
-
-def event(tenant_id: str, event_id: str) -> str:
-    return f"{PREFIX}evt:{tenant_id}:{event_id}"
-
-
-def delivery(delivery_id: str) -> str:
-    return f"{PREFIX}dlv:{delivery_id}"
-
-
-def attempts(delivery_id: str) -> str:
-    return f"{PREFIX}dlv:{delivery_id}:att"
 
 
 def replay(replay_id: str) -> str:
     return f"{PREFIX}replay:{replay_id}"
 
 
+# -- a tenant's keys (one hash slot per tenant) --------------------------------------------------
+
+
+def tenant_base(tenant_id: str) -> str:
+    """The common start of every key of the tenant: ``KEYS[1]`` of every tenant script."""
+    return f"{PREFIX}{{t:{tenant_id}}}:"
+
+
+def tenant(tenant_id: str) -> str:
+    """Hash: id, name, created_at; ``act`` = 1 while the tenant should be on :data:`ACTIVE`."""
+    return tenant_base(tenant_id) + "info"
+
+
+def tenant_endpoints(tenant_id: str) -> str:
+    return tenant_base(tenant_id) + "eps"
+
+
+def endpoint_version(tenant_id: str) -> str:
+    """A counter bumped by every change to the tenant's endpoints; ingest checks it (lua/ingest.lua)."""
+    return tenant_base(tenant_id) + "epver"
+
+
+def tenant_api_keys(tenant_id: str) -> str:
+    return tenant_base(tenant_id) + "keys"
+
+
 def rate_bucket(tenant_id: str) -> str:
     """The tenant's API token bucket (hash: tokens, at)."""
-    return f"{PREFIX}t:{tenant_id}:bucket"
+    return tenant_base(tenant_id) + "bucket"
 
 
-def rate_window(endpoint_id: str, window: int) -> str:
+def idempotency(tenant_id: str, key: str) -> str:
+    return tenant_base(tenant_id) + "idem:" + key
+
+
+def endpoint(tenant_id: str, endpoint_id: str) -> str:
+    """Hash: ``doc`` (JSON), ``disabled``, ``disabled_reason``, and the scheduling state the scripts
+    keep (``if`` requests in flight, ``mif`` max in flight, ``cap`` throttled cap, ``fifo``,
+    ``q`` on the runnable list, ``pu`` paused until ms, breaker fields ``f``, ``fs``, ``bo``, ``h``)."""
+    return tenant_base(tenant_id) + "ep:" + endpoint_id
+
+
+def ready(tenant_id: str, endpoint_id: str) -> str:
+    """List of the endpoint's delivery ids to attempt now, in ingest order."""
+    return tenant_base(tenant_id) + "r:" + endpoint_id
+
+
+def runnable(tenant_id: str) -> str:
+    """List of the tenant's endpoints with ready work, free slots and no pause (round robin)."""
+    return tenant_base(tenant_id) + "rr"
+
+
+def due(tenant_id: str, endpoint_id: str) -> str:
+    """Zset delivery id -> ms of its next attempt (retries, deferrals, paced replays)."""
+    return tenant_base(tenant_id) + "due:" + endpoint_id
+
+
+def due_endpoints(tenant_id: str) -> str:
+    """Zset endpoint id -> earliest ms at which it needs the scheduler (a due delivery or a pause end)."""
+    return tenant_base(tenant_id) + "dueq"
+
+
+def leases(tenant_id: str) -> str:
+    """Zset lease id -> expiry ms."""
+    return tenant_base(tenant_id) + "leases"
+
+
+def lease(tenant_id: str, lease_id: str) -> str:
+    """List of the delivery ids taken under the lease."""
+    return tenant_base(tenant_id) + "lease:" + lease_id
+
+
+def event(tenant_id: str, event_id: str) -> str:
+    """String: a JSON header line ``[type, created ms, delivery id stem, n]`` then the payload JSON."""
+    return tenant_base(tenant_id) + "e:" + event_id
+
+
+def events(tenant_id: str) -> str:
+    """Zset event id -> created ms: lists events and deliveries, and orders history for trimming."""
+    return tenant_base(tenant_id) + "ev"
+
+
+def delivery(tenant_id: str, delivery_id: str) -> str:
+    """Hash with short fields (see ``webhooks/history.py``), attempts packed in field ``a``."""
+    return tenant_base(tenant_id) + "d:" + delivery_id
+
+
+def tenant_dead(tenant_id: str) -> str:
+    """Zset delivery id -> ms it died."""
+    return tenant_base(tenant_id) + "dead"
+
+
+def stats(tenant_id: str) -> str:
+    """Hash of the tenant's counters (events_accepted, attempts_succeeded, ...)."""
+    return tenant_base(tenant_id) + "stats"
+
+
+def rate_window(tenant_id: str, endpoint_id: str, window: int) -> str:
     """Sends to an endpoint in one fixed window (built in ``lua/rate.lua``)."""
-    return f"{PREFIX}rl:{endpoint_id}:{window}"
+    return f"{tenant_base(tenant_id)}rl:{endpoint_id}:{window}"

@@ -47,6 +47,8 @@ class Endpoint(BaseModel):
     event_types: list[str] | None
     headers: dict[str, str]
     rate_limit_per_s: float | None
+    max_in_flight: int
+    ordering: str  # "parallel" or "fifo": one delivery at a time, in ingest order
     disabled: bool
     disabled_reason: str | None
     created_at: str

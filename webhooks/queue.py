@@ -1,21 +1,34 @@
-"""The delivery queue: ingest, leases, outcomes, retries and recovery, on Redis.
+"""The delivery queue: fair leasing, outcomes, retries, recovery and trimming, on Redis.
 
-Shape of the state (keys in :mod:`webhooks.keys`):
+Shape of the state (keys in :mod:`webhooks.keys`; ``docs/architecture.md`` draws it):
 
-- ``ready``: a list of delivery ids to attempt now; ingest appends to it.
-- a *lease* takes ids from ``ready`` into its own list and registers itself in
-  the ``leases`` zset with an expiry, in one script; the worker holding it
-  extends the expiry while it works (:func:`heartbeat`).
-- :func:`complete` records outcomes only for deliveries still under the
-  caller's lease, and releases finished leases.
-- failures wait in the ``due`` zset until :func:`promote` moves them back.
-- :func:`reclaim` returns the deliveries of expired leases (a dead worker's)
-  to the front of ``ready``.
+- Each endpoint has a *ready* list of delivery ids in ingest order. An endpoint with ready work,
+  a free slot (``max_in_flight`` across all workers) and no pause is on its tenant's *runnable*
+  list; a tenant with a runnable endpoint is on the global *active* list.
+- A worker rotates the active list (``LMOVE`` head to tail: round robin over tenants) and leases
+  from that tenant (:func:`lease`): round robin over its runnable endpoints, each giving at most
+  ``quantum`` deliveries and never more than its free slots. A lease is registered with an expiry
+  in the same script; the worker extends it while it works (:func:`heartbeat`).
+- :func:`complete` records outcomes only for deliveries still under the caller's lease, gives
+  the endpoint slots back, and keeps the breaker and throttling state.
+- Failures wait in their endpoint's *due* zset; the scheduler's :func:`tick` of a tenant moves
+  due deliveries back, lifts pauses that are over and returns the deliveries of expired leases.
+  The global *wake* zset says when each tenant needs a tick.
 
-Every transition is one Lua script, hence atomic: a process killed at any
-moment leaves each delivery in exactly one of ready, a lease, due, or a final
-state. Deliveries are at least once: a reclaimed delivery may already have
-reached its receiver.
+Fairness (deficit round robin with unit costs): every lease visit of a tenant grants it at most
+``quantum_tenant`` deliveries, and tenants are visited in a cycle, so between two visits of a
+backlogged tenant every other backlogged tenant is visited once: over any stretch in which both
+keep work ready, the deliveries granted to two tenants differ by at most one quantum, whatever
+either holds. Within a tenant the same argument holds over its endpoints with ``quantum``. Since
+every delivery costs one unit, the deficit counter of DRR never carries over and is omitted.
+A tenant whose endpoints are all at their ``max_in_flight`` is skipped, not waited for.
+
+Every transition is one Lua script over the keys of one tenant (one Redis Cluster hash slot),
+hence atomic: a process killed at any moment leaves each delivery in exactly one of a ready list,
+a lease, a due zset, or a final state. The global active and wake entries are written by separate
+idempotent calls after the script; a crash between the two is repaired by the scheduler's sweep
+(:func:`repair`). Deliveries are at least once: a reclaimed delivery may already have reached its
+receiver.
 """
 
 import importlib.resources
@@ -28,27 +41,39 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from webhooks import ids, keys
+from webhooks.history import StoredEvent
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 DEFAULT_RETENTION_MS = 30 * 86400 * 1000
 
 
 def _script_source(name: str) -> str:
-    return importlib.resources.files("webhooks").joinpath(f"lua/{name}.lua").read_text()
+    """A script with the shared functions of ``_common.lua`` after its shebang line (if any)."""
+    files = importlib.resources.files("webhooks")
+    common = files.joinpath("lua/_common.lua").read_text()
+    source = files.joinpath(f"lua/{name}.lua").read_text()
+    if source.startswith("#!"):
+        shebang, _, rest = source.partition("\n")
+        return f"{shebang}\n{common}\n{rest}"
+    return f"{common}\n{source}"
 
 
 class Scripts:
     """The Lua scripts, registered on one client (EVALSHA with automatic reload)."""
 
     def __init__(self, r: "Redis") -> None:
-        self.ingest: AsyncScript = r.register_script(_script_source("ingest"))
-        self.lease: AsyncScript = r.register_script(_script_source("lease"))
-        self.complete: AsyncScript = r.register_script(_script_source("complete"))
-        self.reclaim: AsyncScript = r.register_script(_script_source("reclaim"))
-        self.promote: AsyncScript = r.register_script(_script_source("promote"))
-        self.requeue: AsyncScript = r.register_script(_script_source("requeue"))
-        self.rate: AsyncScript = r.register_script(_script_source("rate"))
-        self.heartbeat: AsyncScript = r.register_script(_script_source("heartbeat"))
+        for name in ("ingest", "lease", "complete", "tick", "requeue", "rate", "heartbeat", "trim", "auth"):
+            setattr(self, name, r.register_script(_script_source(name)))
+
+    ingest: AsyncScript
+    lease: AsyncScript
+    complete: AsyncScript
+    tick: AsyncScript
+    requeue: AsyncScript
+    rate: AsyncScript
+    heartbeat: AsyncScript
+    trim: AsyncScript
+    auth: AsyncScript
 
 
 _scripts: dict[int, Scripts] = {}
@@ -69,62 +94,89 @@ class StaleRoutes(Exception):
         self.tenant_id = tenant_id
 
 
+async def activate(r: "Redis", tenant_ids: list[str]) -> None:
+    """Put tenants that a script marked active on the global active list (the second, separate call)."""
+    if tenant_ids:
+        await r.rpush(keys.ACTIVE, *tenant_ids)
+
+
+async def wake_at(r: "Redis", wakes: dict[str, int]) -> None:
+    """Ask the scheduler to tick these tenants by the given times (keeping any earlier time)."""
+    if wakes:
+        await r.zadd(keys.WAKE, cast(Any, wakes), lt=True)
+
+
+# -- ingest ---------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class NewEvent:
-    """An event ready to store: routed, its body serialized once."""
+    """An event ready to store: routed, its record (webhooks/history.py) built once."""
 
     tenant_id: str
     event_id: str
     event_type: str
     created_ms: int
-    body: str
+    record: str
     idempotency_key: str
     deliveries: list[tuple[str, str]]  # (delivery id, endpoint id)
     routes_version: str | None = None  # the endpoint version routing used; checked at write time
     generated_id: bool = False  # the platform made the id up: no stored event can have it
 
-    def document(self) -> str:
-        return orjson.dumps(
-            {
-                "id": self.event_id,
-                "tenant_id": self.tenant_id,
-                "event_type": self.event_type,
-                "created_at": self.created_ms,
-                "body": self.body,
-                "deliveries": self.deliveries,
-            }
-        ).decode()
-
 
 async def ingest(
     r: "Redis", events: list[NewEvent], retention_ms: int = DEFAULT_RETENTION_MS
-) -> list[dict[str, Any] | None]:
-    """Store events with their deliveries on ``ready``, all in one transaction.
+) -> list[StoredEvent | StaleRoutes | None]:
+    """Store events with their deliveries on their endpoints' ready lists: one script per tenant.
 
-    Returns, per event, None when it was stored now, or the stored document of
-    the event its id or idempotency key already names (nothing new is queued
-    for it). Either every event is stored or, on a Redis error, none.
+    Returns, per event, None when it was stored now, the stored event that its id or idempotency
+    key already names (nothing new is queued for it), or :class:`StaleRoutes` when its tenant's
+    endpoints changed since routing (nothing of that tenant was written). Each tenant's events
+    are stored all or none; on a Redis error an exception is raised and what was written for
+    other tenants of the call stays written.
     """
     if not events:
         return []
-    args: list[str | int] = [keys.PREFIX, IDEMPOTENCY_TTL_S, retention_ms]
-    for ev in events:
-        args += [
-            ev.tenant_id,
-            "!" + ev.event_id if ev.generated_id else ev.event_id,
-            ev.idempotency_key,
-            ev.event_type,
-            ev.created_ms,
-            ev.routes_version or "",
-            ev.document(),
-            len(ev.deliveries),
-        ]
-        for delivery_id, endpoint_id in ev.deliveries:
-            args += [delivery_id, endpoint_id]
-    raw = await scripts(r).ingest(keys=[], args=args)
-    if raw and raw[0] == "stale":  # normal entries are "" or a JSON document
-        raise StaleRoutes(raw[1])
-    return [orjson.loads(item) if item else None for item in raw]
+    by_tenant: dict[str, list[int]] = {}
+    for i, ev in enumerate(events):
+        by_tenant.setdefault(ev.tenant_id, []).append(i)
+    script = scripts(r).ingest
+    async with r.pipeline(transaction=False) as pipe:
+        for tenant_id, positions in by_tenant.items():
+            first = events[positions[0]]
+            args: list[str | int] = [IDEMPOTENCY_TTL_S, retention_ms, first.routes_version or ""]
+            for i in positions:
+                ev = events[i]
+                args += [
+                    "!" + ev.event_id if ev.generated_id else ev.event_id,
+                    ev.idempotency_key,
+                    ev.event_type,
+                    ev.created_ms,
+                    ev.record,
+                    len(ev.deliveries),
+                ]
+                for delivery_id, endpoint_id in ev.deliveries:
+                    args += [delivery_id, endpoint_id]
+            await script(keys=[keys.tenant_base(tenant_id)], args=args, client=pipe)
+        replies = await pipe.execute()
+    out: list[StoredEvent | StaleRoutes | None] = [None] * len(events)
+    to_activate = []
+    for (tenant_id, positions), reply in zip(by_tenant.items(), replies, strict=True):
+        if reply[0] == "stale":
+            for i in positions:
+                out[i] = StaleRoutes(tenant_id)
+            continue
+        if int(reply[0]):
+            to_activate.append(tenant_id)
+        for i, item in zip(positions, reply[1], strict=True):
+            if item:
+                event_id, _, record = item.partition("\n")
+                out[i] = StoredEvent(tenant_id, event_id, record)
+    await activate(r, to_activate)
+    return out
+
+
+# -- leasing --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,30 +192,48 @@ class LeasedDelivery:
 @dataclass(slots=True)
 class Lease:
     id: str
+    tenant_id: str
     deliveries: list[LeasedDelivery]
-    events: dict[str, dict[str, Any] | None]  # "tenant:event" -> document
+    events: dict[str, StoredEvent | None]  # event id -> record
     endpoints: dict[str, tuple[dict[str, Any] | None, bool]]  # id -> (document, disabled)
-    taken: int = 0  # ids popped from ready, including stale ones that were skipped
 
 
-async def lease(r: "Redis", n: int, ttl_ms: int, now_ms: int) -> Lease | None:
-    """Take up to ``n`` ready deliveries under a new lease; None when ``ready`` is empty."""
+async def next_tenant(r: "Redis") -> str | None:
+    """The next tenant in the round robin of tenants with work (rotated to the tail); None: none."""
+    found = await r.lmove(keys.ACTIVE, keys.ACTIVE, "LEFT", "RIGHT")
+    return None if found is None else str(found)
+
+
+async def lease(r: "Redis", tenant_id: str, n: int, ttl_ms: int, now_ms: int, quantum: int = 64) -> Lease:
+    """Take up to ``n`` of the tenant's deliveries under a new lease (possibly none).
+
+    When the tenant has nothing runnable left it is taken off the active list (one entry), and
+    the lease's expiry is registered as a wake time, so the scheduler reclaims it if we die.
+    """
     lease_id = ids.new_id(ids.LEASE, now_ms)
-    ds, es, eps, taken = await scripts(r).lease(
-        keys=[], args=[keys.PREFIX, lease_id, n, now_ms + ttl_ms, now_ms]
+    expiry = now_ms + ttl_ms
+    ds, es, eps, deactivate = await scripts(r).lease(
+        keys=[keys.tenant_base(tenant_id)], args=[lease_id, n, expiry, now_ms, quantum]
     )
-    if not taken:
-        return None
     deliveries = [
-        LeasedDelivery(ds[i], ds[i + 1], ds[i + 2], ds[i + 3], int(ds[i + 4] or 0), int(ds[i + 5] or 0))
-        for i in range(0, len(ds), 6)
+        LeasedDelivery(ds[i], tenant_id, ds[i + 1], ds[i + 2], int(ds[i + 3] or 0), int(ds[i + 4] or 0))
+        for i in range(0, len(ds), 5)
     ]
-    events = {es[i]: (orjson.loads(es[i + 1]) if es[i + 1] else None) for i in range(0, len(es), 2)}
+    events = {
+        es[i]: (StoredEvent(tenant_id, es[i], es[i + 1]) if es[i + 1] else None) for i in range(0, len(es), 2)
+    }
     endpoints = {
         eps[i]: ((orjson.loads(eps[i + 1]) if eps[i + 1] else None), eps[i + 2] == "1")
         for i in range(0, len(eps), 3)
     }
-    return Lease(lease_id, deliveries, events, endpoints, int(taken))
+    async with r.pipeline(transaction=False) as pipe:
+        if int(deactivate):
+            pipe.lrem(keys.ACTIVE, 1, tenant_id)
+        if deliveries:
+            pipe.zadd(keys.WAKE, {tenant_id: expiry}, lt=True)
+        if int(deactivate) or deliveries:
+            await pipe.execute()
+    return Lease(lease_id, tenant_id, deliveries, events, endpoints)
 
 
 @dataclass(slots=True)
@@ -177,11 +247,13 @@ class Outcome:
     series_attempts: int
     tenant_id: str
     endpoint_id: str
-    attempt: dict[str, Any] | None = None
+    attempt: str | None = None  # an attempt line (webhooks.history.attempt_line)
     due_ms: int | None = None
     gone: bool = False
     status_code: int | None = None
     ok: bool = False
+    throttle: bool = False
+    pause_ms: int | None = None  # the whole endpoint waits until then (a Retry-After)
 
     def record(self) -> str:
         rec: dict[str, Any] = {
@@ -190,14 +262,16 @@ class Outcome:
             "s": self.status,
             "n": self.attempt_count,
             "sn": self.series_attempts,
-            "t": self.tenant_id,
             "ep": self.endpoint_id,
             "ok": 1 if self.ok else 0,
+            "th": 1 if self.throttle else 0,
         }
         if self.attempt is not None:
-            rec["a"] = orjson.dumps(self.attempt).decode()
+            rec["a"] = self.attempt
         if self.due_ms is not None:
             rec["due"] = self.due_ms
+        if self.pause_ms is not None:
+            rec["pause"] = self.pause_ms
         if self.gone:
             rec["gone"] = True
         if self.status_code is not None:
@@ -205,42 +279,145 @@ class Outcome:
         return orjson.dumps(rec).decode()
 
 
+@dataclass(frozen=True, slots=True)
+class Breaker:
+    """When an endpoint's circuit opens and how long it stays open (see ``complete.lua``)."""
+
+    failures: int = 5
+    pause_ms: int = 5000
+    max_pause_ms: int = 30000
+    disable_after_ms: int = 5 * 86400 * 1000
+
+
+@dataclass(slots=True)
+class Completed:
+    applied: int = 0
+    breakers_opened: int = 0
+    disabled: list[tuple[str, str, str]] = field(default_factory=list)  # (tenant, endpoint, reason)
+
+
 async def complete(
     r: "Redis",
     outcomes: list[Outcome],
-    finished_leases: list[str],
+    finished_leases: list[tuple[str, str]],
     now_ms: int,
     retention_ms: int = DEFAULT_RETENTION_MS,
-) -> int:
-    """Apply outcomes (only those whose lease still holds) and release finished leases, atomically.
+    breaker: Breaker = Breaker(),
+) -> Completed:
+    """Apply outcomes (only those whose lease still holds) and release finished ``(tenant, lease)``s.
 
-    Settled deliveries (succeeded, dead) expire ``retention_ms`` later.
+    One script per tenant, pipelined; each is atomic. Settled deliveries expire ``retention_ms``
+    later. Tenants that have runnable work again are put back on the active list.
     """
-    args: list[str | int] = [keys.PREFIX, now_ms, retention_ms, len(finished_leases), *finished_leases]
-    args.extend(o.record() for o in outcomes)
-    return int(await scripts(r).complete(keys=[], args=args))
+    by_tenant: dict[str, tuple[list[str], list[str]]] = {}
+    for o in outcomes:
+        by_tenant.setdefault(o.tenant_id, ([], []))[1].append(o.record())
+    for tenant_id, lease_id in finished_leases:
+        by_tenant.setdefault(tenant_id, ([], []))[0].append(lease_id)
+    if not by_tenant:
+        return Completed()
+    script = scripts(r).complete
+    head = [now_ms, retention_ms, breaker.failures, breaker.pause_ms, breaker.max_pause_ms]
+    async with r.pipeline(transaction=False) as pipe:
+        for tenant_id, (leases, records) in by_tenant.items():
+            args: list[str | int] = [*head, breaker.disable_after_ms, len(leases), *leases, *records]
+            await script(keys=[keys.tenant_base(tenant_id)], args=args, client=pipe)
+        replies = await pipe.execute()
+    done = Completed()
+    to_activate = []
+    for tenant_id, (applied, act, opened, disabled) in zip(by_tenant, replies, strict=True):
+        done.applied += int(applied)
+        done.breakers_opened += int(opened)
+        done.disabled += [(tenant_id, disabled[i], disabled[i + 1]) for i in range(0, len(disabled), 2)]
+        if int(act):
+            to_activate.append(tenant_id)
+    await activate(r, to_activate)
+    return done
 
 
-async def heartbeat(r: "Redis", lease_ids: list[str], expiry_ms: int) -> list[str]:
-    """Extend live leases to ``expiry_ms``; returns the ids of those already reclaimed (not revived)."""
-    if not lease_ids:
+async def heartbeat(r: "Redis", leases: list[tuple[str, str]], expiry_ms: int) -> list[str]:
+    """Extend live ``(tenant, lease)``s to ``expiry_ms``; the ids of those already reclaimed (not revived)."""
+    by_tenant: dict[str, list[str]] = {}
+    for tenant_id, lease_id in leases:
+        by_tenant.setdefault(tenant_id, []).append(lease_id)
+    if not by_tenant:
         return []
-    return [str(x) for x in await scripts(r).heartbeat(keys=[], args=[keys.PREFIX, expiry_ms, *lease_ids])]
+    script = scripts(r).heartbeat
+    async with r.pipeline(transaction=False) as pipe:
+        for tenant_id, lease_ids in by_tenant.items():
+            await script(keys=[keys.tenant_base(tenant_id)], args=[expiry_ms, *lease_ids], client=pipe)
+        replies = await pipe.execute()
+    return [str(x) for reply in replies for x in reply]
 
 
-async def reclaim(r: "Redis", now_ms: int, max_leases: int = 100) -> tuple[int, int]:
-    """Return expired leases' deliveries to ready; ``(leases, deliveries)`` reclaimed."""
-    n_leases, n_deliveries = await scripts(r).reclaim(keys=[], args=[keys.PREFIX, now_ms, max_leases])
-    return int(n_leases), int(n_deliveries)
+# -- the scheduler's side ---------------------------------------------------------------------------
 
 
-async def promote(r: "Redis", now_ms: int, max_items: int = 1000) -> int:
-    """Move deliveries that are due by ``now_ms`` back to ready; the number moved."""
-    return int(await scripts(r).promote(keys=[], args=[keys.PREFIX, now_ms, max_items]))
+@dataclass(slots=True)
+class Ticked:
+    leases: int = 0
+    reclaimed: int = 0
+    promoted: int = 0
+    tenants: int = 0
+
+
+async def tick(r: "Redis", tenant_ids: list[str], now_ms: int, most: int = 1000) -> Ticked:
+    """Visit tenants: reclaim expired leases, promote due deliveries, lift pauses; set their next wake.
+
+    Each tenant's wake entry is removed before its script runs and re-added (keeping the earliest)
+    after, so a wake time registered meanwhile by a worker is never lost.
+    """
+    out = Ticked()
+    if not tenant_ids:
+        return out
+    await r.zrem(keys.WAKE, *tenant_ids)
+    script = scripts(r).tick
+    async with r.pipeline(transaction=False) as pipe:
+        for tenant_id in tenant_ids:
+            await script(keys=[keys.tenant_base(tenant_id)], args=[now_ms, most], client=pipe)
+        replies = await pipe.execute()
+    wakes: dict[str, int] = {}
+    to_activate = []
+    for tenant_id, (n_leases, n_back, n_promoted, act, wake, _) in zip(tenant_ids, replies, strict=True):
+        out.leases += int(n_leases)
+        out.reclaimed += int(n_back)
+        out.promoted += int(n_promoted)
+        if int(act):
+            to_activate.append(tenant_id)
+        if int(n_leases) >= most or int(n_promoted) >= most:
+            wakes[tenant_id] = now_ms  # more to do: come back at once
+        elif int(wake) >= 0:
+            wakes[tenant_id] = int(wake)
+    out.tenants = len(tenant_ids)
+    await activate(r, to_activate)
+    await wake_at(r, wakes)
+    return out
+
+
+async def due_tenants(r: "Redis", now_ms: int, most: int = 200) -> list[str]:
+    return [str(t) for t in await r.zrangebyscore(keys.WAKE, "-inf", now_ms, start=0, num=most)]
+
+
+async def repair(r: "Redis", tenant_ids: list[str], now_ms: int) -> int:
+    """The sweep: tick these tenants and put back on the active list those marked active but absent.
+
+    This is what repairs a crash between a tenant's script and the global call after it (a lost
+    activation or wake time). Returns the number of tenants put back on the active list.
+    """
+    await tick(r, tenant_ids, now_ms)
+    async with r.pipeline(transaction=False) as pipe:
+        for tenant_id in tenant_ids:
+            pipe.hget(keys.tenant(tenant_id), "act")
+            pipe.lpos(keys.ACTIVE, tenant_id)
+        rows = await pipe.execute()
+    missing = [t for i, t in enumerate(tenant_ids) if rows[2 * i] == "1" and rows[2 * i + 1] is None]
+    await activate(r, missing)
+    return len(missing)
 
 
 async def requeue(
     r: "Redis",
+    tenant_id: str,
     delivery_ids: list[str],
     *,
     mode: str,
@@ -252,10 +429,15 @@ async def requeue(
     """Manual retry (``mode='retry'``) or dead-letter replay (``'replay'``); statuses before, per id."""
     if not delivery_ids:
         return []
-    out = await scripts(r).requeue(
-        keys=[], args=[keys.PREFIX, now_ms, mode, first_due_ms, step_ms, retention_ms, *delivery_ids]
+    statuses, act, wake = await scripts(r).requeue(
+        keys=[keys.tenant_base(tenant_id)],
+        args=[now_ms, mode, first_due_ms, step_ms, retention_ms, *delivery_ids],
     )
-    return [str(s) for s in out]
+    if int(act):
+        await activate(r, [tenant_id])
+    if int(wake) >= 0:
+        await wake_at(r, {tenant_id: int(wake)})
+    return [str(s) for s in statuses]
 
 
 def rate_window(per_s: float) -> tuple[int, int]:
@@ -264,39 +446,47 @@ def rate_window(per_s: float) -> tuple[int, int]:
     return window_s * 1000, max(1, int(per_s * window_s))
 
 
-async def take_send_slot(r: "Redis", endpoint_id: str, per_s: float, now_ms: int) -> int:
+async def take_send_slot(r: "Redis", tenant_id: str, endpoint_id: str, per_s: float, now_ms: int) -> int:
     """0 when a send to this endpoint fits its rate limit now; else the ms until the next window."""
     window_ms, allowed = rate_window(per_s)
-    return int(await scripts(r).rate(keys=[], args=[keys.PREFIX, endpoint_id, now_ms, window_ms, allowed]))
+    return int(
+        await scripts(r).rate(
+            keys=[keys.tenant_base(tenant_id)], args=[endpoint_id, now_ms, window_ms, allowed]
+        )
+    )
 
 
-async def trim(r: "Redis", cutoff_ms: int) -> int:
-    """Drop index entries older than ``cutoff_ms`` (their objects have expired); the number dropped.
+@dataclass(slots=True)
+class Trimmed:
+    events: int = 0
+    scanned: int = 0
+    exhausted: list[str] = field(default_factory=list)  # tenants whose scan reached their newest event
 
-    Dead-letter sets are trimmed by the time of death, delivery indexes by the time
-    of creation encoded in the ids. A delivery that is still active keeps its own
-    record (requeued ones do not expire) and stays reachable by id.
-    """
-    floor = "(" + ids.floor_id(ids.DELIVERY, cutoff_ms)
-    tenant_ids = cast(list[str], await r.zrange(keys.TENANTS, 0, -1))
+
+async def trim(
+    r: "Redis", tenant_ids: list[str], cutoff_ms: int, *, most: int = 0, allow_dead: bool = False
+) -> Trimmed:
+    """Drop index entries older than ``cutoff_ms`` and, with ``most`` > 0, up to ``most`` settled events
+    per tenant oldest first (see ``trim.lua``: pending work is never touched)."""
+    out = Trimmed()
+    if not tenant_ids:
+        return out
+    script = scripts(r).trim
     async with r.pipeline(transaction=False) as pipe:
-        pipe.zremrangebyscore(keys.DEAD_ALL, "-inf", f"({cutoff_ms}")
         for tenant_id in tenant_ids:
-            pipe.zremrangebyscore(keys.tenant_dead(tenant_id), "-inf", f"({cutoff_ms}")
-            pipe.zremrangebylex(keys.tenant_deliveries(tenant_id), "-", floor)
-            pipe.zrange(keys.tenant_endpoints(tenant_id), 0, -1)
-        results = await pipe.execute()
-    dropped = int(results[0])
-    endpoint_ids: list[str] = []
-    for i in range(len(tenant_ids)):
-        dropped += int(results[1 + 3 * i]) + int(results[2 + 3 * i])
-        endpoint_ids.extend(results[3 + 3 * i])
-    if endpoint_ids:
-        async with r.pipeline(transaction=False) as pipe:
-            for endpoint_id in endpoint_ids:
-                pipe.zremrangebylex(keys.endpoint_deliveries(endpoint_id), "-", floor)
-            dropped += sum(int(n) for n in await pipe.execute())
-    return dropped
+            args = [most, 1 if allow_dead else 0, cutoff_ms]
+            await script(keys=[keys.tenant_base(tenant_id)], args=args, client=pipe)
+        replies = await pipe.execute()
+    for tenant_id, (dropped, scanned, done) in zip(tenant_ids, replies, strict=True):
+        out.events += int(dropped)
+        out.scanned += int(scanned)
+        if int(done):
+            out.exhausted.append(tenant_id)
+    return out
+
+
+async def tenant_ids(r: "Redis") -> list[str]:
+    return [str(t) for t in await r.zrange(keys.TENANTS, 0, -1)]
 
 
 @dataclass(slots=True)
@@ -305,15 +495,35 @@ class Depths:
     due: int = 0
     leases: int = 0
     dead: int = 0
+    active_tenants: int = 0
     counters: dict[str, int] = field(default_factory=dict)
 
 
 async def depths(r: "Redis") -> Depths:
+    """Queue depths summed over every tenant (one pipelined pass over the tenants and their endpoints)."""
+    tenants = await tenant_ids(r)
+    out = Depths(active_tenants=int(await r.llen(keys.ACTIVE)))
     async with r.pipeline(transaction=False) as pipe:
-        pipe.llen(keys.READY)
-        pipe.zcard(keys.DUE)
-        pipe.zcard(keys.LEASES)
-        pipe.zcard(keys.DEAD_ALL)
-        pipe.hgetall(keys.STATS)
-        ready, due, leases, dead, stats = await pipe.execute()
-    return Depths(ready, due, leases, dead, {k: int(v) for k, v in stats.items()})
+        for t in tenants:
+            pipe.zrange(keys.tenant_endpoints(t), 0, -1)
+            pipe.zcard(keys.leases(t))
+            pipe.zcard(keys.tenant_dead(t))
+            pipe.hgetall(keys.stats(t))
+        rows = await pipe.execute()
+    endpoints: list[tuple[str, str]] = []
+    for i, t in enumerate(tenants):
+        eps, n_leases, n_dead, stats = rows[4 * i : 4 * i + 4]
+        endpoints += [(t, e) for e in eps]
+        out.leases += int(n_leases)
+        out.dead += int(n_dead)
+        for k, v in stats.items():
+            out.counters[k] = out.counters.get(k, 0) + int(v)
+    if endpoints:
+        async with r.pipeline(transaction=False) as pipe:
+            for t, e in endpoints:
+                pipe.llen(keys.ready(t, e))
+                pipe.zcard(keys.due(t, e))
+            counts = await pipe.execute()
+        out.ready = sum(int(c) for c in counts[0::2])
+        out.due = sum(int(c) for c in counts[1::2])
+    return out

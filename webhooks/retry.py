@@ -44,6 +44,12 @@ def classify(status_code: int | None, retry_after: str | None = None, now_ms: in
     return Classified(Verdict.RETRY)
 
 
+def is_throttle(status_code: int | None, retry_after: str | None = None) -> bool:
+    """True for the answers that ask to slow down without saying for how long: 502, 504, and 429
+    without ``Retry-After``. The engine lowers the endpoint's requests in flight for them."""
+    return status_code in (502, 504) or (status_code == 429 and not retry_after)
+
+
 def parse_retry_after(value: str, now_ms: int) -> float | None:
     """Seconds asked for by a ``Retry-After`` header (delta-seconds or HTTP date); None if unreadable."""
     value = value.strip()

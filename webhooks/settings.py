@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from webhooks.errors import ConfigError
+from webhooks.queue import Breaker
 from webhooks.retry import parse_schedule
 
 ENV_PREFIX = "WEBHOOKS_"
@@ -37,7 +38,13 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     # Engine tuning (not in the contract; defaults suit most machines).
     worker_concurrency: int = Field(512, ge=1, le=10000)
-    endpoint_concurrency: int = Field(32, ge=1, le=10000)
+    endpoint_max_in_flight: int = Field(64, ge=1, le=10000)  # an endpoint's default max_in_flight
+    disable_after_s: float = Field(432000.0, ge=0, le=365 * 86400)  # 0: never disable
+    breaker_failures: int = Field(5, ge=1, le=1000)
+    breaker_pause_s: float = Field(5.0, gt=0, le=3600)
+    breaker_max_pause_s: float = Field(30.0, gt=0, le=86400)
+    memory_high_watermark: float = Field(0.7, gt=0.1, le=0.95)  # share of maxmemory
+    trim_dead_letters: bool = False
     lease_ttl_s: float = Field(10.0, ge=1, le=600)
     api_workers: int = Field(1, ge=1, le=64)
     tenant_rate_limit_per_s: float = Field(1000.0, ge=0, le=1_000_000)  # 0 turns the limit off
@@ -78,6 +85,15 @@ class Settings(BaseSettings):
                 if not host or not port.isdigit():
                     raise ValueError("WEBHOOKS_REDIS_SENTINELS is a list of host:port separated by commas")
         return self
+
+    @property
+    def breaker(self) -> "Breaker":
+        return Breaker(
+            failures=self.breaker_failures,
+            pause_ms=int(self.breaker_pause_s * 1000),
+            max_pause_ms=int(max(self.breaker_max_pause_s, self.breaker_pause_s) * 1000),
+            disable_after_ms=int(self.disable_after_s * 1000),
+        )
 
     @property
     def schedule(self) -> tuple[float, ...]:

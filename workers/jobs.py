@@ -18,12 +18,12 @@ def drain(budget_s: float = DRAIN_BUDGET_S) -> dict[str, int]:
     totals = rt.engine.totals
     if stats.leased:
         log.info(
-            "drain: %d leased, %d deferred; totals: %d attempted, %d succeeded, %d failed, %d in flight",
+            "drain: %d leased in %d leases; totals: %d attempted, %d succeeded, %d failed, %d in flight",
             stats.leased,
-            stats.deferred,
+            stats.leases,
             totals.attempted,
             totals.succeeded,
             totals.failed,
             rt.engine.in_flight,
         )
-    return {"leased": stats.leased, "deferred": stats.deferred}
+    return {"leased": stats.leased, "leases": stats.leases}

@@ -22,7 +22,7 @@ from webhooks.connection import RedisTarget, async_client, sync_client, warn_if_
 from webhooks.secretbox import SecretBox
 from workers import runtime
 from workers.engine import EngineConfig
-from workers.scheduler import Scheduler
+from workers.scheduler import Scheduler, SchedulerConfig
 
 log = logging.getLogger("webhooks.worker")
 
@@ -38,18 +38,14 @@ class DeliveryWorker(SimpleWorker):
         super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
 
 
-def _scheduler_thread(
-    target: RedisTarget, request_timeout_s: float, retention_ms: int
-) -> tuple[threading.Thread, Any]:
+def _scheduler_thread(target: RedisTarget, config: SchedulerConfig) -> tuple[threading.Thread, Any]:
     holder: dict[str, Any] = {}
     ready = threading.Event()
 
     def main() -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        sched = Scheduler(
-            async_client(target), sync_client(target, decode=False), request_timeout_s, retention_ms
-        )
+        sched = Scheduler(async_client(target), sync_client(target, decode=False), config)
         holder["sched"], holder["loop"] = sched, loop
         ready.set()
         loop.run_until_complete(sched.run())
@@ -75,6 +71,7 @@ def run_worker(
     allow_private: bool,
     with_scheduler: bool = True,
     burst: bool = False,
+    scheduler_config: SchedulerConfig | None = None,
 ) -> None:
     conn = sync_client(target, decode=False)
     wait_for_redis(conn, "worker")
@@ -83,7 +80,10 @@ def run_worker(
     runtime.install(rt)
     stop_scheduler = None
     if with_scheduler:
-        _, stop_scheduler = _scheduler_thread(target, config.request_timeout_s, config.retention_ms)
+        _, stop_scheduler = _scheduler_thread(
+            target,
+            scheduler_config or SchedulerConfig(config.request_timeout_s, config.retention_ms),
+        )
     level = logging.getLevelName(logging.getLogger().level)
     try:
         while True:
@@ -117,15 +117,13 @@ def wait_for_redis(conn: "redis.Redis", who: str) -> None:
         delay_s = min(delay_s * 2, 5.0)
 
 
-def run_scheduler(target: RedisTarget, request_timeout_s: float, retention_ms: int) -> None:
+def run_scheduler(target: RedisTarget, config: SchedulerConfig) -> None:
     conn = sync_client(target)
     wait_for_redis(conn, "scheduler")
     warn_if_not_durable(conn)
 
     async def main() -> None:
-        sched = Scheduler(
-            async_client(target), sync_client(target, decode=False), request_timeout_s, retention_ms
-        )
+        sched = Scheduler(async_client(target), sync_client(target, decode=False), config)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, sched.stop.set)

@@ -1,9 +1,13 @@
-"""The scheduler: due retries back to ready, expired leases reclaimed, drain jobs kept queued.
+"""The scheduler: tenants' due work and expired leases, the memory budget, drain jobs kept queued.
 
 Any number may run (standalone or embedded in workers); a lock in Redis lets
 one act at a time and passes to another within ``LOCK_TTL_MS`` when the
 holder dies. Every step is an idempotent script, so an overlap at hand-over is
-harmless.
+harmless. Each tick it visits the tenants whose wake time has come
+(:func:`webhooks.queue.tick`); every ``SWEEP_EVERY_S`` it sweeps all tenants
+(:func:`webhooks.queue.repair`), which repairs an activation or wake time lost
+to a crash between a tenant's script and the global call after it; every
+second it keeps the memory budget (:mod:`webhooks.memory`).
 """
 
 import asyncio
@@ -11,18 +15,23 @@ import logging
 import os
 import secrets
 import time
+from dataclasses import dataclass
 
 import redis
 from redis.asyncio import Redis
 from rq import Queue
 
-from webhooks import keys, queue
+from webhooks import keys, memory, queue
 from workers import jobs
 
 log = logging.getLogger("webhooks.scheduler")
 
 TICK_S = 0.05
 TRIM_EVERY_S = 60.0
+SWEEP_EVERY_S = 10.0
+MEMORY_EVERY_S = 1.0
+SWEEP_CHUNK = 500
+TRIM_CHUNK_EVENTS = 500
 LOCK_TTL_MS = 3000
 JOB_TIMEOUT_PAD_S = 120
 
@@ -38,39 +47,66 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    request_timeout_s: float = 15.0
+    retention_ms: int = queue.DEFAULT_RETENTION_MS
+    memory_high_share: float = 0.7  # trim settled history above this share of maxmemory
+    trim_dead_letters: bool = False  # may dead letters go too when memory runs short
+
+
 class Scheduler:
     def __init__(
-        self,
-        r: "Redis",
-        rq_conn: "redis.Redis",
-        request_timeout_s: float,
-        retention_ms: int = queue.DEFAULT_RETENTION_MS,
+        self, r: "Redis", rq_conn: "redis.Redis", config: SchedulerConfig = SchedulerConfig()
     ) -> None:
         self.r = r
         self.rq_queue = Queue(keys.RQ_QUEUE, connection=rq_conn)
         self.owner = f"{os.getpid()}:{secrets.token_hex(4)}"
-        self.job_timeout_s = int(jobs.DRAIN_BUDGET_S + 2 * request_timeout_s + JOB_TIMEOUT_PAD_S)
+        self.job_timeout_s = int(jobs.DRAIN_BUDGET_S + 2 * config.request_timeout_s + JOB_TIMEOUT_PAD_S)
         self._renew = r.register_script(_RENEW)
-        self.retention_ms = retention_ms
+        self.retention_ms = config.retention_ms
+        self.memory_high_share = config.memory_high_share
+        self.trim_dead_letters = config.trim_dead_letters
+        self.memory_level = "ok"
         self.stop = asyncio.Event()
         self.active = False
         self._next_trim = 0.0
+        self._next_sweep = 0.0
+        self._next_memory = 0.0
+        self._sweep: list[str] = []
 
     async def holds_lock(self) -> bool:
         return bool(await self._renew(keys=[keys.SCHEDULER_LOCK], args=[self.owner, LOCK_TTL_MS]))
 
     async def tick(self, now: int) -> None:
-        while await queue.promote(self.r, now) >= 1000:
-            pass
-        n_leases, n_deliveries = await queue.reclaim(self.r, now)
-        if n_leases:
-            log.warning("reclaimed %d expired leases: %d deliveries back on ready", n_leases, n_deliveries)
-        if time.monotonic() >= self._next_trim:
-            self._next_trim = time.monotonic() + TRIM_EVERY_S
-            dropped = await queue.trim(self.r, now - self.retention_ms)
-            if dropped:
-                log.info("retention: dropped %d index entries older than the retention period", dropped)
-        if await self.r.llen(keys.READY) and self.rq_queue.count == 0:
+        while True:
+            due = await queue.due_tenants(self.r, now)
+            done = await queue.tick(self.r, due, now)
+            if done.leases:
+                log.warning(
+                    "reclaimed %d expired leases: %d deliveries back on their ready lists",
+                    done.leases,
+                    done.reclaimed,
+                )
+            if len(due) < 200:
+                break
+        mono = time.monotonic()
+        if mono >= self._next_sweep:
+            if not self._sweep:
+                self._sweep = await queue.tenant_ids(self.r)
+            chunk, self._sweep = self._sweep[:SWEEP_CHUNK], self._sweep[SWEEP_CHUNK:]
+            repaired = await queue.repair(self.r, chunk, now)
+            if repaired:
+                log.warning("sweep: %d tenants with work were missing from the active list", repaired)
+            if not self._sweep:
+                self._next_sweep = mono + SWEEP_EVERY_S
+        if mono >= self._next_trim:
+            self._next_trim = mono + TRIM_EVERY_S
+            await queue.trim(self.r, await queue.tenant_ids(self.r), now - self.retention_ms)
+        if mono >= self._next_memory:
+            self._next_memory = mono + MEMORY_EVERY_S
+            await self.keep_memory_budget(now)
+        if await self.r.llen(keys.ACTIVE) and self.rq_queue.count == 0:
             self.rq_queue.enqueue(
                 jobs.drain,
                 jobs.DRAIN_BUDGET_S,
@@ -78,6 +114,55 @@ class Scheduler:
                 result_ttl=0,
                 failure_ttl=3600,
             )
+
+    async def keep_memory_budget(self, now: int) -> None:
+        """Above the high watermark, drop settled history oldest first; publish the level."""
+        use = await memory.usage(self.r)
+        history_left = True
+        high = self.memory_high_share
+        if use.max_bytes and (
+            use.share >= high or (self.memory_level != "ok" and use.share >= high - memory.LOW_GAP)
+        ):
+            history_left = await self._trim_history(now, use)
+            use = await memory.usage(self.r)
+        lvl = memory.level(
+            use, self.memory_level, high_share=self.memory_high_share, history_left=history_left
+        )
+        if lvl != self.memory_level:
+            log.warning(
+                "memory %s: %d of %d bytes used (%.0f%%)", lvl, use.used_bytes, use.max_bytes, 100 * use.share
+            )
+            self.memory_level = lvl
+        await memory.publish(self.r, lvl, use, now)
+
+    async def _trim_history(self, now: int, use: memory.Usage) -> bool:
+        """Trim the tenants with the oldest history first until under the low watermark (at most
+        about a second's work); False when no settled history is left to drop."""
+        tenants = await queue.tenant_ids(self.r)
+        async with self.r.pipeline(transaction=False) as pipe:
+            for t in tenants:
+                pipe.zrange(keys.events(t), 0, 0, withscores=True)
+            oldest = await pipe.execute()
+        order = sorted((row[0][1], t) for t, row in zip(tenants, oldest, strict=True) if row)
+        live = [t for _, t in order]
+        low = (self.memory_high_share - memory.LOW_GAP) * use.max_bytes
+        dropped = 0
+        deadline = time.monotonic() + 1.0
+        while live and time.monotonic() < deadline:
+            done = await queue.trim(
+                self.r,
+                live[:50],
+                now - self.retention_ms,
+                most=TRIM_CHUNK_EVENTS,
+                allow_dead=self.trim_dead_letters,
+            )
+            dropped += done.events
+            live = [t for t in live if t not in done.exhausted]
+            if (await memory.usage(self.r)).used_bytes < low:
+                break
+        if dropped:
+            log.info("memory budget: dropped %d settled events, oldest first", dropped)
+        return bool(live) or dropped > 0
 
     async def run(self) -> None:
         while not self.stop.is_set():

@@ -26,6 +26,8 @@ async def create_endpoint(
         event_types=body.event_types,
         headers=body.headers,
         rate_limit_per_s=body.rate_limit_per_s,
+        max_in_flight=body.max_in_flight,
+        ordering=body.ordering,
         disabled=body.disabled,
     )
 

@@ -4,7 +4,7 @@ from pydantic import BaseModel
 
 from api.deps import StoreDep
 from api.errors import responses
-from webhooks import queue
+from webhooks import memory, queue
 
 router = APIRouter(tags=["health"])
 
@@ -21,13 +21,27 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    responses={200: {"model": Ready}, 503: {"model": Ready, "description": "Redis is not reachable"}},
+    responses={
+        200: {"model": Ready},
+        503: {"model": Ready, "description": "Redis is not reachable, or its memory is full of pending work"},
+    },
 )
 async def readyz(store: StoreDep) -> JSONResponse:
     try:
-        await store.r.ping()
+        use = await memory.usage(store.r)
+        level = await store.ingestor.memory.level()
     except Exception:  # noqa: BLE001 - any failure means not ready
         return JSONResponse({"status": "unavailable", "message": "Redis is not reachable"}, status_code=503)
+    if level == "full" or (use.max_bytes and use.used_bytes >= use.max_bytes):
+        return JSONResponse(
+            {
+                "status": "storage_full",
+                "message": f"Redis memory is full of pending work ({use.used_bytes} of {use.max_bytes} "
+                "bytes); new events are refused until deliveries drain it",
+            },
+            status_code=503,
+            headers={"Retry-After": str(memory.RETRY_AFTER_S)},
+        )
     return JSONResponse({"status": "ready"})
 
 

@@ -12,12 +12,7 @@ import httpx
 import redis
 from redis.asyncio import Redis as AsyncRedis
 
-from webhooks import queue
-from webhooks.timefmt import iso_from_ms
-
-READY = "wh:q:ready"
-DUE = "wh:q:due"
-DEAD = "wh:dead"
+from webhooks import history, keys, queue
 
 # kind -> (new status, status code of the attempt, error of the attempt)
 OUTCOMES: dict[str, tuple[str, int | None, str | None]] = {
@@ -34,52 +29,56 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+async def _lease_everything(r: AsyncRedis, at_ms: int) -> list[queue.Lease]:
+    """Lease every ready delivery of every tenant, as workers would (no endpoint cap in the way)."""
+    for tenant_id in await queue.tenant_ids(r):
+        for endpoint_id in await r.zrange(keys.tenant_endpoints(tenant_id), 0, -1):
+            await r.hset(keys.endpoint(tenant_id, endpoint_id), "mif", 1_000_000)
+    leases = []
+    while (tenant_id := await queue.next_tenant(r)) is not None:
+        lease = await queue.lease(r, tenant_id, 100_000, ttl_ms=600_000, now_ms=at_ms, quantum=100_000)
+        if not lease.deliveries:
+            if await r.llen(keys.ACTIVE) == 0:
+                break
+            continue
+        leases.append(lease)
+    return leases
+
+
 async def settle_async(redis_url: str, outcomes: Mapping[str, str], at_ms: int) -> int:
+    """Give the named deliveries these outcomes; every other ready delivery goes back as it was."""
     r = AsyncRedis.from_url(redis_url, decode_responses=True)
     try:
-        lease = await queue.lease(r, 100_000, ttl_ms=600_000, now_ms=at_ms)
-        assert lease is not None, "nothing on the ready list to settle"
-        leased = {d.id for d in lease.deliveries}
+        leases = await _lease_everything(r, at_ms)
+        leased = {d.id for lease in leases for d in lease.deliveries}
         missing = set(outcomes) - leased
-        assert not missing, f"not on the ready list: {sorted(missing)}"
+        assert not missing, f"not on a ready list: {sorted(missing)}"
         records = []
-        leftovers = 0
-        for d in lease.deliveries:
-            base = (d.id, lease.id)
-            owner = (d.tenant_id, d.endpoint_id)
-            kind = outcomes.get(d.id)
-            if kind is None:  # not ours to settle: hand it back (due now, then promoted to ready)
+        for lease in leases:
+            for d in lease.deliveries:
+                kind = outcomes.get(d.id)
+                if kind is None:  # not ours to settle: released with the lease, back to its ready list
+                    continue
+                status, code, error = OUTCOMES[kind]
+                excerpt = None if code is None else '{"received": true}'
                 records.append(
-                    queue.Outcome(*base, "pending", d.attempt_count, d.series_attempts, *owner, due_ms=at_ms)
+                    queue.Outcome(
+                        d.id,
+                        lease.id,
+                        status,
+                        d.attempt_count + 1,
+                        d.series_attempts + 1,
+                        d.tenant_id,
+                        d.endpoint_id,
+                        attempt=history.attempt_line(at_ms, code, 12, error, excerpt),
+                        due_ms=at_ms + RETRY_IN_MS if status == "retrying" else None,
+                        gone=kind == "gone",
+                        status_code=code,
+                        ok=status == "succeeded",
+                    )
                 )
-                leftovers += 1
-                continue
-            status, code, error = OUTCOMES[kind]
-            records.append(
-                queue.Outcome(
-                    *base,
-                    status,
-                    d.attempt_count + 1,
-                    d.series_attempts + 1,
-                    *owner,
-                    attempt={
-                        "number": d.attempt_count + 1,
-                        "at": iso_from_ms(at_ms),
-                        "status_code": code,
-                        "duration_ms": 12,
-                        "error": error,
-                        "response_excerpt": None if code is None else '{"received": true}',
-                    },
-                    due_ms=at_ms + RETRY_IN_MS if status == "retrying" else None,
-                    gone=kind == "gone",
-                    status_code=code,
-                    ok=status == "succeeded",
-                )
-            )
-        applied = await queue.complete(r, records, [lease.id], at_ms)
-        if leftovers:
-            await queue.promote(r, at_ms, leftovers)
-        return applied - leftovers
+        done = await queue.complete(r, records, [(lease.tenant_id, lease.id) for lease in leases], at_ms)
+        return done.applied
     finally:
         await r.aclose()
 
@@ -87,8 +86,7 @@ async def settle_async(redis_url: str, outcomes: Mapping[str, str], at_ms: int) 
 async def lease_async(redis_url: str, at_ms: int) -> list[str]:
     r = AsyncRedis.from_url(redis_url, decode_responses=True)
     try:
-        lease = await queue.lease(r, 100_000, ttl_ms=600_000, now_ms=at_ms)
-        return [] if lease is None else [d.id for d in lease.deliveries]
+        return [d.id for lease in await _lease_everything(r, at_ms) for d in lease.deliveries]
     finally:
         await r.aclose()
 
@@ -144,3 +142,20 @@ def assert_error(resp: httpx.Response, status: int, *needles: str) -> dict[str, 
     for needle in needles:
         assert needle in body["message"], f"{needle!r} not in {body['message']!r}"
     return body
+
+
+def ready_ids(rds: "redis.Redis") -> list[str]:
+    """Every delivery id on any endpoint's ready list (all tenants)."""
+    return [d for key in sorted(rds.keys("wh:{t:*}:r:*")) for d in rds.lrange(key, 0, -1)]
+
+
+def due_ids(rds: "redis.Redis") -> list[tuple[str, float]]:
+    """Every ``(delivery id, due ms)`` waiting in any endpoint's due zset (all tenants)."""
+    return sorted(
+        (d, sc) for key in rds.keys("wh:{t:*}:due:*") for d, sc in rds.zrange(key, 0, -1, withscores=True)
+    )
+
+
+def dead_ids(rds: "redis.Redis") -> list[str]:
+    """Every delivery id in any tenant's dead letters."""
+    return sorted(d for key in rds.keys("wh:{t:*}:dead") for d in rds.zrange(key, 0, -1))

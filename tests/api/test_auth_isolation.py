@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from tests.api.helpers import READY, assert_error, delivery_ids, post_event
+from tests.api.helpers import assert_error, delivery_ids, post_event, ready_ids
 
 PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}
 URL = "http://127.0.0.1:9/hook"
@@ -161,7 +161,7 @@ def test_another_tenants_objects_answer_404_never_the_object(
     }
     assert api.get(f"/v1/endpoints/{ep}/secret", headers=owned.a.auth).json()["secret"] == secret
     assert api.get(f"/v1/deliveries/{dl}", headers=owned.a.auth).json()["status"] == "dead"
-    assert rds.llen(READY) == 0
+    assert len(ready_ids(rds)) == 0
 
 
 def test_404_for_another_tenants_object_is_the_same_as_for_a_missing_one(
@@ -224,7 +224,7 @@ def test_admin_acts_for_a_tenant_named_by_tenant_id(
     assert [d["id"] for d in api.get("/v1/dead-letters", params=a, headers=admin).json()["data"]] == [dl]
     retried = api.post(f"/v1/deliveries/{dl}/retry", params=a, headers=admin)
     assert retried.status_code == 202 and retried.json()["status"] == "pending"
-    assert dl in rds.lrange(READY, 0, -1)
+    assert dl in ready_ids(rds)
     # The admin acting for B does not see A's objects either.
     assert_error(api.get(f"/v1/endpoints/{ep}", params={"tenant_id": owned.b.id}, headers=admin), 404)
 

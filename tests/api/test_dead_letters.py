@@ -10,7 +10,7 @@ import httpx
 import pytest
 import redis
 
-from tests.api.helpers import DEAD, DUE, READY, assert_error, delivery_ids, now_ms, post_event
+from tests.api.helpers import assert_error, dead_ids, delivery_ids, due_ids, now_ms, post_event, ready_ids
 from webhooks.timefmt import iso_from_ms
 
 URL = "http://127.0.0.1:9/hook"
@@ -179,7 +179,7 @@ def test_dead_letters_of_other_tenants_are_not_listed(
 def test_replay_dry_run_counts_and_changes_nothing(
     api: httpx.Client, tenant: Any, graveyard: Graveyard, rds: "redis.Redis"
 ) -> None:
-    before = (rds.lrange(READY, 0, -1), rds.zrange(DUE, 0, -1, withscores=True), rds.zrange(DEAD, 0, -1))
+    before = (ready_ids(rds), due_ids(rds), dead_ids(rds))
 
     everything = api.post("/v1/dead-letters/replay", json={"dry_run": True}, headers=tenant.auth)
     filtered = api.post(
@@ -190,13 +190,13 @@ def test_replay_dry_run_counts_and_changes_nothing(
     assert everything.json() == {"replay_id": None, "matched": 6, "dry_run": True}
     assert filtered.json()["matched"] == 3
     assert (
-        rds.lrange(READY, 0, -1),
-        rds.zrange(DUE, 0, -1, withscores=True),
-        rds.zrange(DEAD, 0, -1),
+        ready_ids(rds),
+        due_ids(rds),
+        dead_ids(rds),
     ) == before
     assert [d["id"] for d in list_dead(api, tenant.auth)[0]] == newest_first(graveyard)
     for d in graveyard.dead:
-        assert rds.hget(f"wh:dlv:{d}", "status") == "dead"
+        assert rds.hget(f"wh:{{t:{tenant.id}}}:d:{d}", "s") == "dead"
 
 
 def test_replay_by_filter_requeues_the_matching_dead_letters(
@@ -213,11 +213,11 @@ def test_replay_by_filter_requeues_the_matching_dead_letters(
     assert resp.status_code == 202, resp.text
     body = resp.json()
     assert body["matched"] == 2 and body["dry_run"] is False and body["replay_id"].startswith("rpl_")
-    assert sorted(rds.lrange(READY, 0, -1)) == sorted(matching)
+    assert sorted(ready_ids(rds)) == sorted(matching)
     for d in matching:
         detail = api.get(f"/v1/deliveries/{d}", headers=tenant.auth).json()
         assert detail["status"] == "pending" and detail["dead_at"] is None
-        assert rds.zscore(DEAD, d) is None and rds.zscore(f"wh:t:{tenant.id}:dead", d) is None
+        assert d not in dead_ids(rds)
     remaining = [d["id"] for d in list_dead(api, tenant.auth)[0]]
     assert remaining == [d for d in newest_first(graveyard) if d not in matching]
     # Replaying again finds nothing more to do.
@@ -241,7 +241,7 @@ def test_replay_by_time_window(
     )
 
     assert resp.json()["matched"] == 4
-    assert sorted(rds.lrange(READY, 0, -1)) == sorted(newest_first(graveyard, lambda ep, ty, at: at <= t1))
+    assert sorted(ready_ids(rds)) == sorted(newest_first(graveyard, lambda ep, ty, at: at <= t1))
 
 
 def test_replay_by_ids(api: httpx.Client, tenant: Any, graveyard: Graveyard, rds: "redis.Redis") -> None:
@@ -253,7 +253,7 @@ def test_replay_by_ids(api: httpx.Client, tenant: Any, graveyard: Graveyard, rds
 
     assert dry.json()["matched"] == 2
     assert resp.status_code == 202 and resp.json()["matched"] == 2
-    assert sorted(rds.lrange(READY, 0, -1)) == sorted(chosen)
+    assert sorted(ready_ids(rds)) == sorted(chosen)
     assert api.get(f"/v1/deliveries/{graveyard.alive[0]}", headers=tenant.auth).json()["status"] == "retrying"
     assert len(list_dead(api, tenant.auth)[0]) == len(graveyard.dead) - 2
 
@@ -266,7 +266,7 @@ def test_replay_by_unknown_id_is_404_and_replays_nothing(
     resp = api.post("/v1/dead-letters/replay", json={"ids": ids}, headers=tenant.auth)
 
     assert_error(resp, 404, "ids.1")
-    assert rds.llen(READY) == 0
+    assert len(ready_ids(rds)) == 0
     assert len(list_dead(api, tenant.auth)[0]) == len(graveyard.dead)
 
 
@@ -278,8 +278,8 @@ def test_replay_with_rate_spaces_deliveries_in_the_due_set(
     resp = api.post("/v1/dead-letters/replay", json={"rate_per_s": 4}, headers=tenant.auth)
 
     assert resp.json()["matched"] == 6
-    assert rds.llen(READY) == 0
-    due = {m: int(s) for m, s in rds.zrange(DUE, 0, -1, withscores=True) if m in graveyard.dead}
+    assert len(ready_ids(rds)) == 0
+    due = {m: int(s) for m, s in due_ids(rds) if m in graveyard.dead}
     assert set(due) == set(graveyard.dead)
     scores = sorted(due.values())
     assert started - 1000 <= scores[0] <= now_ms() + 1000
@@ -320,4 +320,4 @@ def test_admin_lists_and_replays_dead_letters_of_every_tenant(
     assert [d["id"] for d in only_other] == [theirs]
     assert dry["matched"] == len(graveyard.dead) + 1
     assert replayed.json()["matched"] == 1
-    assert rds.lrange(READY, 0, -1) == [theirs]
+    assert ready_ids(rds) == [theirs]

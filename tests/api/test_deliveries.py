@@ -11,7 +11,7 @@ import httpx
 import pytest
 import redis
 
-from tests.api.helpers import DEAD, DUE, READY, RETRY_IN_MS, assert_error, now_ms, post_event
+from tests.api.helpers import RETRY_IN_MS, assert_error, dead_ids, due_ids, now_ms, post_event, ready_ids
 from webhooks.timefmt import iso_from_ms
 
 URL = "http://127.0.0.1:9/hook"
@@ -199,18 +199,18 @@ def test_retry_puts_the_delivery_on_the_ready_list_now(
     api: httpx.Client, tenant: Any, world: World, rds: "redis.Redis", which: tuple[int, str]
 ) -> None:
     delivery_id = world.by[which[0], {"ep1": world.ep1, "ep2": world.ep2}[which[1]]]
-    ready = rds.llen(READY)
+    ready = len(ready_ids(rds))
 
     resp = api.post(f"/v1/deliveries/{delivery_id}/retry", headers=tenant.auth)
 
     assert resp.status_code == 202, resp.text
     assert resp.json()["id"] == delivery_id and resp.json()["status"] == "pending"
     assert resp.json()["next_attempt_at"] is None
-    assert rds.lrange(READY, 0, -1).count(delivery_id) == 1
-    assert rds.llen(READY) == ready + 1
-    assert rds.zscore(DUE, delivery_id) is None
-    assert rds.zscore(DEAD, delivery_id) is None
-    assert rds.zscore(f"wh:t:{tenant.id}:dead", delivery_id) is None
+    assert ready_ids(rds).count(delivery_id) == 1
+    assert len(ready_ids(rds)) == ready + 1
+    assert delivery_id not in dict(due_ids(rds))
+    assert delivery_id not in dead_ids(rds)
+    assert rds.zscore(f"wh:{{t:{tenant.id}}}:dead", delivery_id) is None
     assert api.get(f"/v1/deliveries/{delivery_id}", headers=tenant.auth).json()["status"] == "pending"
     dead = api.get("/v1/dead-letters", headers=tenant.auth).json()["data"]
     assert delivery_id not in [x["id"] for x in dead]
@@ -220,14 +220,14 @@ def test_retry_of_a_delivery_already_ready_does_not_queue_it_twice(
     api: httpx.Client, tenant: Any, world: World, rds: "redis.Redis"
 ) -> None:
     delivery_id = world.by[2, world.ep1]
-    before = rds.lrange(READY, 0, -1)
+    before = ready_ids(rds)
     assert delivery_id in before
 
     resp = api.post(f"/v1/deliveries/{delivery_id}/retry", headers=tenant.auth)
 
     assert resp.status_code == 202
     assert resp.json()["status"] == "pending"
-    assert rds.lrange(READY, 0, -1) == before
+    assert ready_ids(rds) == before
 
 
 def test_retry_while_an_attempt_is_under_way_is_409(
@@ -244,4 +244,4 @@ def test_retry_while_an_attempt_is_under_way_is_409(
 
 def test_retry_of_unknown_delivery_is_404(api: httpx.Client, tenant: Any, rds: "redis.Redis") -> None:
     assert_error(api.post("/v1/deliveries/dlv_nothere/retry", headers=tenant.auth), 404)
-    assert rds.llen(READY) == 0
+    assert len(ready_ids(rds)) == 0

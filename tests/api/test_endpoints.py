@@ -172,7 +172,7 @@ def test_create_endpoint_refuses_bad_urls(
 
     body = assert_error(resp, 422, "invalid endpoint URL", needle)
     assert "hunter2" not in body["message"]
-    assert rds.zcard(f"wh:t:{tenant.id}:eps") == 0
+    assert rds.zcard(f"wh:{{t:{tenant.id}}}:eps") == 0
 
 
 def test_create_endpoint_refuses_a_url_that_is_too_long(api: httpx.Client, tenant: Any) -> None:
@@ -429,5 +429,5 @@ def test_secret_is_encrypted_at_rest(
 
     assert ep["secret"] not in everything
     assert ep["secret"].removeprefix("whsec_") not in everything
-    stored = rds.hget(f"wh:ep:{ep['id']}", "doc")
+    stored = rds.hget(f"wh:{{t:{ep['tenant_id']}}}:ep:{ep['id']}", "doc")
     assert stored is not None and "enc1:" in stored and "plain:" not in stored

@@ -8,13 +8,14 @@ import httpx
 import pytest
 import redis
 
-from tests.api.helpers import READY, assert_error, delivery_ids, post_event
+from tests.api.helpers import assert_error, delivery_ids, post_event, ready_ids
+from webhooks.history import StoredEvent
 
 URL = "http://127.0.0.1:9/hook"
 
 
 def stored_events(rds: "redis.Redis") -> list[str]:
-    return sorted(rds.keys("wh:evt:*"))
+    return sorted(rds.keys("wh:{t:*}:e:*"))
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def test_event_is_accepted_with_deliveries_for_matching_enabled_endpoints_only(
     assert targets == sorted([routed["invoices"]["id"], routed["all"]["id"]])
     assert all(d["status"] == "pending" and d["id"].startswith("dlv_") for d in event["deliveries"])
     # In Redis before the answer: on the ready list, one entry per delivery.
-    assert sorted(rds.lrange(READY, 0, -1)) == sorted(delivery_ids([event]))
+    assert sorted(ready_ids(rds)) == sorted(delivery_ids([event]))
 
 
 def test_event_types_filter_routes_each_type(
@@ -69,7 +70,7 @@ def test_event_without_matching_endpoints_is_accepted_with_no_deliveries(
     event = post_event(api, tenant.auth, "invoice.paid")
 
     assert event["deliveries"] == []
-    assert rds.llen(READY) == 0
+    assert len(ready_ids(rds)) == 0
     assert api.get(f"/v1/events/{event['id']}", headers=tenant.auth).status_code == 200
 
 
@@ -79,9 +80,9 @@ def test_the_stored_body_is_the_wire_envelope(
     make_endpoint(URL)
     event = post_event(api, tenant.auth, "invoice.paid", {"amount": 42, "nested": [1, None, "x"]})
 
-    doc = json.loads(rds.get(f"wh:evt:{tenant.id}:{event['id']}") or "null")
+    stored = StoredEvent(tenant.id, event["id"], rds.get(f"wh:{{t:{tenant.id}}}:e:{event['id']}") or "")
 
-    assert json.loads(doc["body"]) == {
+    assert json.loads(stored.body()) == {
         "type": "invoice.paid",
         "timestamp": event["created_at"],
         "data": {"amount": 42, "nested": [1, None, "x"]},
@@ -103,7 +104,7 @@ def test_same_id_twice_is_the_same_event_and_delivers_nothing_new(
     api: httpx.Client, tenant: Any, routed: dict[str, dict[str, Any]], rds: "redis.Redis"
 ) -> None:
     first = post_event(api, tenant.auth, "invoice.paid", {"v": 1}, id="order-42.paid")
-    ready = rds.llen(READY)
+    ready = len(ready_ids(rds))
     assert ready == 2
 
     again = post_event(api, tenant.auth, "invoice.paid", {"v": 2}, id="order-42.paid")
@@ -112,7 +113,7 @@ def test_same_id_twice_is_the_same_event_and_delivers_nothing_new(
     assert again["created_at"] == first["created_at"]
     assert again["payload"] == {"v": 1}  # the stored event, not the new body
     assert delivery_ids([again]) == delivery_ids([first])
-    assert rds.llen(READY) == ready
+    assert len(ready_ids(rds)) == ready
     assert len(stored_events(rds)) == 1
 
 
@@ -122,7 +123,7 @@ def test_same_idempotency_key_twice_is_the_same_event(
     body = {"event_type": "invoice.paid", "payload": {"v": 1}}
     key = {"Idempotency-Key": "req-7f3a"}
     first = api.post("/v1/events", json=body, headers={**tenant.auth, **key})
-    ready = rds.llen(READY)
+    ready = len(ready_ids(rds))
 
     again = api.post("/v1/events", json=body, headers={**tenant.auth, **key})
     other = api.post("/v1/events", json=body, headers={**tenant.auth, "Idempotency-Key": "req-other"})
@@ -131,7 +132,7 @@ def test_same_idempotency_key_twice_is_the_same_event(
     assert again.json()["id"] == first.json()["id"]
     assert delivery_ids([again.json()]) == delivery_ids([first.json()])
     assert other.json()["id"] != first.json()["id"]
-    assert rds.llen(READY) == ready + 2  # only the other key delivered
+    assert len(ready_ids(rds)) == ready + 2  # only the other key delivered
 
 
 def test_idempotency_keys_and_ids_are_per_tenant(
@@ -223,7 +224,7 @@ def test_batch_is_accepted_with_deliveries_per_event(
     assert [e["payload"] for e in out] == [{"i": i} for i in range(6)]
     assert all(len(e["deliveries"]) == 2 for e in out)
     assert len({e["id"] for e in out}) == 6
-    assert rds.llen(READY) == 12
+    assert len(ready_ids(rds)) == 12
     for e in out:
         assert api.get(f"/v1/events/{e['id']}", headers=tenant.auth).status_code == 200
 
@@ -241,7 +242,7 @@ def test_batch_repeating_an_id_answers_the_first_event(
     assert out[0]["id"] == out[1]["id"] == "dup"
     assert out[1]["payload"] == {"n": 1}
     assert delivery_ids(out[:1]) == delivery_ids(out[1:])
-    assert rds.llen(READY) == 2
+    assert len(ready_ids(rds)) == 2
 
 
 @pytest.mark.parametrize(
@@ -263,7 +264,7 @@ def test_batch_with_one_invalid_event_stores_nothing(
     needle: str,
 ) -> None:
     post_event(api, tenant.auth, "invoice.paid")  # something already there
-    ready, stored = rds.llen(READY), stored_events(rds)
+    ready, stored = len(ready_ids(rds)), stored_events(rds)
     events: list[dict[str, Any]] = [
         {"event_type": "invoice.paid", "payload": {"i": i}, "id": f"batch-{i}"} for i in range(5)
     ]
@@ -272,7 +273,7 @@ def test_batch_with_one_invalid_event_stores_nothing(
     resp = api.post("/v1/events/batch", json={"events": events}, headers=tenant.auth)
 
     assert_error(resp, 422, needle)
-    assert rds.llen(READY) == ready
+    assert len(ready_ids(rds)) == ready
     assert stored_events(rds) == stored
     for i in (0, 1, 2, 4):
         assert_error(api.get(f"/v1/events/batch-{i}", headers=tenant.auth), 404)
@@ -288,7 +289,7 @@ def test_batch_of_1000_is_accepted(
 
     assert resp.status_code == 202, resp.text[:300]
     assert len(resp.json()) == 1000
-    assert rds.llen(READY) == 1000
+    assert len(ready_ids(rds)) == 1000
 
 
 def test_batch_over_1000_is_refused_with_a_clear_error(
@@ -300,7 +301,7 @@ def test_batch_over_1000_is_refused_with_a_clear_error(
     resp = api.post("/v1/events/batch", json={"events": events}, headers=tenant.auth)
 
     assert_error(resp, 422, "events", "1000")
-    assert rds.llen(READY) == 0
+    assert len(ready_ids(rds)) == 0
     assert stored_events(rds) == []
 
 
@@ -332,7 +333,7 @@ def test_payload_over_max_payload_bytes_is_413(
     assert small.status_code == 202
     body = assert_error(big, 413, "1000")
     assert body["error"] == "payload_too_large"
-    assert rds.llen(READY) == 1
+    assert len(ready_ids(rds)) == 1
     assert len(stored_events(rds)) == 1
 
 
@@ -346,7 +347,7 @@ def test_batch_with_one_payload_over_the_limit_is_413_and_stores_nothing(
     resp = client.post("/v1/events/batch", json={"events": events}, headers=auth)
 
     assert_error(resp, 413, "events.3")
-    assert rds.llen(READY) == 0 and stored_events(rds) == []
+    assert len(ready_ids(rds)) == 0 and stored_events(rds) == []
 
 
 def test_request_body_far_over_the_limit_is_413_before_it_is_read(

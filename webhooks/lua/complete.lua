@@ -1,75 +1,181 @@
--- Record attempt outcomes and release finished leases (see webhooks/queue.py: complete).
--- ARGV[1] prefix, ARGV[2] now ms, ARGV[3] retention ms (how long a settled delivery is kept),
--- ARGV[4] count F of finished leases, ARGV[5 .. 4+F] their ids,
--- then one JSON record per delivery: {id, l=lease, s=new status, n=attempt_count, sn=series_attempts,
---   a=attempt document or nil, due=next attempt ms or nil, t=tenant, ep=endpoint, gone=bool,
---   code=status code or nil, ok=1 when the attempt succeeded}
+#!lua flags=allow-oom
+-- Record one tenant's attempt outcomes and release finished leases (webhooks/queue.py: complete).
+-- Allowed over maxmemory: outcomes settle work, and settled work is what gives memory back.
+-- KEYS[1] the tenant's key base. ARGV[1] now ms, ARGV[2] retention ms (how long a settled delivery
+-- is kept), ARGV[3] breaker threshold (consecutive failures that open it), ARGV[4] first breaker
+-- pause ms, ARGV[5] longest breaker pause ms, ARGV[6] disable an endpoint failing without a
+-- success for this many ms (0: never), ARGV[7] count F of finished leases, ARGV[8 .. 7+F] their
+-- ids, then one JSON record per delivery: {id, l=lease, s=new status, n=attempt_count,
+--   sn=series_attempts, ep=endpoint, a=attempt line (webhooks/history.py) or nil, due=next attempt
+--   ms or nil, gone=bool, code=status code or nil, ok=1 when the attempt succeeded,
+--   th=1 when the answer asks to slow down (502, 504, 429 without Retry-After), pause=ms until
+--   which the whole endpoint waits (a Retry-After) or nil}
 -- An outcome is applied only while the delivery is still under the same lease: a lease that
 -- expired and was reclaimed belongs to someone else now, and its stale outcome is dropped.
--- Returns the number of outcomes applied.
-local p = ARGV[1]
-local now = ARGV[2]
-local retention = tonumber(ARGV[3])
-local nf = tonumber(ARGV[4])
-local applied = 0
-local n_ok, n_fail, n_dead = 0, 0, 0
-for i = 5 + nf, #ARGV do
-  local r = cjson.decode(ARGV[i])
-  local dk = p .. 'dlv:' .. r.id
-  if redis.call('HGET', dk, 'lease') == r.l then
-    applied = applied + 1
-    redis.call('HDEL', dk, 'lease')
-    redis.call('HSET', dk, 'status', r.s, 'attempt_count', r.n, 'series_attempts', r.sn, 'updated_at', now)
-    if r.a then
-      redis.call('RPUSH', p .. 'dlv:' .. r.id .. ':att', r.a)
-      redis.call('HSET', dk, 'last_attempt_at', now)
-      if r.code then redis.call('HSET', dk, 'last_status_code', r.code) end
-      if r.ok == 1 then n_ok = n_ok + 1 else n_fail = n_fail + 1 end
-    end
-    if r.due then
-      redis.call('ZADD', p .. 'q:due', r.due, r.id)
-      redis.call('HSET', dk, 'next_attempt_at', r.due)
-    else
-      redis.call('HDEL', dk, 'next_attempt_at')
-    end
-    if r.s == 'dead' then
-      redis.call('ZADD', p .. 'dead', now, r.id)
-      redis.call('ZADD', p .. 't:' .. r.t .. ':dead', now, r.id)
-      redis.call('HSET', dk, 'dead_at', now)
-      n_dead = n_dead + 1
-    end
-    if r.s == 'succeeded' or r.s == 'dead' then
-      redis.call('PEXPIRE', dk, retention)
-      redis.call('PEXPIRE', p .. 'dlv:' .. r.id .. ':att', retention)
-    end
-    if r.gone then
-      redis.call('HSET', p .. 'ep:' .. r.ep, 'disabled', '1', 'disabled_reason', 'receiver answered 410 Gone')
-      redis.call('INCR', p .. 't:' .. r.t .. ':epver')
+-- Every applied outcome gives its endpoint slot back. A failed attempt with a due time waits in
+-- the endpoint's due zset, except on a FIFO endpoint, where it goes back to the head of the
+-- ready list and pauses the endpoint until then, holding the deliveries behind it.
+-- The breaker: `f` consecutive failures reaching the threshold open it (pause `bo` ms, doubling
+-- up to the longest); the first request after a pause is the probe (`h` = half-open: one slot);
+-- a success closes it and sends everything waiting in the due zset at once.
+-- Returns {applied, activate, endpoints opened, endpoints disabled (flat id, reason)}.
+local now = tonumber(ARGV[1])
+local retention = tonumber(ARGV[2])
+local threshold = tonumber(ARGV[3])
+local base_pause = tonumber(ARGV[4])
+local max_pause = tonumber(ARGV[5])
+local disable_after = tonumber(ARGV[6])
+local nf = tonumber(ARGV[7])
+local applied, opened = 0, 0
+local n_ok, n_fail, n_dead, n_back = 0, 0, 0, 0
+local touched, order, disabled = {}, {}, {}
+
+local function touch(ep)
+  if not touched[ep] then touched[ep] = true; order[#order + 1] = ep end
+end
+
+local function disable(ek, ep, reason)
+  if redis.call('HGET', ek, 'disabled') == '1' or redis.call('HEXISTS', ek, 'doc') == 0 then return end
+  redis.call('HSET', ek, 'disabled', '1', 'disabled_reason', reason)
+  redis.call('INCR', B .. 'epver')
+  disabled[#disabled + 1] = ep
+  disabled[#disabled + 1] = reason
+end
+
+-- Everything waiting in the endpoint's due zset goes to its ready list now.
+local function flush_due(ep)
+  local dz = B .. 'due:' .. ep
+  for _, id in ipairs(redis.call('ZRANGE', dz, 0, -1)) do
+    local dk = B .. 'd:' .. id
+    local st = redis.call('HGET', dk, 's')
+    if st == 'retrying' or st == 'pending' then
+      redis.call('HSET', dk, 's', 'pending', 'u', now)
+      redis.call('HDEL', dk, 'na')
+      redis.call('RPUSH', B .. 'r:' .. ep, id)
     end
   end
+  redis.call('DEL', dz)
 end
--- A finished lease is released. Any delivery still under it goes back to the front of ready: its
--- outcome was written by an earlier call whose effect was lost (a failover with replication lag, a
--- crash of Redis with everysec), so no delivery is ever left under a lease that no longer exists.
-local n_back = 0
-for i = 5, 4 + nf do
+
+local function limit_of(f_mif, f_cap)
+  local limit = tonumber(f_mif) or DEFAULT_MAX_IN_FLIGHT
+  local cap = tonumber(f_cap)
+  if cap and cap < limit then return cap, limit end
+  return limit, limit
+end
+
+local function succeeded(ek, ep)
+  local f = redis.call('HMGET', ek, 'h', 'mif', 'cap')
+  redis.call('HDEL', ek, 'f', 'fs')
+  if f[1] == '1' then
+    redis.call('HDEL', ek, 'h', 'bo')
+    flush_due(ep)
+  end
+  if f[3] then  -- throttled: one more slot per success, back to max_in_flight
+    local cap, limit = limit_of(f[2], f[3])
+    if cap + 1 >= limit then redis.call('HDEL', ek, 'cap') else redis.call('HSET', ek, 'cap', cap + 1) end
+  end
+end
+
+local function failed(ek, ep, throttle)
+  local f = redis.call('HMGET', ek, 'f', 'fs', 'h', 'bo', 'pu', 'mif', 'cap')
+  local fails = (tonumber(f[1]) or 0) + 1
+  redis.call('HSET', ek, 'f', fails)
+  local since = tonumber(f[2])
+  if not since then since = now; redis.call('HSET', ek, 'fs', now) end
+  if throttle == 1 then
+    local cap = limit_of(f[6], f[7])
+    redis.call('HSET', ek, 'cap', math.max(1, math.floor(cap / 2)))
+  end
+  local paused = f[5] and tonumber(f[5]) > now
+  if (fails >= threshold or f[3] == '1') and not paused then
+    local pause = base_pause
+    if f[3] == '1' then pause = math.min(max_pause, (tonumber(f[4]) or base_pause) * 2) end
+    redis.call('HSET', ek, 'h', '1', 'bo', pause, 'pu', now + pause)
+    due_at(ep, now + pause)
+    opened = opened + 1
+  end
+  if disable_after > 0 and now - since >= disable_after then
+    disable(ek, ep, 'failing without a success for ' .. math.floor((now - since) / 1000) .. ' s')
+  end
+end
+
+for i = 8 + nf, #ARGV do
+  local r = cjson.decode(ARGV[i])
+  local dk = B .. 'd:' .. r.id
+  if redis.call('HGET', dk, 'l') == r.l then
+    applied = applied + 1
+    local ek = B .. 'ep:' .. r.ep
+    redis.call('HDEL', dk, 'l')
+    release_slot(ek)
+    touch(r.ep)
+    redis.call('HSET', dk, 's', r.s, 'n', r.n, 'sn', r.sn, 'u', now)
+    if r.a then
+      local prev = redis.call('HGET', dk, 'a')
+      redis.call('HSET', dk, 'a', prev and (prev .. '\n' .. r.a) or r.a)
+      if r.code then redis.call('HSET', dk, 'lc', r.code) end
+      if r.ok == 1 then
+        n_ok = n_ok + 1
+        succeeded(ek, r.ep)
+      else
+        n_fail = n_fail + 1
+        if not r.gone then failed(ek, r.ep, r.th) end
+      end
+    end
+    if r.pause then
+      local pu = tonumber(redis.call('HGET', ek, 'pu') or '0')
+      if r.pause > pu then redis.call('HSET', ek, 'pu', r.pause) end
+      due_at(r.ep, r.pause)
+    end
+    if r.due then
+      if redis.call('HGET', ek, 'fifo') == '1' then
+        redis.call('LPUSH', B .. 'r:' .. r.ep, r.id)
+        local pu = tonumber(redis.call('HGET', ek, 'pu') or '0')
+        if r.due > pu then redis.call('HSET', ek, 'pu', r.due) end
+      else
+        redis.call('ZADD', B .. 'due:' .. r.ep, r.due, r.id)
+      end
+      due_at(r.ep, r.due)
+      redis.call('HSET', dk, 'na', r.due)
+    else
+      redis.call('HDEL', dk, 'na')
+    end
+    if r.s == 'dead' then
+      redis.call('ZADD', B .. 'dead', now, r.id)
+      redis.call('HSET', dk, 'da', now)
+      n_dead = n_dead + 1
+    end
+    if r.s == 'succeeded' or r.s == 'dead' then redis.call('PEXPIRE', dk, retention) end
+    if r.gone then disable(ek, r.ep, 'receiver answered 410 Gone') end
+  end
+end
+-- A finished lease is released. Any delivery still under it goes back to the head of its ready
+-- list: its outcome was written by an earlier call whose effect was lost (a failover with
+-- replication lag, a crash of Redis with everysec), so no delivery is left under a lease that no
+-- longer exists.
+for i = 8, 7 + nf do
   local lid = ARGV[i]
-  local lk = p .. 'q:lease:' .. lid
+  local lk = B .. 'lease:' .. lid
   local held = redis.call('LRANGE', lk, 0, -1)
   for j = #held, 1, -1 do
-    local dk = p .. 'dlv:' .. held[j]
-    if redis.call('HGET', dk, 'lease') == lid then
-      redis.call('HDEL', dk, 'lease')
-      redis.call('HSET', dk, 'status', 'pending', 'updated_at', now)
-      redis.call('LPUSH', p .. 'q:ready', held[j])
+    local dk = B .. 'd:' .. held[j]
+    if redis.call('HGET', dk, 'l') == lid then
+      local ep = redis.call('HGET', dk, 'p')
+      redis.call('HDEL', dk, 'l')
+      redis.call('HSET', dk, 's', 'pending', 'u', now)
+      redis.call('LPUSH', B .. 'r:' .. ep, held[j])
+      release_slot(B .. 'ep:' .. ep)
+      touch(ep)
       n_back = n_back + 1
     end
   end
   redis.call('DEL', lk)
-  redis.call('ZREM', p .. 'q:leases', lid)
+  redis.call('ZREM', B .. 'leases', lid)
 end
-if n_back > 0 then redis.call('HINCRBY', p .. 'stats', 'deliveries_reclaimed', n_back) end
-if n_ok > 0 then redis.call('HINCRBY', p .. 'stats', 'attempts_succeeded', n_ok) end
-if n_fail > 0 then redis.call('HINCRBY', p .. 'stats', 'attempts_failed', n_fail) end
-if n_dead > 0 then redis.call('HINCRBY', p .. 'stats', 'deliveries_dead', n_dead) end
-return applied
+for _, ep in ipairs(order) do wake_endpoint(ep, now) end
+local st = B .. 'stats'
+if n_back > 0 then redis.call('HINCRBY', st, 'deliveries_reclaimed', n_back) end
+if n_ok > 0 then redis.call('HINCRBY', st, 'attempts_succeeded', n_ok) end
+if n_fail > 0 then redis.call('HINCRBY', st, 'attempts_failed', n_fail) end
+if n_dead > 0 then redis.call('HINCRBY', st, 'deliveries_dead', n_dead) end
+return {applied, activation(), opened, disabled}

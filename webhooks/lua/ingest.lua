@@ -1,80 +1,71 @@
--- Atomic ingest of events with their deliveries (see webhooks/queue.py: ingest).
--- ARGV[1] key prefix, ARGV[2] idempotency ttl in seconds, ARGV[3] retention ms (the event's time to live),
--- then per event, flat: tenant, event id ("!" first when the platform generated it, so it cannot
--- exist yet and is not looked up), idempotency key or "", event type, created ms,
--- the tenant's endpoint version the routing used or "" (no check), the event document,
+-- Atomic ingest of one tenant's events with their deliveries (webhooks/queue.py: ingest).
+-- KEYS[1] the tenant's key base. ARGV[1] idempotency ttl in seconds, ARGV[2] retention ms (the
+-- event's time to live), ARGV[3] the endpoint version the routing used, or "" (no check), then per
+-- event, flat: event id ("!" first when the platform generated it, so it cannot exist yet and is not
+-- looked up), idempotency key or "", event type, created ms, the event record (webhooks/history.py),
 -- the number N of deliveries, then N pairs of delivery id and endpoint id.
--- Returns, per event in order, "" when it was stored now, or the stored document of the event
--- that the id (or key) already names: nothing new is delivered for it.
--- When an event was routed with an endpoint version that is no longer current, nothing at all is
--- written and the reply is {"stale", tenant id}: the caller re-reads the endpoints and tries again.
-local p = ARGV[1]
-local ttl = tonumber(ARGV[2])
-local retention = tonumber(ARGV[3])
+-- Deliveries join their endpoint's ready list; endpoints that can run join the tenant's runnable list.
+-- Returns {activate, results}: activate is 1 when the caller must put the tenant on the global
+-- active list; results holds, per event in order, "" when it was stored now, or
+-- "<event id>\n<stored record>" of the event its id (or key) already names: nothing new is
+-- delivered for it. When the routing version is no longer current nothing at all is written and
+-- the reply is {"stale"}: the caller re-reads the endpoints and tries again.
+local ttl = tonumber(ARGV[1])
+local retention = tonumber(ARGV[2])
+if ARGV[3] ~= '' and (redis.call('GET', B .. 'epver') or '0') ~= ARGV[3] then return {'stale'} end
 
--- First pass: where each event starts, and the routing versions (before anything is written).
-local starts = {}
+local out, queued, order, index = {}, {}, {}, {}
+local created, now = 0, 0
 local i = 4
 while i <= #ARGV do
-  starts[#starts + 1] = i
-  local version = ARGV[i + 5]
-  if version ~= '' then
-    local current = redis.call('GET', p .. 't:' .. ARGV[i] .. ':epver') or '0'
-    if current ~= version then return {'stale', ARGV[i]} end
-  end
-  i = i + 8 + 2 * tonumber(ARGV[i + 7])
-end
-
--- Index and queue writes are gathered and issued once per key at the end.
-local out, ready, by_index = {}, {}, {}
-local created = 0
-local function index(key, id)
-  local members = by_index[key]
-  if not members then members = {}; by_index[key] = members end
-  members[#members + 1] = 0
-  members[#members + 1] = id
-end
-for _, s in ipairs(starts) do
-  local tenant, event_id, key, event_type, created_ms = ARGV[s], ARGV[s + 1], ARGV[s + 2], ARGV[s + 3], ARGV[s + 4]
+  local event_id, key, event_type, created_ms, record = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local n = tonumber(ARGV[i + 5])
   local fresh = string.byte(event_id, 1) == 33  -- '!'
   if fresh then event_id = string.sub(event_id, 2) end
-  local existing = false
+  local existing, existing_id = false, event_id
   local ikey = nil
   if key ~= '' then
-    ikey = p .. 't:' .. tenant .. ':idem:' .. key
+    ikey = B .. 'idem:' .. key
     local prior = redis.call('GET', ikey)
-    if prior then existing = redis.call('GET', p .. 'evt:' .. tenant .. ':' .. prior) end
+    if prior then
+      existing = redis.call('GET', B .. 'e:' .. prior)
+      existing_id = prior
+    end
   end
-  local ekey = p .. 'evt:' .. tenant .. ':' .. event_id
-  if not existing and not fresh then existing = redis.call('GET', ekey) end
+  if not existing and not fresh then
+    existing = redis.call('GET', B .. 'e:' .. event_id)
+    existing_id = event_id
+  end
   if existing then
-    out[#out + 1] = existing
+    out[#out + 1] = existing_id .. '\n' .. existing
   else
-    redis.call('SET', ekey, ARGV[s + 6], 'PX', retention)
+    redis.call('SET', B .. 'e:' .. event_id, record, 'PX', retention)
     if ikey then redis.call('SET', ikey, event_id, 'EX', ttl) end
-    local tenant_index = p .. 't:' .. tenant .. ':dlvs'
-    for j = 0, tonumber(ARGV[s + 7]) - 1 do
-      local did, ep = ARGV[s + 8 + 2 * j], ARGV[s + 9 + 2 * j]
-      -- attempt_count, series_attempts and updated_at are absent until the first attempt (read as 0
-      -- and created_at).
-      redis.call('HSET', p .. 'dlv:' .. did, 'id', did, 'tenant_id', tenant, 'event_id', event_id,
-        'endpoint_id', ep, 'event_type', event_type, 'status', 'pending', 'created_at', created_ms)
-      index(tenant_index, did)
-      index(p .. 'ep:' .. ep .. ':dlvs', did)
-      ready[#ready + 1] = did
+    index[#index + 1] = created_ms
+    index[#index + 1] = event_id
+    for j = 0, n - 1 do
+      local did, ep = ARGV[i + 6 + 2 * j], ARGV[i + 7 + 2 * j]
+      redis.call('HSET', B .. 'd:' .. did, 'e', event_id, 'p', ep, 'y', event_type, 's', 'pending')
+      local q = queued[ep]
+      if not q then q = {}; queued[ep] = q; order[#order + 1] = ep end
+      q[#q + 1] = did
     end
     created = created + 1
+    now = tonumber(created_ms)
     out[#out + 1] = ''
   end
+  i = i + 6 + 2 * n
 end
 local CHUNK = 4000  -- Lua's unpack() has a stack limit
-for key, members in pairs(by_index) do
-  for j = 1, #members, CHUNK do
-    redis.call('ZADD', key, unpack(members, j, math.min(j + CHUNK - 1, #members)))
+for j = 1, #index, CHUNK do
+  redis.call('ZADD', B .. 'ev', unpack(index, j, math.min(j + CHUNK - 1, #index)))
+end
+for _, ep in ipairs(order) do
+  local q = queued[ep]
+  for j = 1, #q, CHUNK do
+    redis.call('RPUSH', B .. 'r:' .. ep, unpack(q, j, math.min(j + CHUNK - 1, #q)))
   end
+  wake_endpoint(ep, now)
 end
-for j = 1, #ready, CHUNK do
-  redis.call('RPUSH', p .. 'q:ready', unpack(ready, j, math.min(j + CHUNK - 1, #ready)))
-end
-if created > 0 then redis.call('HINCRBY', p .. 'stats', 'events_accepted', created) end
-return out
+if created > 0 then redis.call('HINCRBY', B .. 'stats', 'events_accepted', created) end
+return {activation(), out}

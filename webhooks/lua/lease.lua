@@ -1,40 +1,76 @@
--- Take up to N ready deliveries under a new lease (see webhooks/queue.py: lease).
--- ARGV[1] prefix, ARGV[2] lease id, ARGV[3] N, ARGV[4] lease expiry ms, ARGV[5] now ms.
--- The ids move to the lease's list and the lease into the leases zset in the same step, so a
--- worker that dies at any point leaves them where the reclaimer finds them.
--- Returns {deliveries, events, endpoints, number of ids popped}:
---   deliveries: flat {id, tenant, event id, endpoint id, attempt_count, series_attempts, ...}
---   events: flat {tenant .. ':' .. event id, document or ''}
---   endpoints: flat {endpoint id, document or '', disabled flag}
-local p = ARGV[1]
-local lid = ARGV[2]
-local ids = redis.call('LPOP', p .. 'q:ready', tonumber(ARGV[3]))
-if not ids then return {{}, {}, {}, 0} end
-redis.call('RPUSH', p .. 'q:lease:' .. lid, unpack(ids))
-redis.call('ZADD', p .. 'q:leases', ARGV[4], lid)
-local ds, es, eps = {}, {}, {}
+#!lua flags=allow-oom
+-- Take up to N deliveries of one tenant under a new lease, round robin over the tenant's runnable
+-- endpoints (webhooks/queue.py: lease). Allowed when Redis is over maxmemory: delivering pending
+-- work is how memory comes back.
+-- KEYS[1] the tenant's key base. ARGV[1] lease id, ARGV[2] N, ARGV[3] lease expiry ms,
+-- ARGV[4] now ms, ARGV[5] quantum: the most one endpoint gives per visit.
+-- An endpoint gives at most its free slots (max in flight across all workers, less those already
+-- in flight), so nothing leased has to be handed back for lack of room. A paused endpoint (retry
+-- wait of a FIFO endpoint, Retry-After, open breaker) leaves the runnable list; the scheduler's
+-- tick puts it back when the pause ends.
+-- The ids move to the lease's list and the lease into the tenant's leases zset in the same step,
+-- so a worker that dies at any point leaves them where the scheduler's reclaim finds them.
+-- Returns {deliveries, events, endpoints, deactivate}:
+--   deliveries: flat {id, event id, endpoint id, attempt_count, series_attempts, ...}
+--   events: flat {event id, record or ''}; endpoints: flat {endpoint id, document or '', disabled}
+--   deactivate: 1 when nothing is runnable any more (`act` cleared; the caller removes the tenant
+--   from the active list once).
+local lid = ARGV[1]
+local budget = tonumber(ARGV[2])
+local now = tonumber(ARGV[4])
+local quantum = tonumber(ARGV[5])
+local ds, es, eps, held = {}, {}, {}, {}
 local seen_e, seen_ep = {}, {}
-for _, id in ipairs(ids) do
-  local dk = p .. 'dlv:' .. id
-  local f = redis.call('HMGET', dk, 'status', 'tenant_id', 'event_id', 'endpoint_id', 'attempt_count',
-    'series_attempts')
-  if f[1] == 'pending' then
-    redis.call('HSET', dk, 'status', 'delivering', 'lease', lid, 'updated_at', ARGV[5])
-    table.insert(ds, id)
-    for j = 2, 6 do table.insert(ds, f[j]) end
-    local ek = f[2] .. ':' .. f[3]
-    if not seen_e[ek] then
-      seen_e[ek] = true
-      table.insert(es, ek)
-      table.insert(es, redis.call('GET', p .. 'evt:' .. ek) or '')
+local guard = budget + redis.call('LLEN', B .. 'rr') + 1
+while budget > 0 and guard > 0 do
+  guard = guard - 1
+  local ep = redis.call('LPOP', B .. 'rr')
+  if not ep then break end
+  local ek = B .. 'ep:' .. ep
+  redis.call('HSET', ek, 'q', '0')
+  local k = math.min(budget, quantum, free_slots(ek))
+  if tonumber(redis.call('HGET', ek, 'pu') or '0') <= now and k > 0 then
+    local got = 0
+    for _, id in ipairs(redis.call('LPOP', B .. 'r:' .. ep, k) or {}) do
+      local dk = B .. 'd:' .. id
+      local f = redis.call('HMGET', dk, 's', 'e', 'n', 'sn')
+      if f[1] == 'pending' or f[1] == 'retrying' then  -- anything else is a stale entry: skip it
+        redis.call('HSET', dk, 's', 'delivering', 'l', lid, 'u', now)
+        ds[#ds + 1] = id
+        ds[#ds + 1] = f[2]
+        ds[#ds + 1] = ep
+        ds[#ds + 1] = f[3] or '0'
+        ds[#ds + 1] = f[4] or '0'
+        held[#held + 1] = id
+        got = got + 1
+        if not seen_e[f[2]] then
+          seen_e[f[2]] = true
+          es[#es + 1] = f[2]
+          es[#es + 1] = redis.call('GET', B .. 'e:' .. f[2]) or ''
+        end
+      end
     end
-    if not seen_ep[f[4]] then
-      seen_ep[f[4]] = true
-      local epf = redis.call('HMGET', p .. 'ep:' .. f[4], 'doc', 'disabled')
-      table.insert(eps, f[4])
-      table.insert(eps, epf[1] or '')
-      table.insert(eps, epf[2] or '0')
+    if got > 0 then
+      redis.call('HINCRBY', ek, 'if', got)
+      budget = budget - got
+      if not seen_ep[ep] then
+        seen_ep[ep] = true
+        local epf = redis.call('HMGET', ek, 'doc', 'disabled')
+        eps[#eps + 1] = ep
+        eps[#eps + 1] = epf[1] or ''
+        eps[#eps + 1] = epf[2] or '0'
+      end
     end
   end
+  wake_endpoint(ep, now)
 end
-return {ds, es, eps, #ids}
+if #held > 0 then
+  redis.call('RPUSH', B .. 'lease:' .. lid, unpack(held))
+  redis.call('ZADD', B .. 'leases', ARGV[3], lid)
+end
+local deactivate = 0
+if redis.call('LLEN', B .. 'rr') == 0 then
+  redis.call('HSET', B .. 'info', 'act', '0')
+  deactivate = 1
+end
+return {ds, es, eps, deactivate}

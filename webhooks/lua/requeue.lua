@@ -1,54 +1,60 @@
--- Manual retry and dead-letter replay (webhooks/queue.py: retry_now, replay).
--- ARGV[1] prefix, ARGV[2] now ms, ARGV[3] mode: 'retry' (one attempt now, any state but
--- delivering) or 'replay' (dead only; a fresh retry series), ARGV[4] first due ms (0: ready now),
--- ARGV[5] spacing ms between successive deliveries (rate limit), ARGV[6] retention ms (the event
--- is kept that long again), ARGV[7..] delivery ids. A requeued delivery no longer expires.
--- Returns, per id, its status before the call ('' when missing); ids that were not requeued
--- keep their state.
-local p = ARGV[1]
-local now = ARGV[2]
-local mode = ARGV[3]
-local due = tonumber(ARGV[4])
-local step = tonumber(ARGV[5])
-local retention = tonumber(ARGV[6])
-local out = {}
-for i = 7, #ARGV do
+-- Manual retry and dead-letter replay of one tenant's deliveries (webhooks/queue.py: requeue).
+-- KEYS[1] the tenant's key base. ARGV[1] now ms, ARGV[2] mode: 'retry' (one attempt now, any
+-- state but delivering) or 'replay' (dead only; a fresh retry series), ARGV[3] first due ms (0:
+-- ready now), ARGV[4] spacing ms between successive deliveries (a paced replay), ARGV[5] retention
+-- ms (the event is kept that long again), ARGV[6..] delivery ids. A requeued delivery no longer
+-- expires. A FIFO endpoint's delivery waiting for its retry is already at the head of its ready
+-- list: a retry lifts the endpoint's pause instead.
+-- Returns {statuses before the call per id ('' when missing), activate, next wake ms or -1}.
+local now = tonumber(ARGV[1])
+local mode = ARGV[2]
+local due = tonumber(ARGV[3])
+local step = tonumber(ARGV[4])
+local retention = tonumber(ARGV[5])
+local out, touched, order = {}, {}, {}
+local function touch(ep)
+  if not touched[ep] then touched[ep] = true; order[#order + 1] = ep end
+end
+for i = 6, #ARGV do
   local id = ARGV[i]
-  local dk = p .. 'dlv:' .. id
-  local f = redis.call('HMGET', dk, 'status', 'tenant_id', 'event_id')
+  local dk = B .. 'd:' .. id
+  local f = redis.call('HMGET', dk, 's', 'e', 'p')
   local st = f[1] or ''
-  table.insert(out, st)
+  out[#out + 1] = st
   local go = false
-  if mode == 'replay' then
-    go = st == 'dead'
-  else
-    go = st ~= '' and st ~= 'delivering'
-  end
+  if mode == 'replay' then go = st == 'dead' else go = st ~= '' and st ~= 'delivering' end
   if go then
-    local was_due = redis.call('ZREM', p .. 'q:due', id)
-    if st == 'pending' and was_due == 0 then
-      go = false  -- already on the ready list
+    local ek = B .. 'ep:' .. f[3]
+    local was_due = redis.call('ZREM', B .. 'due:' .. f[3], id)
+    if st == 'pending' and was_due == 0 then go = false end  -- already on the ready list
+    if st == 'retrying' and was_due == 0 and redis.call('HGET', ek, 'fifo') == '1' then
+      redis.call('HDEL', ek, 'pu')
+      redis.call('HSET', dk, 's', 'pending', 'u', now)
+      redis.call('HDEL', dk, 'na')
+      touch(f[3])
+      go = false
     end
   end
   if go then
     if st == 'dead' then
-      redis.call('ZREM', p .. 'dead', id)
-      redis.call('ZREM', p .. 't:' .. f[2] .. ':dead', id)
-      redis.call('HDEL', dk, 'dead_at')
+      redis.call('ZREM', B .. 'dead', id)
+      redis.call('HDEL', dk, 'da')
     end
-    if mode == 'replay' then redis.call('HSET', dk, 'series_attempts', 0) end
+    if mode == 'replay' then redis.call('HSET', dk, 'sn', 0) end
     redis.call('PERSIST', dk)
-    redis.call('PERSIST', p .. 'dlv:' .. id .. ':att')
-    redis.call('PEXPIRE', p .. 'evt:' .. f[2] .. ':' .. f[3], retention)
-    redis.call('HSET', dk, 'status', 'pending', 'updated_at', now)
+    redis.call('PEXPIRE', B .. 'e:' .. f[2], retention)
+    redis.call('HSET', dk, 's', 'pending', 'u', now)
     if due > 0 then
-      redis.call('ZADD', p .. 'q:due', due, id)
-      redis.call('HSET', dk, 'next_attempt_at', due)
+      redis.call('ZADD', B .. 'due:' .. f[3], due, id)
+      due_at(f[3], due)
+      redis.call('HSET', dk, 'na', due)
       due = due + step
     else
-      redis.call('HDEL', dk, 'next_attempt_at')
-      redis.call('RPUSH', p .. 'q:ready', id)
+      redis.call('HDEL', dk, 'na')
+      redis.call('RPUSH', B .. 'r:' .. f[3], id)
+      touch(f[3])
     end
   end
 end
-return out
+for _, ep in ipairs(order) do wake_endpoint(ep, now) end
+return {out, activation(), next_wake()}

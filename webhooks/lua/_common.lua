@@ -1,0 +1,57 @@
+-- Shared by every tenant script (webhooks/queue.py prepends it, after a script's shebang line).
+-- KEYS[1] is the tenant's key base, "wh:{t:<tenant id>}:": every key a script touches starts
+-- with it, so a script stays inside one Redis Cluster hash slot.
+local B = KEYS[1]
+local DEFAULT_MAX_IN_FLIGHT = 64
+
+-- Requests the endpoint may still start now, across all workers: its max_in_flight, lowered by
+-- throttling (`cap`), 1 for FIFO endpoints and half-open breakers, less those in flight.
+local function free_slots(ek)
+  local f = redis.call('HMGET', ek, 'if', 'mif', 'cap', 'fifo', 'h')
+  local limit = tonumber(f[2]) or DEFAULT_MAX_IN_FLIGHT
+  local cap = tonumber(f[3])
+  if cap and cap < limit then limit = cap end
+  if f[4] == '1' or f[5] == '1' then limit = 1 end
+  return limit - (tonumber(f[1]) or 0)
+end
+
+-- Put the endpoint on the tenant's runnable list when it has ready work, a free slot and no pause.
+local function wake_endpoint(ep, now)
+  local ek = B .. 'ep:' .. ep
+  local f = redis.call('HMGET', ek, 'q', 'pu')
+  if f[1] == '1' then return end
+  if f[2] and tonumber(f[2]) > now then return end
+  if redis.call('LLEN', B .. 'r:' .. ep) == 0 then return end
+  if free_slots(ek) <= 0 then return end
+  redis.call('HSET', ek, 'q', '1')
+  redis.call('RPUSH', B .. 'rr', ep)
+end
+
+-- A finished request gives its slot back.
+local function release_slot(ek)
+  if redis.call('HINCRBY', ek, 'if', -1) < 0 then redis.call('HSET', ek, 'if', 0) end
+end
+
+-- 1 when the tenant has runnable work but is not marked active: the caller must then RPUSH it
+-- onto the global active list (a separate call: that list lives in another slot).
+local function activation()
+  if redis.call('LLEN', B .. 'rr') == 0 then return 0 end
+  if redis.call('HGET', B .. 'info', 'act') == '1' then return 0 end
+  redis.call('HSET', B .. 'info', 'act', '1')
+  return 1
+end
+
+-- When the scheduler must next visit the tenant (a lease expiry, a due delivery, a pause end); -1: never.
+local function next_wake()
+  local a = redis.call('ZRANGE', B .. 'leases', 0, 0, 'WITHSCORES')
+  local b = redis.call('ZRANGE', B .. 'dueq', 0, 0, 'WITHSCORES')
+  local w = -1
+  if a[2] then w = tonumber(a[2]) end
+  if b[2] and (w < 0 or tonumber(b[2]) < w) then w = tonumber(b[2]) end
+  return w
+end
+
+-- Schedule a visit of the endpoint at `at` ms (keeps the earliest).
+local function due_at(ep, at)
+  redis.call('ZADD', B .. 'dueq', 'LT', at, ep)
+end

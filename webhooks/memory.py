@@ -1,0 +1,94 @@
+"""The memory budget: how full Redis is, and what the platform does about it.
+
+Everything lives in Redis memory, so memory is a budget the platform keeps by itself, with no
+setting needed: the scheduler reads Redis' ``used_memory`` and ``maxmemory`` every second and
+publishes a *level* in :data:`webhooks.keys.MEMORY`:
+
+- ``ok``: below the high watermark (``high_share`` of ``maxmemory``, 70 % by default).
+- ``trimming``: above it; settled history is dropped oldest first (``webhooks/lua/trim.lua``)
+  until usage is back under the low watermark (10 points lower). Pending, in-flight and retrying
+  work is never dropped, nor are dead letters unless the operator allows it.
+- ``full``: above the high watermark with no settled history left to drop (pending work alone
+  fills it), or at ``maxmemory`` itself. Ingest answers 503 ``storage_full`` with ``Retry-After``;
+  reads, deliveries and outcome writes go on, and the level falls back by itself once the work
+  drains below the high watermark less a margin.
+
+With ``maxmemory`` 0 (no limit) there is no budget to keep: the level stays ``ok`` and the
+processes warn at start (see :func:`webhooks.connection.warn_if_not_durable`).
+"""
+
+import time
+from dataclasses import dataclass
+from typing import cast
+
+from redis.asyncio import Redis
+
+from webhooks import keys
+
+LOW_GAP = 0.10  # trimming goes on until usage is this share of maxmemory below the high watermark
+FULL_EXIT_GAP = 0.05  # "full" ends once usage is this share below the high watermark
+PUBLISH_TTL_MS = 5000  # a level nobody refreshes (no scheduler) lapses
+RETRY_AFTER_S = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    used_bytes: int
+    max_bytes: int  # 0: no limit
+
+    @property
+    def share(self) -> float:
+        return self.used_bytes / self.max_bytes if self.max_bytes else 0.0
+
+
+def level(usage: Usage, previous: str, *, high_share: float, history_left: bool) -> str:
+    """The next level (pure): ``ok``, ``trimming`` or ``full``; see the module docstring."""
+    if not usage.max_bytes:
+        return "ok"
+    if usage.used_bytes >= usage.max_bytes:
+        return "full"
+    share = usage.share
+    if previous == "full" and share >= high_share - FULL_EXIT_GAP:
+        return "full" if not history_left else "trimming"
+    if share >= high_share:
+        return "trimming" if history_left else "full"
+    if previous == "trimming" and share >= high_share - LOW_GAP:
+        return "trimming"
+    return "ok"
+
+
+async def usage(r: "Redis") -> Usage:
+    info = cast(dict[str, int], await r.info("memory"))
+    return Usage(int(info.get("used_memory", 0)), int(info.get("maxmemory", 0)))
+
+
+async def publish(r: "Redis", lvl: str, u: Usage, now_ms: int) -> None:
+    """Write the level for the API (it expires when the scheduler stops refreshing it)."""
+    async with r.pipeline(transaction=False) as pipe:
+        pipe.hset(keys.MEMORY, mapping={"level": lvl, "used": u.used_bytes, "max": u.max_bytes, "at": now_ms})
+        pipe.pexpire(keys.MEMORY, PUBLISH_TTL_MS)
+        await pipe.execute()
+
+
+class LevelCache:
+    """The published level as an API process sees it, re-read at most every ``ttl_s``."""
+
+    def __init__(self, r: "Redis", ttl_s: float = 0.5) -> None:
+        self.r = r
+        self.ttl_s = ttl_s
+        self._level = "ok"
+        self._read_at = 0.0
+
+    async def level(self) -> str:
+        if time.monotonic() - self._read_at >= self.ttl_s:
+            self._read_at = time.monotonic()
+            try:
+                self._level = str(await self.r.hget(keys.MEMORY, "level") or "ok")
+            except Exception:  # noqa: BLE001 - a read that fails says nothing about memory
+                pass
+        return self._level
+
+    def mark_full(self) -> None:
+        """Redis itself refused a write for memory: hold ``full`` until the next read."""
+        self._level = "full"
+        self._read_at = time.monotonic()
