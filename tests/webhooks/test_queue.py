@@ -1,229 +1,283 @@
-"""The queue's Lua transitions against a real Redis: atomic, lease-guarded, recoverable."""
+"""The queue's Lua transitions against a real Redis: fair, capped, lease-guarded, recoverable, trimmable."""
 
-import pytest
+import asyncio
+import dataclasses
+from typing import Any
 
-from webhooks import keys, queue
-from webhooks.queue import NewEvent, Outcome
+import orjson
+import redis
+import redis.asyncio
+
+from webhooks import history, ids, keys, queue
+from webhooks.queue import Breaker, Lease, NewEvent, Outcome
 
 NOW = 1_800_000_000_000
+A, B = "ten_a", "ten_b"
 
 
-def new_event(event_id: str, n: int = 2, key: str = "") -> NewEvent:
-    return NewEvent(
-        "ten_1",
-        event_id,
-        "a.b",
-        NOW,
-        '{"data":1}',
-        key,
-        [(f"dlv_{event_id}_{i}", f"ep_{i}") for i in range(n)],
-    )
+def endpoint(rds: "redis.Redis", tenant: str, ep: str, *, mif: int = 64, fifo: bool = False) -> None:
+    doc = {"id": ep, "tenant_id": tenant, "url": "http://127.0.0.1:9/", "secrets": []}
+    rds.hset(keys.endpoint(tenant, ep), mapping={"doc": orjson.dumps(doc), "disabled": "0", "mif": mif})
+    if fifo:
+        rds.hset(keys.endpoint(tenant, ep), "fifo", "1")
 
 
-def test_ingest_stores_event_deliveries_and_ready_in_one_step(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
-    assert loop.run_until_complete(queue.ingest(ar, [new_event("e1"), new_event("e2", 1)])) == [None, None]
-    assert rds.lrange(keys.READY, 0, -1) == ["dlv_e1_0", "dlv_e1_1", "dlv_e2_0"]
-    assert rds.hget(keys.delivery("dlv_e1_1"), "status") == "pending"
-    assert rds.exists(keys.event("ten_1", "e1"))
+def event(tenant: str, event_id: str, endpoints: list[str], key: str = "", at: int = NOW) -> NewEvent:
+    stem = ids.new_stem(len(endpoints), at)
+    record = history.event_record("a.b", at, stem, len(endpoints), b'{"n":1}')
+    deliveries = list(zip(ids.stem_members(stem, len(endpoints)), endpoints, strict=True))
+    return NewEvent(tenant, event_id, "a.b", at, record, key, deliveries)
 
 
-def test_same_event_id_or_key_returns_the_stored_event_and_queues_nothing(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
-    loop.run_until_complete(queue.ingest(ar, [new_event("e1", key="k")]))
-    again = loop.run_until_complete(queue.ingest(ar, [new_event("e1"), new_event("other-id", key="k")]))
-    assert [a and a["id"] for a in again] == ["e1", "e1"]
-    assert rds.llen(keys.READY) == 2
+def run(loop: asyncio.AbstractEventLoop, coro: Any) -> Any:
+    return loop.run_until_complete(coro)
 
 
-def _lease(ar, loop, n=10, now=NOW):  # type: ignore[no-untyped-def]
-    return loop.run_until_complete(queue.lease(ar, n, 2000, now))
+def ingest(ar: "redis.asyncio.Redis", loop: asyncio.AbstractEventLoop, *events: NewEvent) -> list[Any]:
+    return list(run(loop, queue.ingest(ar, list(events))))
 
 
-def _ok(d: queue.LeasedDelivery, lease_id: str) -> Outcome:
+def lease_next(
+    ar: "redis.asyncio.Redis", loop: asyncio.AbstractEventLoop, n: int = 100, now: int = NOW
+) -> Lease | None:
+    tenant = run(loop, queue.next_tenant(ar))
+    return None if tenant is None else run(loop, queue.lease(ar, tenant, n, 2000, now, quantum=n))
+
+
+def nothing_leased(lease: Lease | None) -> bool:
+    """No tenant on the rotation, or one that gave nothing."""
+    return lease is None or lease.deliveries == []
+
+
+def outcome(lease: Lease, i: int, status: str = "succeeded", code: int = 200, **kw: Any) -> Outcome:
+    d = lease.deliveries[i]
     return Outcome(
         d.id,
-        lease_id,
-        "succeeded",
+        lease.id,
+        status,
         d.attempt_count + 1,
         d.series_attempts + 1,
         d.tenant_id,
         d.endpoint_id,
-        attempt={"number": 1},
-        ok=True,
-        status_code=200,
+        attempt=history.attempt_line(NOW, code, 5, None, None),
+        status_code=code,
+        ok=status == "succeeded",
+        **kw,
     )
 
 
-def test_lease_hands_out_deliveries_with_their_event_and_endpoint(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
-    loop.run_until_complete(queue.ingest(ar, [new_event("e1")]))
-    lease = _lease(ar, loop)
-    assert lease is not None and [d.id for d in lease.deliveries] == ["dlv_e1_0", "dlv_e1_1"]
-    assert lease.events["ten_1:e1"]["body"] == '{"data":1}'
-    assert rds.llen(keys.READY) == 0
-    assert rds.lrange(keys.lease(lease.id), 0, -1) == ["dlv_e1_0", "dlv_e1_1"]
-    assert rds.zscore(keys.LEASES, lease.id) == NOW + 2000
-    assert rds.hget(keys.delivery("dlv_e1_0"), "status") == "delivering"
-    assert _lease(ar, loop) is None
+def complete(
+    ar: Any, loop: Any, outcomes: list[Outcome], leases: list[Lease], now: int = NOW, **kw: Any
+) -> Any:
+    return run(loop, queue.complete(ar, outcomes, [(x.tenant_id, x.id) for x in leases], now, **kw))
 
 
-def test_complete_applies_outcomes_and_releases_the_lease(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
-    loop.run_until_complete(queue.ingest(ar, [new_event("e1")]))
-    lease = _lease(ar, loop)
-    d0, d1 = lease.deliveries
-    retry = Outcome(
-        d1.id,
-        lease.id,
-        "retrying",
-        1,
-        1,
-        d1.tenant_id,
-        d1.endpoint_id,
-        attempt={"number": 1},
-        due_ms=NOW + 5000,
-        status_code=500,
-    )
-    applied = loop.run_until_complete(queue.complete(ar, [_ok(d0, lease.id), retry], [lease.id], NOW))
-    assert applied == 2
-    assert rds.hget(keys.delivery(d0.id), "status") == "succeeded"
-    assert rds.hget(keys.delivery(d1.id), "status") == "retrying"
-    assert rds.zscore(keys.DUE, d1.id) == NOW + 5000
-    assert not rds.exists(keys.lease(lease.id)) and rds.zscore(keys.LEASES, lease.id) is None
-    assert rds.llen(keys.attempts(d0.id)) == 1
+def status(rds: "redis.Redis", tenant: str, delivery_id: str) -> str | None:
+    return rds.hget(keys.delivery(tenant, delivery_id), "s")
 
 
-def test_outcome_of_a_reclaimed_lease_is_dropped(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
-    loop.run_until_complete(queue.ingest(ar, [new_event("e1", 1)]))
-    stale = _lease(ar, loop)
-    assert loop.run_until_complete(queue.reclaim(ar, NOW + 2001)) == (1, 1)
-    assert rds.lrange(keys.READY, 0, -1) == ["dlv_e1_0"]
-    fresh = _lease(ar, loop)
-    d = stale.deliveries[0]
-    assert loop.run_until_complete(queue.complete(ar, [_ok(d, stale.id)], [stale.id], NOW)) == 0
-    assert rds.hget(keys.delivery(d.id), "status") == "delivering"
-    assert rds.hget(keys.delivery(d.id), "lease") == fresh.id
+def test_ingest_stores_the_event_its_deliveries_and_queues_them_per_endpoint(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    endpoint(rds, A, "ep_1")
+    endpoint(rds, A, "ep_2")
+    e = event(A, "e1", ["ep_1", "ep_2"])
+    assert ingest(ar, loop, e) == [None]
+    (d1, _), (d2, _) = e.deliveries
+    assert rds.lrange(keys.ready(A, "ep_1"), 0, -1) == [d1]
+    assert rds.lrange(keys.ready(A, "ep_2"), 0, -1) == [d2]
+    assert rds.lrange(keys.runnable(A), 0, -1) == ["ep_1", "ep_2"]
+    assert rds.lrange(keys.ACTIVE, 0, -1) == [A]
+    assert status(rds, A, d1) == "pending" and rds.zscore(keys.events(A), "e1") == NOW
+    assert history.StoredEvent(A, "e1", rds.get(keys.event(A, "e1"))).delivery_ids == [d1, d2]
 
 
-def test_reclaim_returns_only_unrecorded_deliveries_to_the_front(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
-    loop.run_until_complete(queue.ingest(ar, [new_event("e1", 3)]))
-    lease = _lease(ar, loop)
-    loop.run_until_complete(queue.complete(ar, [_ok(lease.deliveries[0], lease.id)], [], NOW))
-    loop.run_until_complete(queue.ingest(ar, [new_event("e2", 1)]))
-    assert loop.run_until_complete(queue.reclaim(ar, NOW + 1000)) == (0, 0), "not expired yet"
-    assert loop.run_until_complete(queue.reclaim(ar, NOW + 2000)) == (1, 2)
-    assert rds.lrange(keys.READY, 0, -1) == ["dlv_e1_1", "dlv_e1_2", "dlv_e2_0"]
-    assert rds.hget(keys.delivery("dlv_e1_0"), "status") == "succeeded"
+def test_same_event_id_or_key_returns_the_stored_event_and_queues_nothing(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    endpoint(rds, A, "ep_1")
+    ingest(ar, loop, event(A, "e1", ["ep_1"], key="k"))
+    again = ingest(ar, loop, event(A, "e1", ["ep_1"]), event(A, "other", ["ep_1"], key="k"))
+    assert [a.event_id for a in again] == ["e1", "e1"]
+    assert rds.llen(keys.ready(A, "ep_1")) == 1
+    assert rds.lrange(keys.ACTIVE, 0, -1) == [A]  # activated once
 
 
-def test_heartbeat_extends_live_leases_but_never_revives_reclaimed_ones(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
-    loop.run_until_complete(queue.ingest(ar, [new_event("e1", 1)]))
-    lease = _lease(ar, loop)
-    loop.run_until_complete(queue.heartbeat(ar, [lease.id], NOW + 9000))
-    assert rds.zscore(keys.LEASES, lease.id) == NOW + 9000
-    loop.run_until_complete(queue.reclaim(ar, NOW + 9000))
-    loop.run_until_complete(queue.heartbeat(ar, [lease.id], NOW + 20000))
-    assert rds.zscore(keys.LEASES, lease.id) is None
+def test_stale_routes_write_nothing_for_that_tenant_only(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    endpoint(rds, A, "ep_1")
+    endpoint(rds, B, "ep_2")
+    rds.set(keys.endpoint_version(A), "7")
+    stale = dataclasses.replace(event(A, "e1", ["ep_1"]), routes_version="6")
+    out = ingest(ar, loop, stale, event(B, "e2", ["ep_2"]))
+    assert isinstance(out[0], queue.StaleRoutes) and out[1] is None
+    assert not rds.exists(keys.event(A, "e1")) and rds.exists(keys.event(B, "e2"))
 
 
-def test_promote_moves_due_deliveries_back_to_ready(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
-    loop.run_until_complete(queue.ingest(ar, [new_event("e1", 2)]))
-    lease = _lease(ar, loop)
-    outs = [
-        Outcome(d.id, lease.id, "retrying", 1, 1, d.tenant_id, d.endpoint_id, due_ms=NOW + 1000 * (i + 1))
-        for i, d in enumerate(lease.deliveries)
-    ]
-    loop.run_until_complete(queue.complete(ar, outs, [lease.id], NOW))
-    assert loop.run_until_complete(queue.promote(ar, NOW + 1500)) == 1
-    assert rds.lrange(keys.READY, 0, -1) == ["dlv_e1_0"]
-    assert rds.hget(keys.delivery("dlv_e1_0"), "status") == "pending"
-    assert rds.zrange(keys.DUE, 0, -1) == ["dlv_e1_1"]
+def test_workers_take_tenants_round_robin_whatever_one_holds(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    endpoint(rds, A, "ep_busy", mif=10_000)
+    endpoint(rds, B, "ep_quiet")
+    ingest(ar, loop, *[event(A, f"a{i}", ["ep_busy"]) for i in range(1000)])
+    ingest(ar, loop, event(B, "b1", ["ep_quiet"]))
+    first = lease_next(ar, loop, n=50)
+    second = lease_next(ar, loop, n=50)
+    assert first is not None and second is not None
+    assert (first.tenant_id, len(first.deliveries)) == (A, 50)
+    assert (second.tenant_id, len(second.deliveries)) == (B, 1)  # not behind A's 950 others
+    assert rds.lrange(keys.ACTIVE, 0, -1) == [A]  # B had nothing left: off the rotation
 
 
-def test_replay_requeues_dead_only_and_resets_the_series(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
-    loop.run_until_complete(queue.ingest(ar, [new_event("e1", 2)]))
-    lease = _lease(ar, loop)
-    d0, d1 = lease.deliveries
-    dead = Outcome(d0.id, lease.id, "dead", 4, 4, d0.tenant_id, d0.endpoint_id)
-    loop.run_until_complete(queue.complete(ar, [dead, _ok(d1, lease.id)], [lease.id], NOW))
-    assert rds.zscore(keys.DEAD_ALL, d0.id) is not None
-    before = loop.run_until_complete(queue.requeue(ar, [d0.id, d1.id, "missing"], mode="replay", now_ms=NOW))
-    assert before == ["dead", "succeeded", ""]
-    assert rds.lrange(keys.READY, 0, -1) == [d0.id]
-    assert rds.hget(keys.delivery(d0.id), "series_attempts") == "0"
-    assert rds.hget(keys.delivery(d0.id), "attempt_count") == "4", "attempt numbering continues"
-    assert rds.zscore(keys.DEAD_ALL, d0.id) is None and rds.zcard(keys.tenant_dead("ten_1")) == 0
+def test_an_endpoint_gives_no_more_than_its_free_slots_across_all_leases(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    endpoint(rds, A, "ep_1", mif=3)
+    ingest(ar, loop, *[event(A, f"e{i}", ["ep_1"]) for i in range(10)])
+    one = lease_next(ar, loop, n=2)
+    two = lease_next(ar, loop, n=100)
+    assert one is not None and two is not None
+    assert (len(one.deliveries), len(two.deliveries)) == (2, 1)  # 3 slots, shared by both "workers"
+    assert nothing_leased(lease_next(ar, loop))
+    complete(ar, loop, [outcome(one, 0)], [])  # one slot comes back
+    three = lease_next(ar, loop)
+    assert three is not None and len(three.deliveries) == 1
 
 
-def test_manual_retry_requeues_any_settled_delivery_once(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
-    loop.run_until_complete(queue.ingest(ar, [new_event("e1", 1)]))
-    assert loop.run_until_complete(queue.requeue(ar, ["dlv_e1_0"], mode="retry", now_ms=NOW)) == ["pending"]
-    assert rds.llen(keys.READY) == 1, "already queued: not pushed twice"
-    lease = _lease(ar, loop)
-    assert loop.run_until_complete(queue.requeue(ar, ["dlv_e1_0"], mode="retry", now_ms=NOW)) == [
-        "delivering"
-    ]
-    loop.run_until_complete(queue.complete(ar, [_ok(lease.deliveries[0], lease.id)], [lease.id], NOW))
-    assert loop.run_until_complete(queue.requeue(ar, ["dlv_e1_0"], mode="retry", now_ms=NOW)) == ["succeeded"]
-    assert rds.lrange(keys.READY, 0, -1) == ["dlv_e1_0"]
+def test_within_a_tenant_endpoints_take_turns(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    for ep in ("ep_1", "ep_2"):
+        endpoint(rds, A, ep)
+    ingest(ar, loop, *[event(A, f"x{i}", ["ep_1"]) for i in range(20)], event(A, "y", ["ep_2"]))
+    tenant = run(loop, queue.next_tenant(ar))
+    lease = run(loop, queue.lease(ar, tenant, 6, 2000, NOW, quantum=3))
+    assert [d.endpoint_id for d in lease.deliveries] == ["ep_1"] * 3 + ["ep_2"] + ["ep_1"] * 2
 
 
-def test_settled_deliveries_expire_and_requeued_ones_do_not(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
-    loop.run_until_complete(queue.ingest(ar, [new_event("e1", 2)], retention_ms=60_000))
-    assert 0 < rds.pttl(keys.event("ten_1", "e1")) <= 60_000
-    lease = _lease(ar, loop)
-    d0, d1 = lease.deliveries
-    assert rds.pttl(keys.delivery(d0.id)) == -1, "an active delivery never expires"
-    dead = Outcome(d1.id, lease.id, "dead", 4, 4, d1.tenant_id, d1.endpoint_id, attempt={"number": 4})
-    loop.run_until_complete(
-        queue.complete(ar, [_ok(d0, lease.id), dead], [lease.id], NOW, retention_ms=5_000)
-    )
-    assert 0 < rds.pttl(keys.delivery(d0.id)) <= 5_000
-    assert 0 < rds.pttl(keys.attempts(d1.id)) <= 5_000
-    loop.run_until_complete(queue.requeue(ar, [d1.id], mode="replay", now_ms=NOW, retention_ms=90_000))
-    assert rds.pttl(keys.delivery(d1.id)) == -1 and rds.pttl(keys.attempts(d1.id)) == -1
-    assert rds.pttl(keys.event("ten_1", "e1")) > 60_000, (
-        "a replay keeps the event for another retention period"
-    )
+def test_outcomes_apply_only_under_the_lease_and_free_the_slots(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    endpoint(rds, A, "ep_1")
+    ingest(ar, loop, event(A, "e1", ["ep_1"]), event(A, "e2", ["ep_1"]))
+    lease = lease_next(ar, loop)
+    assert lease is not None and rds.hget(keys.endpoint(A, "ep_1"), "if") == "2"
+    stale = Outcome(lease.deliveries[0].id, "lse_other", "dead", 1, 1, A, "ep_1")
+    done = complete(ar, loop, [stale, outcome(lease, 1)], [lease])
+    assert done.applied == 1
+    assert status(rds, A, lease.deliveries[1].id) == "succeeded"
+    # the unrecorded one went back to the head of its ready list when the lease was released
+    assert rds.lrange(keys.ready(A, "ep_1"), 0, -1) == [lease.deliveries[0].id]
+    assert status(rds, A, lease.deliveries[0].id) == "pending"
+    assert rds.hget(keys.endpoint(A, "ep_1"), "if") == "0"
+    assert rds.ttl(keys.delivery(A, lease.deliveries[1].id)) > 0  # settled: expires
 
 
-def test_trim_drops_index_entries_older_than_the_cutoff(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
-    from webhooks import ids
-
-    old, new = ids.new_id(ids.DELIVERY, NOW - 10_000), ids.new_id(ids.DELIVERY, NOW)
-    rds.zadd(keys.TENANTS, {"ten_1": 0})
-    rds.zadd(keys.tenant_endpoints("ten_1"), {"ep_1": 0})
-    for index in (keys.tenant_deliveries("ten_1"), keys.endpoint_deliveries("ep_1")):
-        rds.zadd(index, {old: 0, new: 0})
-    rds.zadd(keys.DEAD_ALL, {old: NOW - 10_000, new: NOW})
-    rds.zadd(keys.tenant_dead("ten_1"), {old: NOW - 10_000, new: NOW})
-    assert loop.run_until_complete(queue.trim(ar, NOW - 5_000)) == 4
-    for index in (
-        keys.tenant_deliveries("ten_1"),
-        keys.endpoint_deliveries("ep_1"),
-        keys.DEAD_ALL,
-        keys.tenant_dead("ten_1"),
-    ):
-        assert rds.zrange(index, 0, -1) == [new], index
+def test_expired_leases_are_reclaimed_in_order_and_never_revived(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    endpoint(rds, A, "ep_1")
+    ingest(ar, loop, *[event(A, f"e{i}", ["ep_1"]) for i in range(3)])
+    lease = lease_next(ar, loop)
+    assert lease is not None
+    assert rds.zscore(keys.WAKE, A) == NOW + 2000  # the scheduler will look at the expiry
+    done = run(loop, queue.tick(ar, [A], NOW + 2001))
+    assert (done.leases, done.reclaimed) == (1, 3)
+    assert rds.lrange(keys.ready(A, "ep_1"), 0, -1) == [d.id for d in lease.deliveries]
+    assert rds.hget(keys.endpoint(A, "ep_1"), "if") == "0"
+    assert run(loop, queue.heartbeat(ar, [(A, lease.id)], NOW + 9000)) == [lease.id]
+    assert rds.lrange(keys.ACTIVE, 0, -1) == [A]
 
 
-def test_ingest_routed_with_a_stale_endpoint_version_writes_nothing(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
-    from dataclasses import replace
+def test_retries_wait_in_their_endpoints_due_zset_until_the_tick(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    endpoint(rds, A, "ep_1")
+    ingest(ar, loop, event(A, "e1", ["ep_1"]))
+    lease = lease_next(ar, loop)
+    assert lease is not None
+    complete(ar, loop, [outcome(lease, 0, "retrying", 500, due_ms=NOW + 5000)], [lease])
+    d = lease.deliveries[0].id
+    assert status(rds, A, d) == "retrying" and rds.zscore(keys.due(A, "ep_1"), d) == NOW + 5000
+    run(loop, queue.tick(ar, [A], NOW + 4999))
+    assert rds.llen(keys.ready(A, "ep_1")) == 0
+    assert rds.zscore(keys.WAKE, A) == NOW + 5000
+    run(loop, queue.tick(ar, [A], NOW + 5000))
+    assert rds.lrange(keys.ready(A, "ep_1"), 0, -1) == [d] and status(rds, A, d) == "pending"
 
-    rds.set(keys.endpoint_version("ten_1"), 3)
-    fresh = replace(new_event("e1"), routes_version="3")
-    stale = replace(new_event("e2"), routes_version="2")
-    with pytest.raises(queue.StaleRoutes) as err:
-        loop.run_until_complete(queue.ingest(ar, [fresh, stale]))
-    assert err.value.tenant_id == "ten_1"
-    assert rds.llen(keys.READY) == 0 and not rds.exists(keys.event("ten_1", "e1"))
-    assert loop.run_until_complete(queue.ingest(ar, [fresh])) == [None]
+
+def test_a_fifo_endpoint_holds_everything_behind_a_failing_delivery(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    endpoint(rds, A, "ep_f", fifo=True)
+    ingest(ar, loop, *[event(A, f"e{i}", ["ep_f"]) for i in range(3)])
+    first = lease_next(ar, loop)
+    assert first is not None and len(first.deliveries) == 1  # one at a time
+    head = first.deliveries[0].id
+    complete(ar, loop, [outcome(first, 0, "retrying", 500, due_ms=NOW + 5000)], [first])
+    assert rds.lindex(keys.ready(A, "ep_f"), 0) == head
+    assert nothing_leased(lease_next(ar, loop, now=NOW + 10))
+    run(loop, queue.tick(ar, [A], NOW + 5000))
+    again = lease_next(ar, loop, now=NOW + 5000)
+    assert again is not None and [d.id for d in again.deliveries] == [head]
 
 
-def test_releasing_a_lease_requeues_what_is_still_under_it(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
-    """A lease's outcomes may be written in two calls; if the first was lost (failover with lag),
-    the release by the second must not orphan the deliveries the first one covered."""
-    loop.run_until_complete(queue.ingest(ar, [new_event("e1", 2)]))
-    lease = _lease(ar, loop)
-    d0, d1 = lease.deliveries
-    assert loop.run_until_complete(queue.complete(ar, [_ok(d1, lease.id)], [lease.id], NOW)) == 1
-    assert rds.hget(keys.delivery(d0.id), "status") == "pending"
-    assert rds.lrange(keys.READY, 0, -1) == [d0.id]
-    assert rds.zscore(keys.LEASES, lease.id) is None and not rds.exists(keys.lease(lease.id))
+def test_the_breaker_opens_probes_and_lets_the_waiting_deliveries_go_at_once(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    breaker = Breaker(failures=2, pause_ms=1000, max_pause_ms=4000, disable_after_ms=0)
+    endpoint(rds, A, "ep_1")
+    ingest(ar, loop, *[event(A, f"e{i}", ["ep_1"]) for i in range(5)])
+    lease = lease_next(ar, loop, n=2)
+    assert lease is not None
+    fails = [outcome(lease, i, "retrying", 500, due_ms=NOW + 60_000) for i in range(2)]
+    assert complete(ar, loop, fails, [lease], breaker=breaker).breakers_opened == 1
+    assert rds.hget(keys.endpoint(A, "ep_1"), "pu") == str(NOW + 1000)
+    assert nothing_leased(lease_next(ar, loop, now=NOW + 10))  # paused: three wait, no attempt burnt
+    run(loop, queue.tick(ar, [A], NOW + 1000))
+    probe = lease_next(ar, loop, now=NOW + 1000)
+    assert probe is not None and len(probe.deliveries) == 1  # half-open: one request
+    complete(ar, loop, [outcome(probe, 0)], [probe], now=NOW + 1001, breaker=breaker)
+    # closed: the two failed ones left their due zset at once, not after their 60 s
+    assert rds.zcard(keys.due(A, "ep_1")) == 0
+    assert rds.llen(keys.ready(A, "ep_1")) == 4
+    rest = lease_next(ar, loop, now=NOW + 1002)
+    assert rest is not None and len(rest.deliveries) == 4
+
+
+def test_throttle_answers_halve_the_endpoint_cap_and_successes_raise_it(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    endpoint(rds, A, "ep_1", mif=8)
+    ingest(ar, loop, *[event(A, f"e{i}", ["ep_1"]) for i in range(10)])
+    lease = lease_next(ar, loop, n=1)
+    assert lease is not None
+    complete(ar, loop, [outcome(lease, 0, "retrying", 502, due_ms=NOW + 60_000, throttle=True)], [lease])
+    assert rds.hget(keys.endpoint(A, "ep_1"), "cap") == "4"
+    lease = lease_next(ar, loop)
+    assert lease is not None and len(lease.deliveries) == 4
+    complete(ar, loop, [outcome(lease, 0)], [])
+    assert rds.hget(keys.endpoint(A, "ep_1"), "cap") == "5"
+
+
+def test_replay_and_retry_requeue_onto_the_endpoint(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    endpoint(rds, A, "ep_1")
+    ingest(ar, loop, event(A, "e1", ["ep_1"]), event(A, "e2", ["ep_1"]))
+    lease = lease_next(ar, loop)
+    assert lease is not None
+    complete(ar, loop, [outcome(lease, 0, "dead", 500), outcome(lease, 1)], [lease])
+    dead, ok = (d.id for d in lease.deliveries)
+    assert rds.zscore(keys.tenant_dead(A), dead) is not None
+    before = run(loop, queue.requeue(ar, A, [dead, ok], mode="replay", now_ms=NOW))
+    assert before == ["dead", "succeeded"]
+    assert rds.lrange(keys.ready(A, "ep_1"), 0, -1) == [dead]
+    assert rds.hget(keys.delivery(A, dead), "sn") == "0" and rds.ttl(keys.delivery(A, dead)) == -1
+    assert run(loop, queue.requeue(ar, A, [ok], mode="retry", now_ms=NOW)) == ["succeeded"]
+    assert rds.lrange(keys.ready(A, "ep_1"), 0, -1) == [dead, ok]
+
+
+def test_trim_drops_settled_history_oldest_first_and_never_pending_work(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    endpoint(rds, A, "ep_1", mif=1000)
+    events = [event(A, f"e{i}", ["ep_1"], at=NOW + i) for i in range(6)]
+    ingest(ar, loop, *events)
+    lease = lease_next(ar, loop)
+    assert lease is not None
+    by_event = {d.event_id: i for i, d in enumerate(lease.deliveries)}
+    outs = [outcome(lease, by_event[e]) for e in ("e0", "e2", "e4", "e5")]
+    outs.append(outcome(lease, by_event["e3"], "dead", 500))
+    complete(ar, loop, outs, [])  # e1 stays delivering
+    done = run(loop, queue.trim(ar, [A], 0, most=4))
+    assert done.events == 2  # e0 and e2; e1 is at work, e3 is a dead letter
+    assert not rds.exists(keys.event(A, "e0")) and rds.exists(keys.event(A, "e1"))
+    done = run(loop, queue.trim(ar, [A], 0, most=4))  # carries on after its cursor
+    assert done.events == 2 and done.exhausted == [A]
+    assert rds.zrange(keys.events(A), 0, -1) == ["e1", "e3"]
+    assert run(loop, queue.trim(ar, [A], 0, most=100)).events == 0
+    rds.hdel(keys.tenant(A), "tc", "tk")
+    assert run(loop, queue.trim(ar, [A], 0, most=100, allow_dead=True)).events == 1
+
+
+def test_the_sweep_puts_back_an_active_tenant_missing_from_the_rotation(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    endpoint(rds, A, "ep_1")
+    ingest(ar, loop, event(A, "e1", ["ep_1"]))
+    rds.delete(keys.ACTIVE)  # as if the process died between the ingest script and the RPUSH
+    assert run(loop, queue.repair(ar, [A], NOW)) == 1
+    assert rds.lrange(keys.ACTIVE, 0, -1) == [A]
+    assert run(loop, queue.repair(ar, [A], NOW)) == 0
