@@ -73,6 +73,7 @@ from tests.faults.cluster import (
 from tests.faults.producer import Producer
 from tests.faults.receiver import Arrival, VerifyingReceiver
 from webhooks import keys
+from webhooks.history import StoredEvent
 
 DEFAULT_LEASE_TTL_S = 10.0  # workers' default (WEBHOOKS_LEASE_TTL_S unset)
 KINDS = ("worker", "lockholder", "scheduler", "api", "redis")
@@ -317,6 +318,20 @@ def resolve_seed(seed: int | None) -> int:
     return random.SystemRandom().randrange(1, 10**6)
 
 
+def delivery_ids(r: redis.Redis, tenant_id: str) -> list[str]:
+    """Every delivery id of the tenant, through its events index (webhooks/history.py)."""
+    events = r.zrange(keys.events(tenant_id), 0, -1)
+    pipe = r.pipeline(transaction=False)
+    for eid in events:
+        pipe.get(keys.event(tenant_id, eid))
+    return [
+        did
+        for eid, rec in zip(events, pipe.execute(), strict=True)
+        if rec
+        for did in StoredEvent(tenant_id, eid, rec).delivery_ids
+    ]
+
+
 class Scenario:
     def __init__(self, config: Config, workdir: Path) -> None:
         self.seed = config.seed = resolve_seed(config.seed)
@@ -474,15 +489,15 @@ class Scenario:
     def _lease_snapshot(
         self, r: redis.Redis
     ) -> tuple[dict[str, float], dict[str, dict[str, tuple[str, str, int]]]]:
-        leases = dict(r.zrange(keys.LEASES, 0, -1, withscores=True))
+        leases = dict(r.zrange(keys.leases(self.tenant_id), 0, -1, withscores=True))
         pipe = r.pipeline(transaction=False)
         for lid in leases:
-            pipe.lrange(keys.lease(lid), 0, -1)
+            pipe.lrange(keys.lease(self.tenant_id, lid), 0, -1)
         lists = pipe.execute()
         pipe = r.pipeline(transaction=False)
         flat = [(lid, did) for lid, ids in zip(leases, lists, strict=True) for did in ids]
         for _, did in flat:
-            pipe.hmget(keys.delivery(did), "lease", "endpoint_id", "event_id", "attempt_count")
+            pipe.hmget(keys.delivery(self.tenant_id, did), "l", "p", "e", "n")
         held: dict[str, dict[str, tuple[str, str, int]]] = {lid: {} for lid in leases}
         for (lid, did), (lease, ep, ev, n) in zip(flat, pipe.execute(), strict=True):
             if lease == lid:
@@ -539,7 +554,7 @@ class Scenario:
                 present: dict[str, float] = dict(scores)
                 while time.time() < rec.at + ttl / 2:
                     try:
-                        present = dict(r.zrange(keys.LEASES, 0, -1, withscores=True))
+                        present = dict(r.zrange(keys.leases(self.tenant_id), 0, -1, withscores=True))
                     except redis.RedisError:
                         time.sleep(0.1)
                         continue
@@ -558,7 +573,7 @@ class Scenario:
                     try:
                         pipe = r.pipeline(transaction=False)
                         for did in ids:
-                            pipe.hmget(keys.delivery(did), "status", "attempt_count")
+                            pipe.hmget(keys.delivery(self.tenant_id, did), "s", "n")
                         rows = pipe.execute()
                     except redis.RedisError:
                         time.sleep(0.1)
@@ -584,7 +599,7 @@ class Scenario:
         rec.target = "scheduler"
         try:
             owner = r.get(keys.SCHEDULER_LOCK) or ""
-            rec.in_flight = int(r.zcard(keys.DUE))
+            rec.in_flight = sum(int(r.zcard(k)) for k in r.keys(keys.tenant_base(self.tenant_id) + "due:*"))
             rec.pid = self.fleet.kill("scheduler", self.c.restart_after_s["scheduler"])
             rec.at = time.time()
         finally:
@@ -621,9 +636,9 @@ class Scenario:
         r = self.rclient()
         try:
             deadline = time.time() + 3
-            seen = int(r.hget(keys.STATS, "events_accepted") or 0)
+            seen = int(r.hget(keys.stats(self.tenant_id), "events_accepted") or 0)
             while time.time() < deadline:
-                now = int(r.hget(keys.STATS, "events_accepted") or 0)
+                now = int(r.hget(keys.stats(self.tenant_id), "events_accepted") or 0)
                 if now > seen and self.producer.inflight_snapshot():
                     break
                 seen = now
@@ -711,15 +726,14 @@ class Scenario:
 
     def _busy(self, r: redis.Redis) -> tuple[int, int]:
         """(work left: queued, leased or not final; of which orphaned: delivering under no lease)."""
-        pipe = r.pipeline(transaction=False)
-        pipe.llen(keys.READY)
-        pipe.zcard(keys.DUE)
-        pipe.zrange(keys.LEASES, 0, -1)
-        ready, due, leases = pipe.execute()
-        ids = r.zrange(keys.tenant_deliveries(self.tenant_id), 0, -1)
+        base = keys.tenant_base(self.tenant_id)
+        ready = sum(int(r.llen(k)) for k in r.keys(base + "r:*"))
+        due = sum(int(r.zcard(k)) for k in r.keys(base + "due:*"))
+        leases = r.zrange(keys.leases(self.tenant_id), 0, -1)
+        ids = delivery_ids(r, self.tenant_id)
         pipe = r.pipeline(transaction=False)
         for did in ids:
-            pipe.hmget(keys.delivery(did), "status", "lease")
+            pipe.hmget(keys.delivery(self.tenant_id, did), "s", "l")
         rows = pipe.execute()
         busy = sum(1 for status, _ in rows if status in NON_FINAL)
         orphans = sum(1 for status, lease in rows if status == "delivering" and lease not in set(leases))
@@ -836,10 +850,10 @@ class Scenario:
         # Orphans: delivering under a lease that is gone from the lease set (nothing will reclaim them).
         r = self.rclient()
         try:
-            live = set(r.zrange(keys.LEASES, 0, -1))
+            live = set(r.zrange(keys.leases(self.tenant_id), 0, -1))
             for (eid, ep_id), d in by_pair.items():
                 if d["status"] == "delivering" and eid in accepted:
-                    lease = r.hget(keys.delivery(d["id"]), "lease")
+                    lease = r.hget(keys.delivery(self.tenant_id, d["id"]), "l")
                     if lease not in live:
                         rep.orphaned_ids.add(f"{eid}@{name_of.get(ep_id, '?')}")
         finally:
@@ -888,7 +902,7 @@ class Scenario:
 
         r = self.rclient()
         try:
-            rep.reclaimed = int(r.hget(keys.STATS, "deliveries_reclaimed") or 0)
+            rep.reclaimed = int(r.hget(keys.stats(self.tenant_id), "deliveries_reclaimed") or 0)
         finally:
             r.close()
 
@@ -958,9 +972,9 @@ class Scenario:
                 pipe.exists(keys.event(self.tenant_id, eid))
             missing = [eid for eid, ok in zip(acked_before, pipe.execute(), strict=True) if not ok]
             held = {}
-            for lid in snap.zrange(keys.LEASES, 0, -1):
-                for did in snap.lrange(keys.lease(lid), 0, -1):
-                    if snap.hget(keys.delivery(did), "lease") == lid:
+            for lid in snap.zrange(keys.leases(self.tenant_id), 0, -1):
+                for did in snap.lrange(keys.lease(self.tenant_id, lid), 0, -1):
+                    if snap.hget(keys.delivery(self.tenant_id, did), "l") == lid:
                         held[did] = lid
         rep.acked_missing_after_crash += len(missing)
         rep.acked_missing_ids += missing[:20]

@@ -9,6 +9,9 @@ Paths (``<name>`` is free text so tests can tell endpoints apart):
 - ``/retry-after/<seconds>/<name>``: 429 with ``Retry-After``
 - ``/slow/<ms>/<name>``: 200 after ``ms`` milliseconds
 - ``/hang/<name>``: never answers (until the server stops)
+- ``/switch/<name>``: 503 while ``<name>`` is in :attr:`Receiver.down`, else 200
+
+Every path's requests in flight are counted; :attr:`Receiver.peak` keeps the most seen at once.
 """
 
 import threading
@@ -31,6 +34,9 @@ class Receiver:
         self.requests: list[Received] = []
         self.lock = threading.Lock()
         self.counts: dict[str, int] = defaultdict(int)
+        self.in_flight: dict[str, int] = defaultdict(int)
+        self.peak: dict[str, int] = defaultdict(int)
+        self.down: set[str] = set()
         self.stopping = threading.Event()
         receiver = self
 
@@ -48,7 +54,13 @@ class Receiver:
                     receiver.requests.append(rec)
                     receiver.counts[self.path] += 1
                     seen = receiver.counts[self.path]
-                status, extra = receiver.answer(self.path, seen)
+                    receiver.in_flight[self.path] += 1
+                    receiver.peak[self.path] = max(receiver.peak[self.path], receiver.in_flight[self.path])
+                try:
+                    status, extra = receiver.answer(self.path, seen)
+                finally:
+                    with receiver.lock:
+                        receiver.in_flight[self.path] -= 1
                 if status is None:
                     receiver.stopping.wait()
                     return
@@ -64,8 +76,7 @@ class Receiver:
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    @staticmethod
-    def answer(path: str, seen: int) -> tuple[int | None, dict[str, str]]:
+    def answer(self, path: str, seen: int) -> tuple[int | None, dict[str, str]]:
         parts = path.strip("/").split("/")
         kind = parts[0]
         if kind == "ok":
@@ -84,6 +95,8 @@ class Receiver:
             return 200, {}
         if kind == "hang":
             return None, {}
+        if kind == "switch":
+            return (503 if parts[1] in self.down else 200), {}
         return 404, {}
 
     def start(self) -> "Receiver":

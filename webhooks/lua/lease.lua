@@ -67,6 +67,7 @@ end
 if #held > 0 then
   redis.call('RPUSH', B .. 'lease:' .. lid, unpack(held))
   redis.call('ZADD', B .. 'leases', ARGV[3], lid)
+  redis.call('HINCRBY', B .. 'stats', 'deliveries_leased', #held)
 end
 local deactivate = 0
 if redis.call('LLEN', B .. 'rr') == 0 then
