@@ -64,6 +64,22 @@ def _index_width(n: int) -> int:
     return 2 if n <= 32**2 else 4
 
 
+def event_id_of_stem(stem: str) -> str:
+    """The id a platform-generated event gets: its delivery stem's own characters, so neither the
+    event's record nor its deliveries need to store the other id (``webhooks/history.py``). Only
+    for stems of the 2-character index width (events with at most 1024 deliveries)."""
+    return EVENT + "_" + stem[len(DELIVERY) + 1 :] + "zz"
+
+
+def stem_of_event_id(event_id: str) -> str:
+    """The delivery stem of an event whose id :func:`event_id_of_stem` made."""
+    return DELIVERY + "_" + event_id[len(EVENT) + 1 : len(EVENT) + 25]
+
+
+def derived(stem: str) -> bool:
+    return len(stem) == len(DELIVERY) + 25
+
+
 def stem_member(stem: str, i: int) -> str:
     """The id of delivery ``i`` of the stem's event."""
     return stem + _encode(i, len(DELIVERY) + 27 - len(stem))

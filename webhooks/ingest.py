@@ -57,11 +57,15 @@ def prepare(
         if len(_valid_types) > 10_000:
             _valid_types.clear()
         _valid_types.add(event.event_type)
-    event_id = (
-        validation.check_event_id(event.event_id)
-        if event.event_id is not None
-        else ids.new_id(ids.EVENT, now_ms)
-    )
+    endpoint_ids = routing.route(routes, event.event_type)
+    stem = ids.new_stem(len(endpoint_ids), now_ms)
+    if event.event_id is not None:
+        event_id = validation.check_event_id(event.event_id)
+    elif ids.derived(stem):
+        event_id = ids.event_id_of_stem(stem)  # one random id serves the event and its deliveries
+    else:
+        event_id = ids.new_id(ids.EVENT, now_ms)
+    own_ids = event.event_id is None and ids.derived(stem)
     idem = validation.check_idempotency_key(event.idempotency_key) if event.idempotency_key else ""
     try:
         payload_json = orjson.dumps(event.payload)
@@ -71,18 +75,19 @@ def prepare(
     size = len(payload_json) + len(event.event_type) + WIRE_OVERHEAD
     if size > max_payload_bytes:
         raise PayloadTooLarge(f"payload: the event body is {size} bytes; the limit is {max_payload_bytes}")
-    endpoint_ids = routing.route(routes, event.event_type)
-    stem = ids.new_stem(len(endpoint_ids), now_ms)
     return queue.NewEvent(
         tenant_id,
         event_id,
         event.event_type,
         now_ms,
-        history.event_record(event.event_type, now_ms, stem, len(endpoint_ids), payload_json),
+        history.event_record(
+            event.event_type, now_ms, "" if own_ids else stem, len(endpoint_ids), payload_json
+        ),
         idem,
         list(zip(ids.stem_members(stem, len(endpoint_ids)), endpoint_ids, strict=True)),
         routes_version=routes_version,
         generated_id=event.event_id is None,
+        derived_ids=own_ids,
     )
 
 

@@ -122,6 +122,7 @@ class NewEvent:
     deliveries: list[tuple[str, str]]  # (delivery id, endpoint id)
     routes_version: str | None = None  # the endpoint version routing used; checked at write time
     generated_id: bool = False  # the platform made the id up: no stored event can have it
+    derived_ids: bool = False  # the event id and the delivery ids share one stem (webhooks.ids)
 
 
 async def ingest(
@@ -148,7 +149,7 @@ async def ingest(
             for i in positions:
                 ev = events[i]
                 args += [
-                    "!" + ev.event_id if ev.generated_id else ev.event_id,
+                    ("!" if ev.generated_id else "") + ("~" if ev.derived_ids else "") + ev.event_id,
                     ev.idempotency_key,
                     ev.event_type,
                     ev.created_ms,

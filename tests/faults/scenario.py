@@ -73,7 +73,7 @@ from tests.faults.cluster import (
 from tests.faults.producer import Producer
 from tests.faults.receiver import Arrival, VerifyingReceiver
 from webhooks import keys
-from webhooks.history import StoredEvent
+from webhooks.history import StoredEvent, event_id_of
 
 DEFAULT_LEASE_TTL_S = 10.0  # workers' default (WEBHOOKS_LEASE_TTL_S unset)
 KINDS = ("worker", "lockholder", "scheduler", "api", "redis")
@@ -501,7 +501,7 @@ class Scenario:
         held: dict[str, dict[str, tuple[str, str, int]]] = {lid: {} for lid in leases}
         for (lid, did), (lease, ep, ev, n) in zip(flat, pipe.execute(), strict=True):
             if lease == lid:
-                held[lid][did] = (ep, ev, int(n or 0))
+                held[lid][did] = (ep, event_id_of(did, ev), int(n or 0))
         return leases, held
 
     def _kill_lockholder(self) -> None:

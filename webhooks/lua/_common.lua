@@ -55,3 +55,10 @@ end
 local function due_at(ep, at)
   redis.call('ZADD', B .. 'dueq', 'LT', at, ep)
 end
+
+-- The event id of a delivery: its `e` field, or, when absent, the one its id derives from
+-- (webhooks/ids.py: event_id_of_stem).
+local function event_of(did, e)
+  if e then return e end
+  return 'evt_' .. string.sub(did, 5, 28) .. 'zz'
+end

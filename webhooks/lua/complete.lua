@@ -109,11 +109,11 @@ for i = 8 + nf, #ARGV do
     redis.call('HDEL', dk, 'l')
     release_slot(ek)
     touch(r.ep)
-    redis.call('HSET', dk, 's', r.s, 'n', r.n, 'sn', r.sn, 'u', now)
+    redis.call('HSET', dk, 's', r.s, 'n', r.n, 'u', now)
+    if r.sn == r.n then redis.call('HDEL', dk, 'sn') else redis.call('HSET', dk, 'sn', r.sn) end
     if r.a then
       local prev = redis.call('HGET', dk, 'a')
       redis.call('HSET', dk, 'a', prev and (prev .. '\n' .. r.a) or r.a)
-      if r.code then redis.call('HSET', dk, 'lc', r.code) end
       if r.ok == 1 then
         n_ok = n_ok + 1
         succeeded(ek, r.ep)

@@ -2,7 +2,8 @@
 -- KEYS[1] the tenant's key base. ARGV[1] idempotency ttl in seconds, ARGV[2] retention ms (the
 -- event's time to live), ARGV[3] the endpoint version the routing used, or "" (no check), then per
 -- event, flat: event id ("!" first when the platform generated it, so it cannot exist yet and is not
--- looked up), idempotency key or "", event type, created ms, the event record (webhooks/history.py),
+-- looked up; then "~" when the delivery ids derive from it, so deliveries need not store it),
+-- idempotency key or "", event type, created ms, the event record (webhooks/history.py),
 -- the number N of deliveries, then N pairs of delivery id and endpoint id.
 -- Deliveries join their endpoint's ready list; endpoints that can run join the tenant's runnable list.
 -- Returns {activate, results}: activate is 1 when the caller must put the tenant on the global
@@ -22,6 +23,8 @@ while i <= #ARGV do
   local n = tonumber(ARGV[i + 5])
   local fresh = string.byte(event_id, 1) == 33  -- '!'
   if fresh then event_id = string.sub(event_id, 2) end
+  local derived = string.byte(event_id, 1) == 126  -- '~'
+  if derived then event_id = string.sub(event_id, 2) end
   local existing, existing_id = false, event_id
   local ikey = nil
   if key ~= '' then
@@ -45,7 +48,11 @@ while i <= #ARGV do
     index[#index + 1] = event_id
     for j = 0, n - 1 do
       local did, ep = ARGV[i + 6 + 2 * j], ARGV[i + 7 + 2 * j]
-      redis.call('HSET', B .. 'd:' .. did, 'e', event_id, 'p', ep, 'y', event_type, 's', 'pending')
+      if derived then
+        redis.call('HSET', B .. 'd:' .. did, 'p', ep, 'y', event_type, 's', 'pending')
+      else
+        redis.call('HSET', B .. 'd:' .. did, 'e', event_id, 'p', ep, 'y', event_type, 's', 'pending')
+      end
       local q = queued[ep]
       if not q then q = {}; queued[ep] = q; order[#order + 1] = ep end
       q[#q + 1] = did

@@ -35,12 +35,13 @@ while budget > 0 and guard > 0 do
       local dk = B .. 'd:' .. id
       local f = redis.call('HMGET', dk, 's', 'e', 'n', 'sn')
       if f[1] == 'pending' or f[1] == 'retrying' then  -- anything else is a stale entry: skip it
+        f[2] = event_of(id, f[2])
         redis.call('HSET', dk, 's', 'delivering', 'l', lid, 'u', now)
         ds[#ds + 1] = id
         ds[#ds + 1] = f[2]
         ds[#ds + 1] = ep
         ds[#ds + 1] = f[3] or '0'
-        ds[#ds + 1] = f[4] or '0'
+        ds[#ds + 1] = f[4] or f[3] or '0'
         held[#held + 1] = id
         got = got + 1
         if not seen_e[f[2]] then

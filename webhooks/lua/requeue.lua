@@ -19,6 +19,7 @@ for i = 6, #ARGV do
   local id = ARGV[i]
   local dk = B .. 'd:' .. id
   local f = redis.call('HMGET', dk, 's', 'e', 'p')
+  f[2] = event_of(id, f[2])
   local st = f[1] or ''
   out[#out + 1] = st
   local go = false

@@ -38,8 +38,10 @@ for j = 1, #rows, 2 do
   local dks = {}
   if record then
     local header = cjson.decode(string.sub(record, 1, string.find(record, '\n', 1, true) - 1))
+    local stem = header[3]
+    if stem == '' then stem = 'dlv_' .. string.sub(eid, 5, 28) end
     for i = 0, header[4] - 1 do
-      local did = member(header[3], i)
+      local did = member(stem, i)
       local st = redis.call('HGET', B .. 'd:' .. did, 's')
       if st == 'dead' and allow_dead then
         dead[#dead + 1] = did
