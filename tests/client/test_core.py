@@ -1,7 +1,7 @@
 """The retry rules and error reading of :mod:`webhooks.client.core`, step by step (no network).
 
-:func:`exchange` is sans-IO: these tests play the transport, answering each ``Send`` with an
-outcome and recording the waits it asks for.
+:func:`exchange` is sans-IO: these tests drive it with :func:`drive` as the blocking transport does,
+answering each ``Send`` with the next outcome and recording the waits instead of sleeping.
 """
 
 import random
@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from webhooks.client import ApiConnectionError, ApiError
-from webhooks.client.core import Call, Outcome, RetryPolicy, Send, Session, Wait, exchange
+from webhooks.client.core import Call, Outcome, RetryPolicy, Send, Session, drive, exchange
 
 
 def session(**policy: Any) -> Session:
@@ -20,20 +20,10 @@ def session(**policy: Any) -> Session:
 
 def play(call: Call[Any], outcomes: list[Outcome], s: Session | None = None) -> tuple[Any, list[float]]:
     """Run ``call`` against ``outcomes`` in order: its result and the waits it asked for."""
-    steps = exchange(call, s or session())
     waits: list[float] = []
-    try:
-        step = next(steps)
-        while True:
-            if isinstance(step, Wait):
-                waits.append(step.seconds)
-                step = steps.send(None)
-            else:
-                assert isinstance(step, Send)
-                step = steps.send(outcomes.pop(0))
-    except StopIteration as done:
-        assert not outcomes, "every outcome was used"
-        return done.value, waits
+    result = drive(exchange(call, s or session()), lambda _: outcomes.pop(0), waits.append)
+    assert not outcomes, "every outcome was used"
+    return result, waits
 
 
 def safe(method: str = "GET", path: str = "/v1/x") -> Call[Any]:

@@ -20,54 +20,11 @@ retried on connection errors, 429 and 503, honouring ``Retry-After``
 This module depends on httpx and pydantic only (no Redis, nothing of the API or workers).
 """
 
+from webhooks.client import models
 from webhooks.client.clients import AsyncClient, Client
 from webhooks.client.errors import ApiConnectionError, ApiError
-from webhooks.client.models import (
-    ApiKey,
-    ApiKeyCreated,
-    Attempt,
-    Delivery,
-    DeliveryDetail,
-    DeliveryStatus,
-    DeliverySummary,
-    Endpoint,
-    EndpointWithSecret,
-    Event,
-    EventInput,
-    EventType,
-    PortalLink,
-    RecoverResult,
-    Replay,
-    ReplayResult,
-    Secret,
-    Tenant,
-    TenantCreated,
-)
+from webhooks.client.models import *  # noqa: F403 - the response objects, listed in models.__all__
 from webhooks.client.resources import UNSET
 
-__all__ = [
-    "UNSET",
-    "ApiConnectionError",
-    "ApiError",
-    "ApiKey",
-    "ApiKeyCreated",
-    "AsyncClient",
-    "Attempt",
-    "Client",
-    "Delivery",
-    "DeliveryDetail",
-    "DeliveryStatus",
-    "DeliverySummary",
-    "Endpoint",
-    "EndpointWithSecret",
-    "Event",
-    "EventInput",
-    "EventType",
-    "PortalLink",
-    "RecoverResult",
-    "Replay",
-    "ReplayResult",
-    "Secret",
-    "Tenant",
-    "TenantCreated",
-]
+__all__ = ["UNSET", "ApiConnectionError", "ApiError", "AsyncClient", "Client"]
+__all__ += models.__all__

@@ -175,6 +175,26 @@ def exchange(call: Call[T], session: Session) -> Generator[Send | Wait, Outcome 
         yield Wait(delay)
 
 
+def drive(
+    steps: Generator[Send | Wait, Outcome | None, T],
+    perform: Callable[[Send], Outcome],
+    sleep: Callable[[float], None],
+) -> T:
+    """Run the steps of :func:`exchange` with a blocking ``perform`` and ``sleep``; its result."""
+    reply: Outcome | None = None
+    try:
+        while True:
+            step = steps.send(reply)
+            if isinstance(step, Wait):
+                sleep(step.seconds)
+                reply = None
+            else:
+                reply = perform(step)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
 def finish(call: Call[T], outcome: Outcome, maybe_applied: bool) -> T:
     """The parsed success answer, or the error that ``outcome`` stands for."""
     if isinstance(outcome, httpx.TransportError):

@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 
-from webhooks.client.core import Call, Listing, Outcome, Send, Session, Wait, exchange
+from webhooks.client.core import Call, Listing, Outcome, Send, Session, Wait, drive, exchange
 
 T = TypeVar("T")
 
@@ -41,18 +41,7 @@ class SyncTransport:
             return exc
 
     def run(self, call: Call[T]) -> T:
-        steps = exchange(call, self.session)
-        try:
-            step = next(steps)
-            while True:
-                if isinstance(step, Wait):
-                    time.sleep(step.seconds)
-                    step = steps.send(None)
-                else:
-                    step = steps.send(self._perform(step))
-        except StopIteration as done:
-            result: T = done.value
-            return result
+        return drive(exchange(call, self.session), self._perform, time.sleep)
 
     def iterate(self, listing: Listing[T]) -> Iterator[T]:
         cursor: str | None = None
@@ -75,15 +64,17 @@ class AsyncTransport:
             return exc
 
     async def run(self, call: Call[T]) -> T:
+        """:func:`~webhooks.client.core.drive`, awaiting each request and wait."""
         steps = exchange(call, self.session)
+        reply: Outcome | None = None
         try:
-            step = next(steps)
             while True:
+                step = steps.send(reply)
                 if isinstance(step, Wait):
                     await asyncio.sleep(step.seconds)
-                    step = steps.send(None)
+                    reply = None
                 else:
-                    step = steps.send(await self._perform(step))
+                    reply = await self._perform(step)
         except StopIteration as done:
             result: T = done.value
             return result
