@@ -23,8 +23,8 @@ This module depends on httpx and pydantic only (no Redis, nothing of the API or 
 from webhooks.client import models
 from webhooks.client.clients import AsyncClient, Client
 from webhooks.client.errors import ApiConnectionError, ApiError
+from webhooks.client.fields import UNSET
 from webhooks.client.models import *  # noqa: F403 - the response objects, listed in models.__all__
-from webhooks.client.resources import UNSET
 
 __all__ = ["UNSET", "ApiConnectionError", "ApiError", "AsyncClient", "Client"]
 __all__ += models.__all__

@@ -90,7 +90,7 @@ class PortalLink(_Open):
 
 @dataclass(frozen=True, slots=True)
 class EventInput:
-    """One event of :meth:`Events.send_batch <webhooks.client.resources.Events.send_batch>`."""
+    """One event of :meth:`Events.send_batch <webhooks.client.traffic.Events.send_batch>`."""
 
     event_type: str
     payload: Any
