@@ -1,10 +1,5 @@
-"""Resources that configure the platform: tenants, endpoints, the event-type catalogue.
-
-Each method is written once for both clients (see :mod:`webhooks.client.ops`) and states its
-route and whether the client retries it (the rules are in :mod:`webhooks.client.core`).
-Lists iterate over every item of every page; ``page_size`` is the API's ``limit`` (1 to 1000,
-default 50) and only changes how many requests that takes.
-"""
+"""Resources that configure the platform: tenants, endpoints, the event-type catalogue
+(conventions: :mod:`webhooks.client.ops`)."""
 
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal

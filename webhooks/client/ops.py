@@ -6,6 +6,10 @@ paged list) and is decorated with :class:`operation` or :class:`listing`. Read f
 resource of the blocking client (``Resource[Sync]``) the method returns the result; read
 from one of the asyncio client (``Resource[Async]``) it returns an awaitable (a list: an
 async iterator). The overloads of ``__get__`` give type checkers exactly those types.
+
+Each method's docstring names its route and says whether the client retries it (the rules
+are in :mod:`webhooks.client.core`). ``page_size`` of a list is the API's ``limit`` (1 to
+1000, default 50): it only changes how many requests a full iteration takes.
 """
 
 import functools
