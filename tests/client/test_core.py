@@ -72,6 +72,7 @@ def test_unsafe_calls_are_not_retried_on_429_503_or_a_dropped_connection() -> No
     with pytest.raises(ApiConnectionError) as dropped:
         play(unsafe(), [DROPPED])
     assert dropped.value.__cause__ is DROPPED
+    assert str(dropped.value).startswith("POST http://api.test/v1/tenants: RemoteProtocolError: Server disc")
 
 
 def test_a_connection_never_made_is_retried_for_every_call() -> None:

@@ -167,7 +167,7 @@ def exchange(call: Call[T], session: Session) -> Generator[Send | Wait, Outcome 
         assert outcome is not None, "a Send step is answered with its outcome"
         delay = retry_delay(call, outcome, retry, session, int(time.time() * 1000))
         if delay is None:
-            return finish(call, outcome, maybe_applied)
+            return finish(call, outcome, maybe_applied, send.url)
         maybe_applied = maybe_applied or (
             isinstance(outcome, httpx.TransportError) and not isinstance(outcome, NOT_SENT)
         )
@@ -195,12 +195,11 @@ def drive(
         return result
 
 
-def finish(call: Call[T], outcome: Outcome, maybe_applied: bool) -> T:
+def finish(call: Call[T], outcome: Outcome, maybe_applied: bool, url: str) -> T:
     """The parsed success answer, or the error that ``outcome`` stands for."""
     if isinstance(outcome, httpx.TransportError):
-        raise ApiConnectionError(
-            f"{call.method} {call.path}: {type(outcome).__name__}: {outcome or 'connection failed'}"
-        ) from outcome
+        reason = str(outcome) or "the connection failed"
+        raise ApiConnectionError(f"{call.method} {url}: {type(outcome).__name__}: {reason}") from outcome
     status = outcome.status_code
     if status == 404 and call.method == "DELETE" and maybe_applied:
         return call.parse(None)  # an earlier attempt deleted it; the answer to that one was lost
