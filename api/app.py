@@ -86,7 +86,11 @@ def create_app(config: ApiConfig) -> FastIngest:
     app = FastAPI(
         title="webhooks",
         version=__version__,
-        description="Signed, retried, durable webhook deliveries. See CONTRACT.md.",
+        description=(
+            "Signed, retried, durable webhook deliveries. The API reference (authentication, errors,"
+            " pagination, idempotency, the wire format, retries and durability) is docs/api.md in"
+            " the repository."
+        ),
         lifespan=lifespan,
     )
     errors.install(app)
