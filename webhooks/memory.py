@@ -63,11 +63,12 @@ async def usage(r: "Redis") -> Usage:
 
 
 async def publish(r: "Redis", lvl: str, u: Usage, now_ms: int) -> None:
-    """Write the level for the API (it expires when the scheduler stops refreshing it)."""
-    async with r.pipeline(transaction=False) as pipe:
-        pipe.hset(keys.MEMORY, mapping={"level": lvl, "used": u.used_bytes, "max": u.max_bytes, "at": now_ms})
-        pipe.pexpire(keys.MEMORY, PUBLISH_TTL_MS)
-        await pipe.execute()
+    """Write the level for the API (it expires when the scheduler stops refreshing it); allowed
+    while Redis is over maxmemory, when it matters most."""
+    from webhooks.queue import scripts
+
+    fields: list[str | int] = ["level", lvl, "used", u.used_bytes, "max", u.max_bytes, "at", now_ms]
+    await scripts(r).global_(keys=[keys.MEMORY], args=["level", PUBLISH_TTL_MS, *fields])
 
 
 class LevelCache:

@@ -62,7 +62,19 @@ class Scripts:
     """The Lua scripts, registered on one client (EVALSHA with automatic reload)."""
 
     def __init__(self, r: "Redis") -> None:
-        for name in ("ingest", "lease", "complete", "tick", "requeue", "rate", "heartbeat", "trim", "auth"):
+        names = (
+            "ingest",
+            "lease",
+            "complete",
+            "tick",
+            "requeue",
+            "rate",
+            "heartbeat",
+            "trim",
+            "auth",
+            "global",
+        )
+        for name in names:
             setattr(self, name, r.register_script(_script_source(name)))
 
     ingest: AsyncScript
@@ -74,6 +86,10 @@ class Scripts:
     heartbeat: AsyncScript
     trim: AsyncScript
     auth: AsyncScript
+
+    @property
+    def global_(self) -> AsyncScript:
+        return cast(AsyncScript, getattr(self, "global"))
 
 
 _scripts: dict[int, Scripts] = {}
@@ -97,13 +113,16 @@ class StaleRoutes(Exception):
 async def activate(r: "Redis", tenant_ids: list[str]) -> None:
     """Put tenants that a script marked active on the global active list (the second, separate call)."""
     if tenant_ids:
-        await r.rpush(keys.ACTIVE, *tenant_ids)
+        await scripts(r).global_(keys=[keys.ACTIVE], args=["push", *tenant_ids])
 
 
 async def wake_at(r: "Redis", wakes: dict[str, int]) -> None:
     """Ask the scheduler to tick these tenants by the given times (keeping any earlier time)."""
     if wakes:
-        await r.zadd(keys.WAKE, cast(Any, wakes), lt=True)
+        args: list[str | int] = ["wake"]
+        for tenant_id, at_ms in wakes.items():
+            args += [at_ms, tenant_id]
+        await scripts(r).global_(keys=[keys.WAKE], args=args)
 
 
 # -- ingest ---------------------------------------------------------------------------------------
@@ -227,12 +246,13 @@ async def lease(r: "Redis", tenant_id: str, n: int, ttl_ms: int, now_ms: int, qu
         eps[i]: ((orjson.loads(eps[i + 1]) if eps[i + 1] else None), eps[i + 2] == "1")
         for i in range(0, len(eps), 3)
     }
-    async with r.pipeline(transaction=False) as pipe:
-        if int(deactivate):
-            pipe.lrem(keys.ACTIVE, 1, tenant_id)
-        if deliveries:
-            pipe.zadd(keys.WAKE, {tenant_id: expiry}, lt=True)
-        if int(deactivate) or deliveries:
+    if int(deactivate) or deliveries:
+        script = scripts(r).global_
+        async with r.pipeline(transaction=False) as pipe:
+            if int(deactivate):
+                await script(keys=[keys.ACTIVE], args=["unlist", tenant_id], client=pipe)
+            if deliveries:
+                await script(keys=[keys.WAKE], args=["wake", expiry, tenant_id], client=pipe)
             await pipe.execute()
     return Lease(lease_id, tenant_id, deliveries, events, endpoints)
 

@@ -1,13 +1,15 @@
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Query
 
 from api.deps import StoreDep, TenantDep, now_ms
 from api.errors import responses
 from api.schemas import EventBatch, EventCreate
 from webhooks.errors import Invalid
 from webhooks.ingest import EventIn
-from webhooks.models import Event
+from webhooks.models import Event, Page
+from webhooks.timefmt import ms_from_datetime
 
 router = APIRouter(prefix="/v1/events", tags=["events"], responses=responses(401, 404, 422, 503))
 
@@ -33,6 +35,27 @@ async def create_events(body: EventBatch, tenant: TenantDep, store: StoreDep) ->
         )
     return await store.ingest(
         tenant, [EventIn(e.event_type, e.payload, e.id) for e in body.events], now_ms(), batch=True
+    )
+
+
+@router.get("", response_model=Page[Event])
+async def list_events(
+    tenant: TenantDep,
+    store: StoreDep,
+    event_type: Annotated[str | None, Query(max_length=256)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> Page[Event]:
+    """Newest first; ``since``/``until`` bound the events' creation time."""
+    return await store.list_events(
+        tenant,
+        event_type=event_type,
+        since_ms=None if since is None else ms_from_datetime(since),
+        until_ms=None if until is None else ms_from_datetime(until),
+        limit=limit,
+        cursor=cursor,
     )
 
 
