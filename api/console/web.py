@@ -159,8 +159,10 @@ def set_session_cookie(request: Request, response: Response, session: Session) -
         httponly=True,
         secure=embedded or is_https(request),
         samesite=samesite,
-        partitioned=embedded,
     )
+    if embedded:  # CHIPS: kept per embedding site, so it survives third-party cookie blocking
+        name, value = response.raw_headers[-1]  # Starlette's own flag needs Python 3.14
+        response.raw_headers[-1] = (name, value + b"; Partitioned")
 
 
 def clear_session_cookie(response: Response) -> None:

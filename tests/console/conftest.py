@@ -115,15 +115,23 @@ def assert_labelled(page: Any) -> None:
     assert unlabelled == [], unlabelled
 
 
-def http_sign_in(base_url: str, token: str) -> httpx.Client:
-    """A plain HTTP client signed into the console (cookies kept), as a browser would be."""
-    client = httpx.Client(base_url=base_url, timeout=30)
-    form = client.get("/console/login")
-    login_csrf = re.search(r'name="login_csrf" value="([^"]+)"', form.text)
-    assert login_csrf, form.text
-    done = client.post("/console/login", data={"login_csrf": login_csrf.group(1), "token": token})
-    assert done.status_code == 303, done.text
-    return client
+@pytest.fixture
+def http_sign_in() -> Iterator[Any]:
+    """``http_sign_in(base_url, token)``: a plain HTTP client signed into the console (cookies kept)."""
+    clients: list[httpx.Client] = []
+
+    def make(base_url: str, token: str) -> httpx.Client:
+        clients.append(client := httpx.Client(base_url=base_url, timeout=30))
+        form = client.get("/console/login")
+        login_csrf = re.search(r'name="login_csrf" value="([^"]+)"', form.text)
+        assert login_csrf, form.text
+        done = client.post("/console/login", data={"login_csrf": login_csrf.group(1), "token": token})
+        assert done.status_code == 303, done.text
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
 
 
 def csrf_of(html: str) -> str:
