@@ -105,6 +105,7 @@ class Geometry:
     plot_bottom: int
     bars: list[Bar]
     latency_points: str  # an SVG polyline's points; "" without data
+    latency_dots: list[tuple[float, float, str]]  # (x, y, title) of each p50 point
     latency_max_ms: int
     x_labels: list[tuple[float, str]]
 
@@ -115,7 +116,7 @@ def geometry(stats: HourStats) -> Geometry:
     step = plot_w / BUCKETS
     top = 8
     lat_max = max((b.p50_ms for b in stats.buckets if b.p50_ms is not None), default=0)
-    bars, points = [], []
+    bars, points, dots = [], [], []
     for i, b in enumerate(stats.buckets):
         x = PAD_LEFT + i * step
         minutes_ago = (BUCKETS - i) * (WINDOW_MS // BUCKETS) // 60000
@@ -138,9 +139,9 @@ def geometry(stats: HourStats) -> Geometry:
         if b.p50_ms is not None and lat_max:
             y = top + plot_h - (b.p50_ms / lat_max) * plot_h
             points.append(f"{x + step / 2:.1f},{y:.1f}")
+            dots.append((round(x + step / 2, 1), round(y, 1), f"p50 {b.p50_ms} ms"))
     labels = [(PAD_LEFT + i * step, f"-{(BUCKETS - i) * 5}m") for i in range(0, BUCKETS, 3)]
-    labels.append((PAD_LEFT + plot_w, "now"))
-    return Geometry(WIDTH, HEIGHT, PAD_LEFT, top + plot_h, bars, " ".join(points), lat_max, labels)
+    return Geometry(WIDTH, HEIGHT, PAD_LEFT, top + plot_h, bars, " ".join(points), dots, lat_max, labels)
 
 
 async def endpoint_hour(store: Store, tenant_id: str, endpoint_id: str, now_ms: int) -> HourStats:

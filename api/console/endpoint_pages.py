@@ -79,13 +79,26 @@ async def list_endpoints(
     )
 
 
+async def _form_page(
+    request: Request, session: Session, endpoint: Endpoint | None, form: Form | None = None, error: str = ""
+) -> HTMLResponse:
+    """The create (no ``endpoint``) or edit form; with ``form`` and ``error``, shown again as typed."""
+    return await web.page(
+        request,
+        "endpoint_form.html",
+        session,
+        status=422 if error else 200,
+        endpoint=endpoint,
+        values=values_of(endpoint, form),
+        error=error or None,
+    )
+
+
 @router.get("/new")
 async def new_endpoint(request: Request) -> HTMLResponse:
     session = await web.signed_in(request)
     web.tenant_of(session)
-    return await web.page(
-        request, "endpoint_form.html", session, endpoint=None, values=values_of(None), error=None
-    )
+    return await _form_page(request, session, None)
 
 
 @router.post("")
@@ -97,21 +110,11 @@ async def create_endpoint(request: Request) -> Response:
             web.tenant_of(session), now_ms=now_ms(), **fields_of(form)
         )
     except errors.Invalid as exc:
-        return await web.page(
-            request,
-            "endpoint_form.html",
-            session,
-            status=422,
-            endpoint=None,
-            values=values_of(None, form),
-            error=str(exc),
-        )
+        return await _form_page(request, session, None, form, str(exc))
     raise Redirect(f"{BASE}/endpoints/{created.id}")
 
 
-async def _detail(
-    request: Request, session: Session, endpoint_id: str, *, status: int = 200, **extra: Any
-) -> HTMLResponse:
+async def _detail(request: Request, session: Session, endpoint_id: str, **extra: Any) -> HTMLResponse:
     store, tenant, now = web.store(request), web.tenant_of(session), now_ms()
     endpoint = await store.get_endpoint(tenant, endpoint_id)
     recent = await store.list_deliveries(tenant, endpoint_id=endpoint_id, limit=RECENT_DELIVERIES)
@@ -121,7 +124,6 @@ async def _detail(
         request,
         "endpoint.html",
         session,
-        status=status,
         endpoint=endpoint,
         deliveries=recent.data,
         stats=stats,
@@ -143,9 +145,8 @@ async def endpoint_page(
 @router.get("/{endpoint_id}/edit")
 async def edit_page(request: Request, endpoint_id: str) -> HTMLResponse:
     session = await web.signed_in(request)
-    endpoint = await web.store(request).get_endpoint(web.tenant_of(session), endpoint_id)
-    return await web.page(
-        request, "endpoint_form.html", session, endpoint=endpoint, values=values_of(endpoint), error=None
+    return await _form_page(
+        request, session, await web.store(request).get_endpoint(web.tenant_of(session), endpoint_id)
     )
 
 
@@ -157,15 +158,8 @@ async def update_endpoint(request: Request, endpoint_id: str) -> Response:
     try:
         await store.update_endpoint(tenant, endpoint_id, fields_of(form), now_ms())
     except errors.Invalid as exc:
-        endpoint = await store.get_endpoint(tenant, endpoint_id)
-        return await web.page(
-            request,
-            "endpoint_form.html",
-            session,
-            status=422,
-            endpoint=endpoint,
-            values=values_of(endpoint, form),
-            error=str(exc),
+        return await _form_page(
+            request, session, await store.get_endpoint(tenant, endpoint_id), form, str(exc)
         )
     raise Redirect(f"{BASE}/endpoints/{endpoint_id}")
 

@@ -31,7 +31,9 @@ CHROMIUM_ARGS = [
 TIMEOUT_MS = 20_000
 
 
-@pytest.fixture(scope="session")
+# Module scope: while Playwright's sync API is open it keeps an asyncio loop running in this thread,
+# so it must be closed before other modules' tests run loops of their own.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not at /usr/bin/chromium (apt-get install chromium; .ci/run does)")
