@@ -194,3 +194,60 @@ def test_an_operator_session_ends_when_the_admin_token_changes(redis_url: str, h
         assert answer.status_code == 303 and answer.headers["location"] == "/console/login"
     finally:
         second.stop()
+
+
+def test_the_event_log_filters_by_type_status_and_endpoint(
+    api_server: ApiServer,
+    api: httpx.Client,
+    tenant: Tenant,
+    make_endpoint: Endpoint,
+    receiver: Any,
+    procs: Any,
+    http_sign_in: SignIn,
+) -> None:
+    from tests.e2e.test_delivery import post_event, wait_status
+
+    good = make_endpoint(receiver.url("ok/log"))
+    bad = make_endpoint(receiver.url("fail/log"), event_types=["invoice.failed"])
+    procs.worker()
+    paid = post_event(api, tenant, "invoice.paid")
+    failed = post_event(api, tenant, "invoice.failed")
+    for event in (paid, failed):
+        for d in event["deliveries"]:
+            wait_status(api, tenant, d["id"], "dead" if d["endpoint_id"] == bad["id"] else "succeeded")
+    console = http_sign_in(api_server.url, tenant.api_key)
+
+    def listed(**params: str) -> set[str]:
+        page = console.get("/console/events", params=params)
+        assert page.status_code == 200, page.text
+        return set(re.findall(r'href="/console/events/(evt_\w+)"', page.text))
+
+    assert listed() == {paid["id"], failed["id"]}
+    assert listed(event_type="invoice.paid") == {paid["id"]}
+    assert listed(status="dead") == {failed["id"]}
+    assert listed(status="succeeded") == {paid["id"], failed["id"]}
+    assert listed(endpoint_id=bad["id"]) == {failed["id"]}
+    assert listed(endpoint_id=good["id"], event_type="invoice.failed") == {failed["id"]}
+    jump = console.get("/console/events", params={"event_id": paid["id"]})
+    assert jump.status_code == 303 and jump.headers["location"] == f"/console/events/{paid['id']}"
+
+
+def test_an_operator_creates_a_tenant_and_a_portal_link_and_sees_every_tenants_dead_letters(
+    api_server: ApiServer, http_sign_in: SignIn
+) -> None:
+    console = http_sign_in(api_server.url, ADMIN_TOKEN)
+    token = csrf_of(console.get("/console/tenants").text)
+    created = console.post("/console/tenants", data={"csrf": token, "name": "Initech"})
+    assert created.status_code == 200 and "Tenant Initech created" in created.text
+    api_key = re.search(r'value="(whk_[^"]+)"', created.text).group(1)  # type: ignore[union-attr]
+    tenant_id = re.search(r"<code>(ten_\w+)</code>", created.text).group(1)  # type: ignore[union-attr]
+    assert httpx.get(
+        f"{api_server.url}/v1/tenants/{tenant_id}", headers={"Authorization": f"Bearer {api_key}"}
+    ).is_success
+    linked = console.post(f"/console/tenants/{tenant_id}/portal-link", data={"csrf": token})
+    url = re.search(r'value="(http://[^"]+/console/portal/[^"]+)"', linked.text).group(1)  # type: ignore[union-attr]
+    with httpx.Client() as opener:
+        assert opener.get(url).status_code == 303
+    dead = console.get("/console/dead-letters")
+    assert dead.status_code == 200 and "Operator · all tenants" in dead.text and ">Tenant</th>" in dead.text
+    assert console.get("/console/endpoints").headers["location"] == "/console/tenants", "pick a tenant first"
