@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import errors
+from api import console, errors
 from api.deps import AppState
 from api.ingest import BATCH, BATCH_BODY_LIMIT, FastIngest
 from api.routes import dead_letters, deliveries, endpoints, events, health, tenants
@@ -25,6 +25,7 @@ class ApiConfig:
     box: SecretBox
     policy: Policy
     admin_token: str | None
+    portal_frame_ancestors: str = "'none'"  # WEBHOOKS_PORTAL_FRAME_ANCESTORS (api/console)
 
 
 class BodyLimit:
@@ -96,6 +97,7 @@ def create_app(config: ApiConfig) -> FastIngest:
     errors.install(app)
     for module in (tenants, endpoints, events, deliveries, dead_letters, health):
         app.include_router(module.router)
+    console.mount(app, config.portal_frame_ancestors)
     single_limit = config.policy.max_payload_bytes + 64 * 1024
     app.add_middleware(BodyLimit, single_limit=single_limit)
     return FastIngest(app, single_limit)

@@ -14,5 +14,6 @@ def app() -> FastIngest:
             box=box_of(s),
             policy=policy_of(s),
             admin_token=s.admin_token.get_secret_value() if s.admin_token else None,
+            portal_frame_ancestors=s.portal_frame_ancestors,
         )
     )

@@ -134,3 +134,31 @@ def stats(tenant_id: str) -> str:
 def rate_window(tenant_id: str, endpoint_id: str, window: int) -> str:
     """Sends to an endpoint in one fixed window (built in ``lua/rate.lua``)."""
     return f"{tenant_base(tenant_id)}rl:{endpoint_id}:{window}"
+
+
+# -- web console (webhooks/console_state.py): sessions, portal links, replays started there ---------
+# A tenant's records carry its hash tag; an operator's (all tenants) are global.
+
+
+def _console(tenant_id: str | None) -> str:
+    return f"{PREFIX}console:" if tenant_id is None else f"{PREFIX}{{t:{tenant_id}}}:console:"
+
+
+def console_session(tenant_id: str | None, session_hash: str) -> str:
+    """A console session (hash, with a TTL), named by the SHA-256 of the cookie's secret."""
+    return f"{_console(tenant_id)}sess:{session_hash}"
+
+
+def portal_link(tenant_id: str, token_hash: str) -> str:
+    """A one-time portal link (string, with a TTL), named by the SHA-256 of its token."""
+    return f"{_console(tenant_id)}portal:{token_hash}"
+
+
+def console_replay(tenant_id: str | None, replay_id: str) -> str:
+    """The deliveries a replay started from the console requeued (JSON, with a TTL)."""
+    return f"{_console(tenant_id)}replay:{replay_id}"
+
+
+def console_replays(tenant_id: str | None) -> str:
+    """The newest replays started from the console (list of replay ids, bounded)."""
+    return f"{_console(tenant_id)}replays"

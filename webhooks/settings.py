@@ -6,6 +6,7 @@ insecure or contradictory value into a :class:`ConfigError` whose message
 names the variable, which the CLI prints as one line before exiting.
 """
 
+import re
 from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -18,6 +19,9 @@ from webhooks.retry import parse_schedule
 ENV_PREFIX = "WEBHOOKS_"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 MIN_TOKEN_LEN = 16
+_FRAME_SOURCE = re.compile(
+    r"'self'|https?:|(https?://)?(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:(\d{1,5}|\*))?"
+)
 
 
 class Settings(BaseSettings):
@@ -52,6 +56,7 @@ class Settings(BaseSettings):
     max_endpoints_per_tenant: int = Field(1000, ge=1, le=1_000_000)
     retention_days: float = Field(30.0, gt=0, le=3650)  # events, settled deliveries and dead letters
     log_level: str = "INFO"
+    portal_frame_ancestors: str = "'none'"  # CSP frame-ancestors of the console (embedding the portal)
 
     @field_validator("retry_schedule")
     @classmethod
@@ -65,6 +70,19 @@ class Settings(BaseSettings):
         if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("one of DEBUG, INFO, WARNING, ERROR")
         return value.upper()
+
+    @field_validator("portal_frame_ancestors")
+    @classmethod
+    def _frame_sources(cls, value: str) -> str:
+        """``'none'``, or CSP sources such as ``'self' https://app.example.com https://*.example.com``."""
+        sources = value.split()
+        if sources == ["'none'"]:
+            return "'none'"
+        if not sources or not all(_FRAME_SOURCE.fullmatch(src) for src in sources):
+            raise ValueError(
+                "'none', or space-separated sources like 'self' https://app.example.com https://*.example.com"
+            )
+        return " ".join(sources)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":

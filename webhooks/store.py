@@ -18,9 +18,9 @@ from redis.asyncio import Redis
 
 from webhooks import ids, keys, paging, queue, validation
 from webhooks.auth import API_KEY_PREFIX, Authenticator, hash_api_key
-from webhooks.errors import Invalid, NotFound
+from webhooks.errors import Conflict, Invalid, NotFound
 from webhooks.history import StoredEvent
-from webhooks.ingest import EventIn, Ingestor
+from webhooks.ingest import EventIn, Ingestor, prepare
 from webhooks.models import (
     ApiKey,
     ApiKeyCreated,
@@ -37,6 +37,8 @@ from webhooks.store_deliveries import DeadFilter, DeliveriesMixin
 from webhooks.timefmt import iso_from_ms
 
 __all__ = ["DeadFilter", "Policy", "Store"]
+
+TEST_EVENT_TYPE = "webhooks.test"
 
 
 class Store(DeliveriesMixin):
@@ -175,3 +177,25 @@ class Store(DeliveriesMixin):
             else:
                 out.append(await self.event_out(existing))
         return out
+
+    async def send_test_event(self, tenant_id: str, endpoint_id: str, now_ms: int) -> Event:
+        """A ``webhooks.test`` event delivered to this endpoint only, whatever its event types (the
+        console's "send a test event"); :class:`Conflict` when it is disabled, as nothing would go."""
+        endpoint = await self.get_endpoint(tenant_id, endpoint_id)
+        if endpoint.disabled:
+            raise Conflict("the endpoint is disabled: enable it to send a test event")
+        payload = {"message": "a test event from the webhooks console", "endpoint_id": endpoint_id}
+        new = prepare(
+            tenant_id, EventIn(TEST_EVENT_TYPE, payload), [(endpoint_id, False, None)], now_ms, 1 << 20
+        )
+        await queue.ingest(self.r, [new], self.policy.retention_ms)
+        return Event(
+            id=new.event_id,
+            tenant_id=tenant_id,
+            event_type=TEST_EVENT_TYPE,
+            created_at=iso_from_ms(now_ms) or "",
+            payload=payload,
+            deliveries=[
+                DeliverySummary(id=d, endpoint_id=e, status=DeliveryStatus.PENDING) for d, e in new.deliveries
+            ],
+        )

@@ -133,7 +133,22 @@ class DeliveriesMixin(EndpointsMixin):
             raise NotFound("no such delivery")
         return h
 
-    async def get_delivery(self, tenant_id: str, delivery_id: str) -> DeliveryDetail:
+    async def _owner_of(self, delivery_id: str) -> str:
+        """The tenant holding a delivery (for the operator, who may name any); NotFound if none."""
+        tenants = await queue.tenant_ids(self.r)
+        async with self.r.pipeline(transaction=False) as pipe:
+            for t in tenants:
+                pipe.exists(keys.delivery(t, delivery_id))
+            found = await pipe.execute()
+        for t, hit in zip(tenants, found, strict=True):
+            if hit:
+                return t
+        raise NotFound("no such delivery")
+
+    async def get_delivery(self, tenant_id: str | None, delivery_id: str) -> DeliveryDetail:
+        """A delivery with its attempts; with no tenant (the operator) whichever tenant holds it."""
+        if tenant_id is None:
+            tenant_id = await self._owner_of(delivery_id)
         h = await self._delivery_hash(tenant_id, delivery_id)
         d = history.delivery(tenant_id, delivery_id, h)
         return DeliveryDetail(**d.model_dump(), attempts=history.attempts(h.get("a")))
