@@ -220,7 +220,7 @@ class Lease:
 
 async def next_tenant(r: "Redis") -> str | None:
     """The next tenant in the round robin of tenants with work (rotated to the tail); None: none."""
-    found = await r.lmove(keys.ACTIVE, keys.ACTIVE, "LEFT", "RIGHT")
+    found = await scripts(r).global_(keys=[keys.ACTIVE], args=["rotate"])
     return None if found is None else str(found)
 
 

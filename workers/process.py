@@ -20,7 +20,7 @@ from rq import Queue, SimpleWorker
 from webhooks import keys
 from webhooks.connection import RedisTarget, async_client, sync_client, warn_if_not_durable
 from webhooks.secretbox import SecretBox
-from workers import runtime
+from workers import jobs, runtime
 from workers.engine import EngineConfig
 from workers.scheduler import Scheduler, SchedulerConfig
 
@@ -88,17 +88,37 @@ def run_worker(
     try:
         while True:
             worker = DeliveryWorker([Queue(keys.RQ_QUEUE, connection=conn)], connection=conn)
-            worker.work(burst=burst, logging_level=level)
-            # RQ's loop also ends when Redis fails outside a dequeue (it logs "unhandled
-            # exception, quitting"). Unless a stop was asked for, wait for Redis and go on.
+            try:
+                worker.work(burst=burst, logging_level=level)
+            except redis.RedisError as exc:
+                log.warning("the worker loop stopped on a Redis error (%s); carrying on", type(exc).__name__)
             if burst or worker._stop_requested or rt.engine.stopping:
                 break
+            if redis_full(conn):
+                # Redis is over maxmemory: RQ cannot take a job (its dequeue and heartbeats are
+                # writes) but our scripts still run (allow-oom). Deliver without a job meanwhile, so
+                # pending work keeps going out and memory comes back; then try RQ again.
+                log.warning("Redis is full: RQ cannot run jobs; delivering without one meanwhile")
+                rt.run(rt.engine.drain(jobs.DRAIN_BUDGET_S / 6))
+                continue
+            # RQ's loop also ends when Redis fails outside a dequeue (it logs "unhandled
+            # exception, quitting"). Unless a stop was asked for, wait for Redis and go on.
             log.warning("the worker loop ended without a stop request; waiting for Redis to start again")
             wait_for_redis(conn, "worker")
     finally:
         if stop_scheduler:
             stop_scheduler()
         rt.close()
+
+
+def redis_full(conn: "redis.Redis") -> bool:
+    """True when Redis answers but is at its maxmemory (it refuses writes that add memory)."""
+    try:
+        info = conn.info("memory")
+    except redis.RedisError:
+        return False
+    limit = int(info.get("maxmemory", 0) or 0)
+    return bool(limit) and int(info.get("used_memory", 0)) >= limit
 
 
 def wait_for_redis(conn: "redis.Redis", who: str) -> None:
