@@ -1,7 +1,7 @@
 """Request bodies of the HTTP API. Responses use the domain models in :mod:`webhooks.models`."""
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +21,7 @@ class EndpointCreate(_In):
     headers: dict[str, str] | None = None
     rate_limit_per_s: float | None = None
     disabled: bool = False
+    signing: Literal["hmac-sha256", "ed25519"] = "hmac-sha256"
     tenant_id: str | None = None  # admin only: the tenant to act for
 
 
@@ -31,10 +32,15 @@ class EndpointUpdate(_In):
     headers: dict[str, str] | None = None
     rate_limit_per_s: float | None = None
     disabled: bool | None = None
+    # Accepted only when it names the current scheme (so a whole object can be sent back);
+    # the scheme changes through POST /v1/endpoints/{id}/secret/rotate {"signing": ...}.
+    signing: Literal["hmac-sha256", "ed25519"] | None = None
 
 
 class SecretRotate(_In):
     grace_period_s: float = Field(86400, ge=0, le=30 * 86400)
+    # The new key's scheme (default: the current one); the only way to change an endpoint's scheme.
+    signing: Literal["hmac-sha256", "ed25519"] | None = None
 
 
 class EventCreate(_In):
