@@ -61,3 +61,23 @@ class ReplayRequest(_In):
     ids: list[str] | None = Field(None, max_length=10000)
     dry_run: bool = False
     rate_per_s: float | None = Field(None, ge=0.001, le=100000)
+
+
+class EventTypeCreate(_In):
+    name: str = Field(max_length=256)
+    description: str | None = Field(None, max_length=1024)
+    # A JSON Schema (draft 2020-12) the events' payloads must match; null for none.
+    json_schema: Any = Field(None, alias="schema")
+    archived: bool = False
+    tenant_id: str | None = None  # admin only: the tenant to act for
+
+
+class EventTypeUpdate(_In):
+    description: str | None = Field(None, max_length=1024)
+    json_schema: Any = Field(None, alias="schema")  # null removes the schema
+    archived: bool | None = None
+
+
+class TenantUpdate(_In):
+    # On: only event types in the tenant's catalogue (and not archived) are accepted at ingest.
+    strict_event_types: bool | None = None

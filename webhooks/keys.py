@@ -87,3 +87,19 @@ def rate_bucket(tenant_id: str) -> str:
 def rate_window(endpoint_id: str, window: int) -> str:
     """Sends to an endpoint in one fixed window (built in ``lua/rate.lua``)."""
     return f"{PREFIX}rl:{endpoint_id}:{window}"
+
+
+# -- event-type catalogue (issue 12: webhooks/event_types.py, webhooks/event_type_store.py) -------
+# Every change also bumps endpoint_version(tenant_id), the counter ingest checks, so a cached
+# catalogue is never used after a change. The tenant's strict mode is the field
+# ``strict_event_types`` of its tenant(tenant_id) hash.
+
+
+def event_types(tenant_id: str) -> str:
+    """Hash: event type name -> its JSON document (name, description, schema, archived, times)."""
+    return f"{PREFIX}{{t:{tenant_id}}}:evtypes"
+
+
+def event_type_names(tenant_id: str) -> str:
+    """Lex zset of the catalogue's names (all scores 0), for paging."""
+    return f"{PREFIX}{{t:{tenant_id}}}:evtypes:names"

@@ -22,6 +22,7 @@ class Tenant(BaseModel):
     id: str
     name: str
     created_at: str
+    strict_event_types: bool = False  # only catalogued, unarchived event types are accepted
 
 
 class TenantCreated(Tenant):

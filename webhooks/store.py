@@ -151,7 +151,12 @@ class Store:
         h = cast(dict[str, str], await self.r.hgetall(keys.tenant(tenant_id)))
         if not h:
             raise NotFound("no such tenant")
-        return Tenant(id=h["id"], name=h["name"], created_at=iso_from_ms(int(h["created_at"])) or "")
+        return Tenant(
+            id=h["id"],
+            name=h["name"],
+            created_at=iso_from_ms(int(h["created_at"])) or "",
+            strict_event_types=h.get("strict_event_types") == "1",
+        )
 
     async def list_tenants(self, limit: int | None, cursor: str | None) -> Page[Tenant]:
         page_ids, next_cursor = await self._lex_page(keys.TENANTS, check_limit(limit), decode_cursor(cursor))
@@ -175,6 +180,7 @@ class Store:
             pipe.delete(
                 keys.tenant_api_keys(tenant_id), keys.tenant_endpoints(tenant_id), keys.tenant(tenant_id)
             )
+            pipe.delete(keys.event_types(tenant_id), keys.event_type_names(tenant_id))
             pipe.incr(keys.endpoint_version(tenant_id))
             pipe.zrem(keys.TENANTS, tenant_id)
             await pipe.execute()
