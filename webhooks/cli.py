@@ -110,6 +110,7 @@ def cmd_worker(s: Settings, args: argparse.Namespace) -> int:
         allow_private=s.allow_private_targets,
         with_scheduler=not args.no_scheduler,
         burst=args.burst,
+        proxy_url=s.proxy_url.get_secret_value() if s.proxy_url else None,
     )
     return 0
 
