@@ -103,6 +103,7 @@ def _short(message: str) -> str:
 class _Entry:
     validator: jsonschema_rs.Draft202012Validator | None
     archived: bool
+    broken: str | None = None  # a stored schema that no longer compiles (say, after an upgrade)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,11 @@ class Catalogue:
                 )
             if entry is None:
                 return
+        if entry.broken is not None:
+            raise SchemaMismatch(
+                f"event_type: the schema of {event_type!r} in the catalogue does not compile "
+                f"({entry.broken}); fix it with PATCH /v1/event-types/{event_type}"
+            )
         if entry.validator is None:
             return
         try:
@@ -158,6 +164,9 @@ def catalogue(docs: dict[str, str] | None, strict: str | None) -> Catalogue:
     types = {}
     for name, raw in (docs or {}).items():
         doc = orjson.loads(raw)
-        schema = doc.get("schema")
-        types[name] = _Entry(None if schema is None else compile_schema(schema), bool(doc.get("archived")))
+        schema, archived = doc.get("schema"), bool(doc.get("archived"))
+        try:
+            types[name] = _Entry(None if schema is None else compile_schema(schema), archived)
+        except Invalid as exc:  # refuse its events with a pointer, rather than accept them unchecked
+            types[name] = _Entry(None, archived, broken=str(exc))
     return Catalogue(strict=strict == "1", types=types)

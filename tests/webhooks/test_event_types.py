@@ -62,3 +62,10 @@ def test_oversized_and_unserializable_schemas_are_invalid() -> None:
         compile_schema(3)
     with pytest.raises(Invalid, match="schema"):
         compile_schema({"minimum": 2**70})
+
+
+def test_a_stored_schema_that_no_longer_compiles_refuses_its_events_with_a_pointer() -> None:
+    cat = catalogue({"a.b": doc({"type": "nope"}), "c.d": doc(SCHEMA)}, None)
+    with pytest.raises(SchemaMismatch, match=r"does not compile .* PATCH /v1/event-types/a\.b"):
+        cat.check("a.b", {})
+    cat.check("c.d", {"items": [1]})
