@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from webhooks import keys, routing, validation
 from webhooks.errors import Conflict, Invalid, NotFound
@@ -23,6 +24,7 @@ from webhooks.timefmt import iso_from_ms
 
 NAME_CURSOR = re.compile(routing.EVENT_TYPE_RE.pattern.strip("^$"))
 MAX_TYPES_PER_TENANT = 10_000
+WATCH_RETRIES = 5
 
 
 def _out(tenant_id: str, doc: dict[str, Any]) -> EventType:
@@ -134,8 +136,20 @@ class EventTypeStore:
             raise NotFound("no such event type")
 
     async def set_strict(self, tenant_id: str, strict: bool) -> None:
-        """Turn the tenant's strict mode on or off (the tenant must exist: the caller checks)."""
-        async with self.r.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.tenant(tenant_id), "strict_event_types", "1" if strict else "0")
-            pipe.incr(keys.endpoint_version(tenant_id))
-            await pipe.execute()
+        """Turn the tenant's strict mode on or off; :class:`NotFound` for a missing (or just deleted)
+        tenant, whose hash is never re-created by this."""
+        tenant_key = keys.tenant(tenant_id)
+        for _ in range(WATCH_RETRIES):
+            async with self.r.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(tenant_key)
+                    if not await pipe.exists(tenant_key):
+                        raise NotFound("no such tenant")
+                    pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                    pipe.hset(tenant_key, "strict_event_types", "1" if strict else "0")
+                    pipe.incr(keys.endpoint_version(tenant_id))
+                    await pipe.execute()
+                    return
+                except WatchError:
+                    continue
+        raise Conflict("the tenant keeps changing; try again")
