@@ -23,6 +23,7 @@ class EndpointCreate(_In):
     max_in_flight: int | None = Field(None, ge=1, le=10000)
     ordering: Literal["parallel", "fifo"] | None = None
     disabled: bool = False
+    signing: Literal["hmac-sha256", "ed25519"] = "hmac-sha256"
     tenant_id: str | None = None  # admin only: the tenant to act for
 
 
@@ -35,10 +36,15 @@ class EndpointUpdate(_In):
     max_in_flight: int | None = Field(None, ge=1, le=10000)
     ordering: Literal["parallel", "fifo"] | None = None
     disabled: bool | None = None
+    # Accepted only when it names the current scheme (so a whole object can be sent back);
+    # the scheme changes through POST /v1/endpoints/{id}/secret/rotate {"signing": ...}.
+    signing: Literal["hmac-sha256", "ed25519"] | None = None
 
 
 class SecretRotate(_In):
     grace_period_s: float = Field(86400, ge=0, le=30 * 86400)
+    # The new key's scheme (default: the current one); the only way to change an endpoint's scheme.
+    signing: Literal["hmac-sha256", "ed25519"] | None = None
 
 
 class EventCreate(_In):
@@ -59,3 +65,23 @@ class ReplayRequest(_In):
     ids: list[str] | None = Field(None, max_length=10000)
     dry_run: bool = False
     rate_per_s: float | None = Field(None, ge=0.001, le=100000)
+
+
+class EventTypeCreate(_In):
+    name: str = Field(max_length=256)
+    description: str | None = Field(None, max_length=1024)
+    # A JSON Schema (draft 2020-12) the events' payloads must match; null for none.
+    json_schema: Any = Field(None, alias="schema")
+    archived: bool = False
+    tenant_id: str | None = None  # admin only: the tenant to act for
+
+
+class EventTypeUpdate(_In):
+    description: str | None = Field(None, max_length=1024)
+    json_schema: Any = Field(None, alias="schema")  # null removes the schema
+    archived: bool | None = None
+
+
+class TenantUpdate(_In):
+    # On: only event types in the tenant's catalogue (and not archived) are accepted at ingest.
+    strict_event_types: bool | None = None

@@ -124,6 +124,7 @@ def cmd_worker(s: Settings, args: argparse.Namespace) -> int:
         with_scheduler=not args.no_scheduler,
         burst=args.burst,
         scheduler_config=scheduler_config_of(s),
+        proxy_url=s.proxy_url.get_secret_value() if s.proxy_url else None,
     )
     return 0
 

@@ -5,6 +5,11 @@
   endpoint change, and by a 410). The ingest script refuses to write anything
   routed with a version that is no longer current (:class:`queue.StaleRoutes`),
   so a cached route is never used after a change: the events are routed again.
+- **Event-type catalogue**: the tenant's compiled schemas and strict mode
+  (:mod:`webhooks.event_types`) are read and cached with the routes, under the same version
+  (catalogue changes bump it too). A stale catalogue never decides: an event it let through is
+  refused by the script like a stale route, and before an event is refused by it the version is
+  read again.
 - **Group commit**: concurrent requests are written by one script call. The
   first request starts a write at once; requests arriving while it runs join the
   next one, so there is no added wait and the number of Redis round trips falls
@@ -16,13 +21,13 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError
 
-from webhooks import history, ids, keys, queue, routing, validation
+from webhooks import event_types, history, ids, keys, queue, routing, validation
 from webhooks.errors import Invalid, PayloadTooLarge, StorageError, StorageFull
 from webhooks.history import StoredEvent
 from webhooks.memory import LevelCache
@@ -50,6 +55,7 @@ def prepare(
     now_ms: int,
     max_payload_bytes: int,
     routes_version: str | None = None,
+    catalogue: event_types.Catalogue = event_types.EMPTY,
 ) -> queue.NewEvent:
     """Validate one event, serialize its body once and pick its deliveries (pure but for random ids)."""
     if event.event_type not in _valid_types:
@@ -75,6 +81,8 @@ def prepare(
     size = len(payload_json) + len(event.event_type) + WIRE_OVERHEAD
     if size > max_payload_bytes:
         raise PayloadTooLarge(f"payload: the event body is {size} bytes; the limit is {max_payload_bytes}")
+    if catalogue.active:  # after serializing: orjson bounds the payload's depth first
+        catalogue.check(event.event_type, event.payload)
     return queue.NewEvent(
         tenant_id,
         event_id,
@@ -91,6 +99,12 @@ def prepare(
     )
 
 
+class _TenantView(NamedTuple):
+    version: str  # the tenant's endpoint version the rest was read at
+    routes: list[Route]
+    catalogue: event_types.Catalogue
+
+
 @dataclass
 class _Pending:
     events: list[queue.NewEvent]
@@ -104,14 +118,14 @@ class Ingestor:
         self.r = r
         self.max_payload_bytes = max_payload_bytes
         self.retention_ms = retention_ms
-        self._routes: OrderedDict[str, tuple[str, list[Route]]] = OrderedDict()
-        self._loading: dict[str, asyncio.Future[tuple[str, list[Route]]]] = {}
+        self._routes: OrderedDict[str, _TenantView] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[_TenantView]] = {}
         self._queue: list[_Pending] = []
         self._writing = False
         self.memory = LevelCache(r)
 
-    async def routes(self, tenant_id: str) -> tuple[str, list[Route]]:
-        """The tenant's routes and the endpoint version they were read at (cached)."""
+    async def routes(self, tenant_id: str) -> "_TenantView":
+        """The tenant's routes and catalogue and the endpoint version they were read at (cached)."""
         cached = self._routes.get(tenant_id)
         if cached is not None:
             self._routes.move_to_end(tenant_id)
@@ -124,14 +138,13 @@ class Ingestor:
 
     async def _load_routes(
         self, tenant_id: str
-    ) -> tuple[
-        str, list[Route]
-    ]:  # The version is read first: a change racing this read leaves a version that is
-        # already old, which the ingest script refuses, so the routes are read again.
+    ) -> "_TenantView":  # The version is read first: a change racing this read leaves a version that
+        # is already old, which the ingest script refuses, so the routes are read again.
         async with self.r.pipeline(transaction=False) as pipe:
             pipe.get(keys.endpoint_version(tenant_id))
             pipe.zrange(keys.tenant_endpoints(tenant_id), 0, -1)
-            version, endpoint_ids = await pipe.execute()
+            event_types.read(pipe, tenant_id)
+            version, endpoint_ids, *catalogue_replies = await pipe.execute()
         routes: list[Route] = []
         if endpoint_ids:
             async with self.r.pipeline(transaction=False) as pipe:
@@ -142,7 +155,7 @@ class Ingestor:
                 if doc:
                     d = orjson.loads(doc)
                     routes.append((d["id"], disabled == "1", d.get("event_types")))
-        entry = (str(version or "0"), routes)
+        entry = _TenantView(str(version or "0"), routes, event_types.catalogue(*catalogue_replies))
         self._routes[tenant_id] = entry
         if len(self._routes) > ROUTE_CACHE_TENANTS:
             self._routes.popitem(last=False)
@@ -162,15 +175,23 @@ class Ingestor:
         if await self.memory.level() == "full":
             raise StorageFull()
         for _ in range(STALE_RETRIES):
-            version, routes = await self.routes(tenant_id)
+            version, routes, catalogue = await self.routes(tenant_id)
             prepared = []
-            for i, e in enumerate(events):
-                try:
-                    prepared.append(prepare(tenant_id, e, routes, now_ms, self.max_payload_bytes, version))
-                except (Invalid, PayloadTooLarge) as exc:
-                    if not batch:
-                        raise
-                    raise type(exc)(f"events.{i}.{exc}") from None
+            try:
+                for i, e in enumerate(events):
+                    try:
+                        prepared.append(
+                            prepare(tenant_id, e, routes, now_ms, self.max_payload_bytes, version, catalogue)
+                        )
+                    except (Invalid, PayloadTooLarge) as exc:
+                        if not batch:
+                            raise
+                        raise type(exc)(f"events.{i}.{exc}") from None
+            except event_types.SchemaMismatch:
+                if await self._is_current(tenant_id, version):
+                    raise
+                self.forget(tenant_id)  # refused by an old catalogue: check with the current one
+                continue
             try:
                 stored = await self._commit(prepared)
             except queue.StaleRoutes as stale:
@@ -178,6 +199,9 @@ class Ingestor:
                 continue
             return list(zip(prepared, stored, strict=True))
         raise StorageError("the tenant's endpoints keep changing; try again")
+
+    async def _is_current(self, tenant_id: str, version: str) -> bool:
+        return str(await self.r.get(keys.endpoint_version(tenant_id)) or "0") == version
 
     async def _commit(self, events: list[queue.NewEvent]) -> list[StoredEvent | None]:
         done: asyncio.Future[list[StoredEvent | None]] = asyncio.get_running_loop().create_future()

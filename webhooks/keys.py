@@ -162,3 +162,19 @@ def console_replay(tenant_id: str | None, replay_id: str) -> str:
 def console_replays(tenant_id: str | None) -> str:
     """The newest replays started from the console (list of replay ids, bounded)."""
     return f"{_console(tenant_id)}replays"
+
+
+# -- event-type catalogue (issue 12: webhooks/event_types.py, webhooks/event_type_store.py) -------
+# Every change also bumps endpoint_version(tenant_id), the counter ingest checks, so a cached
+# catalogue is never used after a change. The tenant's strict mode is the field
+# ``strict_event_types`` of its tenant(tenant_id) hash.
+
+
+def event_types(tenant_id: str) -> str:
+    """Hash: event type name -> its JSON document (name, description, schema, archived, times)."""
+    return tenant_base(tenant_id) + "evtypes"
+
+
+def event_type_names(tenant_id: str) -> str:
+    """Lex zset of the catalogue's names (all scores 0), for paging."""
+    return tenant_base(tenant_id) + "evtypes:names"

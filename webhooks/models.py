@@ -22,6 +22,7 @@ class Tenant(BaseModel):
     id: str
     name: str
     created_at: str
+    strict_event_types: bool = False  # only catalogued, unarchived event types are accepted
 
 
 class TenantCreated(Tenant):
@@ -53,14 +54,20 @@ class Endpoint(BaseModel):
     disabled_reason: str | None
     created_at: str
     updated_at: str
+    signing: str = "hmac-sha256"  # or "ed25519": the scheme of the newest key
+    public_key: str | None = None  # whpk_... when signing is "ed25519"
 
 
 class EndpointWithSecret(Endpoint):
-    secret: str
+    secret: str | None  # whsec_...; null for an ed25519 endpoint (no symmetric secret exists)
 
 
 class Secret(BaseModel):
-    secret: str
+    """The endpoint's newest key as a receiver needs it: the shared secret, or the public key."""
+
+    secret: str | None
+    signing: str = "hmac-sha256"
+    public_key: str | None = None
 
 
 class Attempt(BaseModel):

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from webhooks.egress import parse_proxy_url
 from webhooks.errors import ConfigError
 from webhooks.queue import Breaker
 from webhooks.retry import parse_schedule
@@ -57,6 +58,8 @@ class Settings(BaseSettings):
     retention_days: float = Field(30.0, gt=0, le=3650)  # events, settled deliveries and dead letters
     log_level: str = "INFO"
     portal_frame_ancestors: str = "'none'"  # CSP frame-ancestors of the console (embedding the portal)
+    # Every delivery leaves through this HTTP(S) forward proxy (issue 12; webhooks/egress.py).
+    proxy_url: SecretStr | None = None
 
     @field_validator("retry_schedule")
     @classmethod
@@ -83,6 +86,16 @@ class Settings(BaseSettings):
                 "'none', or space-separated sources like 'self' https://app.example.com https://*.example.com"
             )
         return " ".join(sources)
+    @field_validator("proxy_url")
+    @classmethod
+    def _proxy_parses(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None  # WEBHOOKS_PROXY_URL= (empty) is unset
+        try:
+            parse_proxy_url(value.get_secret_value())
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":

@@ -74,7 +74,12 @@ class Store(DeliveriesMixin):
         h = cast(dict[str, str], await self.r.hgetall(keys.tenant(tenant_id)))
         if "name" not in h:
             raise NotFound("no such tenant")
-        return Tenant(id=h["id"], name=h["name"], created_at=iso_from_ms(int(h["created_at"])) or "")
+        return Tenant(
+            id=h["id"],
+            name=h["name"],
+            created_at=iso_from_ms(int(h["created_at"])) or "",
+            strict_event_types=h.get("strict_event_types") == "1",
+        )
 
     async def list_tenants(self, limit: int | None, cursor: str | None) -> Page[Tenant]:
         page_ids, next_cursor = await paging.lex_page(
@@ -101,7 +106,8 @@ class Store(DeliveriesMixin):
             await self.delete_endpoint(tenant_id, endpoint_id)
         async with self.r.pipeline(transaction=True) as pipe:
             pipe.delete(keys.tenant_api_keys(tenant_id), keys.tenant_endpoints(tenant_id))
-            pipe.hdel(keys.tenant(tenant_id), "id", "name", "created_at")
+            pipe.delete(keys.event_types(tenant_id), keys.event_type_names(tenant_id))
+            pipe.hdel(keys.tenant(tenant_id), "id", "name", "created_at", "strict_event_types")
             pipe.incr(keys.endpoint_version(tenant_id))
             await pipe.execute()
         await self.r.zrem(keys.TENANTS, tenant_id)

@@ -13,9 +13,9 @@ import orjson
 
 from webhooks import ids, keys, paging, routing, validation
 from webhooks.errors import Invalid, LimitExceeded, NotFound
-from webhooks.models import Endpoint, EndpointWithSecret, Page
+from webhooks.models import Endpoint, EndpointWithSecret, Page, Secret
 from webhooks.netguard import check_target_url
-from webhooks.signing import generate_secret
+from webhooks.signing import HMAC_SHA256, NewKey, check_scheme, generate_key
 from webhooks.timefmt import iso_from_ms
 
 if TYPE_CHECKING:
@@ -67,6 +67,8 @@ class EndpointsMixin:
             disabled_reason=reason if disabled == "1" else None,
             created_at=iso_from_ms(doc["created_at"]) or "",
             updated_at=iso_from_ms(doc["updated_at"]) or "",
+            signing=doc.get("signing", HMAC_SHA256),
+            public_key=doc.get("public_key"),
         )
 
     def _check_url(self, url: str) -> str:
@@ -105,6 +107,7 @@ class EndpointsMixin:
         max_in_flight: int | None = None,
         ordering: str | None = None,
         disabled: bool = False,
+        signing: str = HMAC_SHA256,
     ) -> EndpointWithSecret:
         await self.get_tenant(tenant_id)
         doc: dict[str, Any] = {
@@ -117,14 +120,16 @@ class EndpointsMixin:
             "rate_limit_per_s": validation.check_rate_limit(rate_limit_per_s),
             "max_in_flight": check_max_in_flight(max_in_flight, self.policy.default_max_in_flight),
             "ordering": check_ordering(ordering),
+            "signing": check_scheme(signing),
             "created_at": now_ms,
             "updated_at": now_ms,
         }
         count = await self.r.zcard(keys.tenant_endpoints(tenant_id))
         if count >= self.policy.max_endpoints_per_tenant:
             raise LimitExceeded(f"a tenant has at most {self.policy.max_endpoints_per_tenant} endpoints")
-        secret = generate_secret()
-        doc["secrets"] = [{"s": self.box.seal(secret), "exp": None}]
+        key = generate_key(signing)
+        doc["secrets"] = [{"s": self.box.seal(key.stored), "exp": None}]
+        doc["public_key"] = key.public_key
         async with self.r.pipeline(transaction=True) as pipe:
             pipe.hset(
                 keys.endpoint(tenant_id, doc["id"]),
@@ -140,15 +145,18 @@ class EndpointsMixin:
             pipe.incr(keys.endpoint_version(tenant_id))
             await pipe.execute()
         out = self._endpoint_out(doc, "1" if disabled else "0", "disabled on creation")
-        return EndpointWithSecret(**out.model_dump(), secret=secret)
+        return EndpointWithSecret(**out.model_dump(), secret=_shown_secret(key))
 
     async def get_endpoint(self, tenant_id: str, endpoint_id: str) -> Endpoint:
         doc, h = await self._endpoint_raw(tenant_id, endpoint_id)
         return self._endpoint_out(doc, h.get("disabled"), h.get("disabled_reason"))
 
-    async def endpoint_secret(self, tenant_id: str, endpoint_id: str) -> str:
+    async def endpoint_secret(self, tenant_id: str, endpoint_id: str) -> Secret:
+        """The newest key as the receiver needs it; an Ed25519 private key is never shown."""
         doc, _ = await self._endpoint_raw(tenant_id, endpoint_id)
-        return self.box.open(doc["secrets"][0]["s"])
+        scheme = doc.get("signing", HMAC_SHA256)
+        secret = self.box.open(doc["secrets"][0]["s"]) if scheme == HMAC_SHA256 else None
+        return Secret(secret=secret, signing=scheme, public_key=doc.get("public_key"))
 
     async def list_endpoints(self, tenant_id: str, limit: int | None, cursor: str | None) -> Page[Endpoint]:
         page_ids, next_cursor = await paging.lex_page(
@@ -167,6 +175,8 @@ class EndpointsMixin:
     ) -> Endpoint:
         """Apply the given fields (absent ones stay); ``disabled: false`` re-enables, clearing the reason."""
         doc, h = await self._endpoint_raw(tenant_id, endpoint_id)
+        if changes.get("signing") not in (None, doc.get("signing", HMAC_SHA256)):
+            raise Invalid("signing: changes by rotation (POST /v1/endpoints/{id}/secret/rotate {signing})")
         if "url" in changes:
             if changes["url"] is None:
                 raise Invalid("url: may not be null")
@@ -217,13 +227,14 @@ class EndpointsMixin:
         await self.r.zadd(keys.WAKE, {tenant_id: 0})
 
     async def rotate_secret(
-        self, tenant_id: str, endpoint_id: str, grace_period_s: float, now_ms: int
-    ) -> str:
-        """A new signing secret; the previous one keeps signing (a second signature) for the grace period."""
+        self, tenant_id: str, endpoint_id: str, grace_period_s: float, now_ms: int, signing: str | None = None
+    ) -> Secret:
+        """A new key (of ``signing``, default the current scheme); the previous keys keep signing
+        (more signatures in the header, whatever their scheme) until the grace period ends."""
         if not 0 <= grace_period_s <= 30 * 86400:
             raise Invalid("grace_period_s: between 0 and 2592000 (30 days)")
         doc, _ = await self._endpoint_raw(tenant_id, endpoint_id)
-        secret = generate_secret()
+        key = generate_key(signing or doc.get("signing", HMAC_SHA256))
         # Every older secret keeps signing until this grace period ends (or its own, if sooner).
         grace_end = now_ms + int(grace_period_s * 1000)
         old = [
@@ -231,7 +242,13 @@ class EndpointsMixin:
             for s in doc["secrets"]
             if s["exp"] is None or s["exp"] > now_ms
         ]
-        doc["secrets"] = [{"s": self.box.seal(secret), "exp": None}, *old[:4]]
+        doc["secrets"] = [{"s": self.box.seal(key.stored), "exp": None}, *old[:4]]
+        doc["signing"], doc["public_key"] = key.scheme, key.public_key
         doc["updated_at"] = now_ms
         await self.r.hset(keys.endpoint(tenant_id, endpoint_id), "doc", orjson.dumps(doc))
-        return secret
+        return Secret(secret=_shown_secret(key), signing=key.scheme, public_key=key.public_key)
+
+
+def _shown_secret(key: NewKey) -> str | None:
+    """What the tenant may see of a new key: a shared secret, never an Ed25519 private key."""
+    return key.stored if key.scheme == HMAC_SHA256 else None

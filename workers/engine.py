@@ -34,7 +34,7 @@ from webhooks import history, queue, retry
 from webhooks.errors import ConfigError
 from webhooks.queue import Lease, LeasedDelivery, Outcome
 from webhooks.secretbox import SecretBox
-from webhooks.signing import secret_key_bytes
+from webhooks.signing import SigningKey, parse_key
 from workers.sender import AttemptResult, build_headers, send
 
 log = logging.getLogger("webhooks.worker")
@@ -103,7 +103,7 @@ class Engine:
         self.rng = rng or random.Random()
         self.stopping = False
         self.totals = Totals()
-        self._keys: dict[str, bytes] = {}  # sealed secret -> HMAC key
+        self._keys: dict[str, SigningKey] = {}  # sealed secret -> HMAC or Ed25519 key
         self._leases: dict[str, _LeaseState] = {}
         self._in_flight = 0
         self._fresh_until: dict[str, float] = {}  # lease id -> until when it surely is still ours
@@ -285,15 +285,15 @@ class Engine:
                 return now
             await asyncio.sleep(wait_ms / 1000 + self.rng.uniform(0, 0.02))
 
-    def signing_keys(self, endpoint_doc: dict[str, Any], at_ms: int) -> list[bytes]:
-        """HMAC keys of the endpoint's secrets still valid at ``at_ms``, newest first (decrypted once)."""
+    def signing_keys(self, endpoint_doc: dict[str, Any], at_ms: int) -> list[SigningKey]:
+        """Keys (HMAC or Ed25519) of the endpoint's secrets valid at ``at_ms``, newest first (parsed once)."""
         out = []
         for s in endpoint_doc.get("secrets", []):
             if s["exp"] is not None and s["exp"] <= at_ms:
                 continue
             key = self._keys.get(s["s"])
             if key is None:
-                key = self._keys[s["s"]] = secret_key_bytes(self.box.open(s["s"]))
+                key = self._keys[s["s"]] = parse_key(self.box.open(s["s"]))
             out.append(key)
         return out
 

@@ -72,11 +72,12 @@ def run_worker(
     with_scheduler: bool = True,
     burst: bool = False,
     scheduler_config: SchedulerConfig | None = None,
+    proxy_url: str | None = None,
 ) -> None:
     conn = sync_client(target, decode=False)
     wait_for_redis(conn, "worker")
     warn_if_not_durable(conn)
-    rt = runtime.build(target, box, config, allow_private=allow_private)
+    rt = runtime.build(target, box, config, allow_private=allow_private, proxy_url=proxy_url)
     runtime.install(rt)
     stop_scheduler = None
     if with_scheduler:

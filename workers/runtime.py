@@ -12,10 +12,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from httpx_aiohttp import AiohttpTransport
-
 from webhooks.connection import RedisTarget, async_client
-from webhooks.netguard import make_guarded_session
+from webhooks.egress import delivery_transport
 from webhooks.secretbox import SecretBox
 from workers.engine import Engine, EngineConfig
 
@@ -48,8 +46,16 @@ class Runtime:
 _current: Runtime | None = None
 
 
-def build(target: RedisTarget, box: SecretBox, config: EngineConfig, *, allow_private: bool) -> Runtime:
-    """A runtime on a new event loop (uvloop when available) running in a daemon thread."""
+def build(
+    target: RedisTarget,
+    box: SecretBox,
+    config: EngineConfig,
+    *,
+    allow_private: bool,
+    proxy_url: str | None = None,
+) -> Runtime:
+    """A runtime on a new event loop (uvloop when available) running in a daemon thread; deliveries
+    go through the forward proxy ``proxy_url`` when set (:mod:`webhooks.egress`)."""
     try:
         import uvloop
 
@@ -60,12 +66,13 @@ def build(target: RedisTarget, box: SecretBox, config: EngineConfig, *, allow_pr
     thread.start()
 
     async def _make() -> Engine:
-        session = make_guarded_session(
-            allow_private=allow_private, limit=config.concurrency, timeout_s=config.request_timeout_s
+        transport = delivery_transport(
+            proxy_url,
+            allow_private=allow_private,
+            limit=config.concurrency,
+            timeout_s=config.request_timeout_s,
         )
-        # httpx's transport interface over aiohttp (the fast one measured here); requests go
-        # to it directly: no redirects are followed, no cookie is kept between receivers.
-        return Engine(async_client(target), AiohttpTransport(client=session), box, config)
+        return Engine(async_client(target), transport, box, config)
 
     engine = asyncio.run_coroutine_threadsafe(_make(), loop).result()
     return Runtime(loop, thread, engine)

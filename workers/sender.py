@@ -15,7 +15,7 @@ import httpx
 
 from webhooks import __version__
 from webhooks.netguard import find_forbidden_address_error
-from webhooks.signing import signature_header
+from webhooks.signing import SigningKey, signature_header
 
 USER_AGENT = f"webhooks/{__version__}"
 EXCERPT_BYTES = 1024
@@ -31,7 +31,7 @@ class AttemptResult:
 
 
 def build_headers(
-    custom: dict[str, str], msg_id: str, timestamp_s: int, body: bytes, keys: list[bytes]
+    custom: dict[str, str], msg_id: str, timestamp_s: int, body: bytes, keys: list[SigningKey]
 ) -> dict[str, str]:
     headers = dict(custom)
     headers["content-type"] = "application/json"

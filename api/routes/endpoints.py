@@ -29,6 +29,7 @@ async def create_endpoint(
         max_in_flight=body.max_in_flight,
         ordering=body.ordering,
         disabled=body.disabled,
+        signing=body.signing,
     )
 
 
@@ -62,7 +63,7 @@ async def delete_endpoint(endpoint_id: str, tenant: TenantDep, store: StoreDep) 
 
 @router.get("/{endpoint_id}/secret", response_model=Secret)
 async def get_secret(endpoint_id: str, tenant: TenantDep, store: StoreDep) -> Secret:
-    return Secret(secret=await store.endpoint_secret(tenant, endpoint_id))
+    return await store.endpoint_secret(tenant, endpoint_id)
 
 
 @router.post("/{endpoint_id}/secret/rotate", response_model=Secret, responses=responses(413))
@@ -70,4 +71,4 @@ async def rotate_secret(
     endpoint_id: str, tenant: TenantDep, store: StoreDep, body: SecretRotate | None = None
 ) -> Secret:
     grace = body.grace_period_s if body else 86400
-    return Secret(secret=await store.rotate_secret(tenant, endpoint_id, grace, now_ms()))
+    return await store.rotate_secret(tenant, endpoint_id, grace, now_ms(), body.signing if body else None)

@@ -4,8 +4,9 @@ from fastapi import APIRouter, Query, Response
 
 from api.deps import AdminDep, Caller, CallerDep, StoreDep, now_ms
 from api.errors import responses
-from api.schemas import TenantCreate
+from api.schemas import TenantCreate, TenantUpdate
 from webhooks.errors import NotFound
+from webhooks.event_type_store import EventTypeStore
 from webhooks.models import ApiKey, ApiKeyCreated, Page, Tenant, TenantCreated
 
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"], responses=responses(401, 403, 404, 422, 503))
@@ -34,6 +35,16 @@ def _own(who: Caller, tenant_id: str) -> None:
 @router.get("/{tenant_id}", response_model=Tenant)
 async def get_tenant(tenant_id: str, who: CallerDep, store: StoreDep) -> Tenant:
     _own(who, tenant_id)
+    return await store.get_tenant(tenant_id)
+
+
+@router.patch("/{tenant_id}", response_model=Tenant, responses=responses(413))
+async def update_tenant(tenant_id: str, body: TenantUpdate, who: CallerDep, store: StoreDep) -> Tenant:
+    """The tenant's own settings (its key or the admin): ``strict_event_types``."""
+    _own(who, tenant_id)
+    await store.get_tenant(tenant_id)
+    if body.strict_event_types is not None:
+        await EventTypeStore(store.r).set_strict(tenant_id, body.strict_event_types)
     return await store.get_tenant(tenant_id)
 
 

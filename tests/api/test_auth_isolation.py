@@ -248,6 +248,8 @@ def test_admin_without_tenant_id_on_tenant_routes_is_422_naming_tenant_id(
             body = {"event_type": "a.b", "payload": 1}
         elif path == "/v1/events/batch":
             body = {"events": [{"event_type": "a.b", "payload": 1}]}
+        elif path == "/v1/event-types" and method == "POST":
+            body = {"name": "a.b"}
         elif "requestBody" in op:
             body = {}
         resp = api.request(method, concrete(path), json=body, headers=admin)

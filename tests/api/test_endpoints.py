@@ -65,7 +65,8 @@ def test_get_and_list_endpoints_hide_the_secret(
     assert ep["secret"] not in got.text + listed.text
     # The dedicated route shows it.
     secret = api.get(f"/v1/endpoints/{ep['id']}/secret", headers=tenant.auth)
-    assert secret.status_code == 200 and secret.json() == {"secret": ep["secret"]}
+    assert secret.status_code == 200
+    assert secret.json() == {"secret": ep["secret"], "signing": "hmac-sha256", "public_key": None}
 
 
 def test_list_endpoints_paginates(

@@ -23,7 +23,7 @@ def test_admin_creates_a_tenant_with_an_api_key(api: httpx.Client, admin: dict[s
 
     assert resp.status_code == 201, resp.text
     body = resp.json()
-    assert set(body) == {"id", "name", "created_at", "api_key"}
+    assert set(body) == {"id", "name", "created_at", "api_key", "strict_event_types"}
     assert body["id"].startswith("ten_")
     assert body["name"] == "Acme Inc"
     assert ISO_UTC.fullmatch(body["created_at"])
@@ -31,7 +31,12 @@ def test_admin_creates_a_tenant_with_an_api_key(api: httpx.Client, admin: dict[s
     # The key works at once, and acts for this tenant.
     own = api.get(f"/v1/tenants/{body['id']}", headers=bearer(body["api_key"]))
     assert own.status_code == 200
-    assert own.json() == {"id": body["id"], "name": "Acme Inc", "created_at": body["created_at"]}
+    assert own.json() == {
+        "id": body["id"],
+        "name": "Acme Inc",
+        "created_at": body["created_at"],
+        "strict_event_types": False,
+    }
 
 
 def test_get_tenant_shows_no_api_key(api: httpx.Client, admin: dict[str, str], make_tenant: Any) -> None:

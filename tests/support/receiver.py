@@ -27,6 +27,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    peer: str = ""  # the client's address: a forward proxy's, when deliveries go through one
 
 
 class Receiver:
@@ -49,7 +50,8 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 body = self.rfile.read(length)
-                rec = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.time())
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                rec = Received(self.path, headers, body, time.time(), str(self.client_address[0]))
                 with receiver.lock:
                     receiver.requests.append(rec)
                     receiver.counts[self.path] += 1
