@@ -9,8 +9,10 @@ above the request timeout, selectors that select, and settings that the platform
 """
 
 import re
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +159,38 @@ def test_dockerignore_lets_in_exactly_what_the_dockerfile_copies() -> None:
             copied.update(rest.split()[:-1])
     assert copied == allowed
     assert all((ROOT / p).exists() for p in copied)
+
+
+def test_the_build_context_builds_the_whole_package(tmp_path: Path) -> None:
+    """The Dockerfile's ``pip install .``, run on exactly what .dockerignore lets through."""
+    rules = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()]
+    context = tmp_path / "context"
+    for name in (r[1:] for r in rules if r.startswith("!")):
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, context / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            context.mkdir(exist_ok=True)
+            shutil.copy2(src, context / name)
+    built = run(
+        str(BIN / "pip"),
+        "wheel",
+        "-q",
+        "--no-deps",
+        "--no-build-isolation",
+        "-w",
+        str(tmp_path),
+        str(context),
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = tmp_path.glob("webhooks-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for package in ("webhooks", "workers", "api"):
+        for path in (ROOT / package).rglob("*"):
+            if path.suffix in {".py", ".lua"}:
+                assert str(path.relative_to(ROOT)) in names, f"{path} is missing from the image"
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "webhooks = webhooks.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 # -- compose ---------------------------------------------------------------------------------------
