@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from webhooks.errors import ConfigError
 from webhooks.settings import Settings, load
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -278,7 +279,7 @@ def test_configmap_and_secret_hold_settings_the_platform_accepts() -> None:
     assert settings.api_host == "0.0.0.0"
     assert set(secret) == {*TEST_SECRETS, "WEBHOOKS_REDIS_URL", "REDIS_PASSWORD"}
     assert all("REPLACE-ME" in v for v in secret.values()), "the example Secret holds no real value"
-    with pytest.raises(Exception, match="WEBHOOKS_ADMIN_TOKEN"):
+    with pytest.raises(ConfigError, match="WEBHOOKS_ADMIN_TOKEN"):
         load(admin_token=secret["WEBHOOKS_ADMIN_TOKEN"])  # the placeholder cannot run by accident
 
 
