@@ -19,7 +19,7 @@ from webhooks import keys, routing, validation
 from webhooks.errors import Conflict, Invalid, NotFound
 from webhooks.event_types import EventType, compile_schema
 from webhooks.models import Page
-from webhooks.store import check_limit, decode_cursor, encode_cursor
+from webhooks.paging import check_limit, decode_cursor, encode_cursor
 from webhooks.timefmt import iso_from_ms
 
 NAME_CURSOR = re.compile(routing.EVENT_TYPE_RE.pattern.strip("^$"))

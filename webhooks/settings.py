@@ -86,6 +86,7 @@ class Settings(BaseSettings):
                 "'none', or space-separated sources like 'self' https://app.example.com https://*.example.com"
             )
         return " ".join(sources)
+
     @field_validator("proxy_url")
     @classmethod
     def _proxy_parses(cls, value: SecretStr | None) -> SecretStr | None:

@@ -49,7 +49,6 @@ class Stack:
         self.api_proc = self.procs.start("api")
         self.workers = [self.procs.worker(), self.procs.worker()]
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
-        poll(self._ready, 30, what="the API")
         self.r = redis.Redis.from_url(self.redis.url, decode_responses=True)
         self.admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -81,6 +80,7 @@ def make_stack(tmp_path: Path) -> Iterator[Any]:
 
     def make(maxmemory_mb: int, **settings: str) -> Stack:
         made.append(Stack(tmp_path, maxmemory_mb, **settings))
+        poll(made[-1]._ready, 60, what="the API")
         return made[-1]
 
     yield make
