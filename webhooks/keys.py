@@ -19,6 +19,7 @@ PREFIX = "wh:"
 # -- global keys ------------------------------------------------------------------------------
 TENANTS = PREFIX + "tenants"  # lex zset of tenant ids
 ACTIVE = PREFIX + "active"  # list of tenants with runnable endpoints, rotated by workers (LMOVE)
+IDLE = PREFIX + "idle"  # set of tenants a lease found with nothing runnable (the scheduler retires them)
 WAKE = PREFIX + "wake"  # zset tenant id -> unix ms at which the scheduler must tick it
 SCHEDULER_LOCK = PREFIX + "sched:lock"
 MEMORY = PREFIX + "memory"  # hash written by the scheduler: used, max, level (ok|trimming|full), at

@@ -27,8 +27,9 @@ Every transition is one Lua script over the keys of one tenant (one Redis Cluste
 hence atomic: a process killed at any moment leaves each delivery in exactly one of a ready list,
 a lease, a due zset, or a final state. The global active and wake entries are written by separate
 idempotent calls after the script; a crash between the two is repaired by the scheduler's sweep
-(:func:`repair`). Deliveries are at least once: a reclaimed delivery may already have reached its
-receiver.
+(:func:`repair`). Only the scheduler removes tenants from the active list (:func:`retire_idle`),
+so removals cannot race one another. Deliveries are at least once: a reclaimed delivery may
+already have reached its receiver.
 """
 
 import importlib.resources
@@ -227,8 +228,9 @@ async def next_tenant(r: "Redis") -> str | None:
 async def lease(r: "Redis", tenant_id: str, n: int, ttl_ms: int, now_ms: int, quantum: int = 64) -> Lease:
     """Take up to ``n`` of the tenant's deliveries under a new lease (possibly none).
 
-    When the tenant has nothing runnable left it is taken off the active list (one entry), and
-    the lease's expiry is registered as a wake time, so the scheduler reclaims it if we die.
+    When the tenant has nothing runnable left it is reported idle (the scheduler, the only one
+    that removes tenants from the active list, retires it), and the lease's expiry is registered
+    as a wake time, so the scheduler reclaims it if we die.
     """
     lease_id = ids.new_id(ids.LEASE, now_ms)
     expiry = now_ms + ttl_ms
@@ -250,7 +252,7 @@ async def lease(r: "Redis", tenant_id: str, n: int, ttl_ms: int, now_ms: int, qu
         script = scripts(r).global_
         async with r.pipeline(transaction=False) as pipe:
             if int(deactivate):
-                await script(keys=[keys.ACTIVE], args=["unlist", tenant_id], client=pipe)
+                await script(keys=[keys.IDLE], args=["idle", tenant_id], client=pipe)
             if deliveries:
                 await script(keys=[keys.WAKE], args=["wake", expiry, tenant_id], client=pipe)
             await pipe.execute()
@@ -415,12 +417,38 @@ async def tick(r: "Redis", tenant_ids: list[str], now_ms: int, most: int = 1000)
     return out
 
 
+async def retire_idle(r: "Redis", most: int = 500) -> int:
+    """Take tenants reported idle off the active list, one entry each, if still not marked active.
+
+    The scheduler is the only caller, so removals never race each other: a tenant on the list
+    is on it at least once for every activation (``act`` 0 -> 1 pushes one entry), and one entry
+    is removed only after ``act`` was read as 0 while the entry was there, so a tenant with work
+    always keeps an entry. Returns the number retired.
+    """
+    idle = [str(t) for t in await r.spop(keys.IDLE, most) or []]
+    if not idle:
+        return 0
+    async with r.pipeline(transaction=False) as pipe:
+        for t in idle:
+            pipe.hget(keys.tenant(t), "act")
+        acts = await pipe.execute()
+    retired = [t for t, act in zip(idle, acts, strict=True) if act != "1"]
+    if retired:
+        script = scripts(r).global_
+        async with r.pipeline(transaction=False) as pipe:
+            for t in retired:
+                await script(keys=[keys.ACTIVE], args=["unlist", 1, t], client=pipe)
+            await pipe.execute()
+    return len(retired)
+
+
 async def due_tenants(r: "Redis", now_ms: int, most: int = 200) -> list[str]:
     return [str(t) for t in await r.zrangebyscore(keys.WAKE, "-inf", now_ms, start=0, num=most)]
 
 
 async def repair(r: "Redis", tenant_ids: list[str], now_ms: int) -> int:
-    """The sweep: tick these tenants and put back on the active list those marked active but absent.
+    """The sweep: tick these tenants, put back on the active list those marked active but absent,
+    and leave one entry to those with more (the scheduler only: see :func:`retire_idle`).
 
     This is what repairs a crash between a tenant's script and the global call after it (a lost
     activation or wake time). Returns the number of tenants put back on the active list.
@@ -429,10 +457,26 @@ async def repair(r: "Redis", tenant_ids: list[str], now_ms: int) -> int:
     async with r.pipeline(transaction=False) as pipe:
         for tenant_id in tenant_ids:
             pipe.hget(keys.tenant(tenant_id), "act")
-            pipe.lpos(keys.ACTIVE, tenant_id)
+            pipe.lpos(keys.ACTIVE, tenant_id, count=0)
         rows = await pipe.execute()
-    missing = [t for i, t in enumerate(tenant_ids) if rows[2 * i] == "1" and rows[2 * i + 1] is None]
+    missing, extra, idle = [], [], []
+    for i, t in enumerate(tenant_ids):
+        act, found = rows[2 * i], rows[2 * i + 1] or []
+        if act == "1" and not found:
+            missing.append(t)
+        elif act == "1" and len(found) > 1:
+            extra.append((t, len(found) - 1))
+        elif act != "1" and found:
+            idle.append(t)
     await activate(r, missing)
+    if extra or idle:
+        script = scripts(r).global_
+        async with r.pipeline(transaction=False) as pipe:
+            for t, n in extra:
+                await script(keys=[keys.ACTIVE], args=["unlist", n, t], client=pipe)
+            for t in idle:
+                await script(keys=[keys.IDLE], args=["idle", t], client=pipe)
+            await pipe.execute()
     return len(missing)
 
 

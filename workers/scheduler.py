@@ -35,7 +35,7 @@ TRIM_CHUNK_EVENTS = 500
 LOCK_TTL_MS = 3000
 JOB_TIMEOUT_PAD_S = 120
 
-_RENEW = """
+_RENEW = """#!lua flags=allow-oom
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
@@ -90,6 +90,7 @@ class Scheduler:
                 )
             if len(due) < 200:
                 break
+        await queue.retire_idle(self.r)
         mono = time.monotonic()
         if mono >= self._next_sweep:
             if not self._sweep:

@@ -32,7 +32,7 @@ def make_type(api: httpx.Client, tenant: Any) -> Callable[..., dict[str, Any]]:
 
 
 def events_stored(rds: "redis.Redis") -> int:
-    return len(rds.keys("wh:evt:*"))
+    return len(rds.keys("wh:{t:*}:e:*"))
 
 
 def test_create_get_update_delete(

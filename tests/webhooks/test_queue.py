@@ -119,7 +119,9 @@ def test_workers_take_tenants_round_robin_whatever_one_holds(ar, loop, rds) -> N
     assert first is not None and second is not None
     assert (first.tenant_id, len(first.deliveries)) == (A, 50)
     assert (second.tenant_id, len(second.deliveries)) == (B, 1)  # not behind A's 950 others
-    assert rds.lrange(keys.ACTIVE, 0, -1) == [A]  # B had nothing left: off the rotation
+    assert rds.smembers(keys.IDLE) == {B}  # B had nothing left: reported idle...
+    assert run(loop, queue.retire_idle(ar)) == 1
+    assert rds.lrange(keys.ACTIVE, 0, -1) == [A]  # ...and the scheduler took it off the rotation
 
 
 def test_an_endpoint_gives_no_more_than_its_free_slots_across_all_leases(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
@@ -171,7 +173,7 @@ def test_expired_leases_are_reclaimed_in_order_and_never_revived(ar, loop, rds) 
     assert rds.lrange(keys.ready(A, "ep_1"), 0, -1) == [d.id for d in lease.deliveries]
     assert rds.hget(keys.endpoint(A, "ep_1"), "if") == "0"
     assert run(loop, queue.heartbeat(ar, [(A, lease.id)], NOW + 9000)) == [lease.id]
-    assert rds.lrange(keys.ACTIVE, 0, -1) == [A]
+    assert A in rds.lrange(keys.ACTIVE, 0, -1)
 
 
 def test_retries_wait_in_their_endpoints_due_zset_until_the_tick(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
@@ -281,3 +283,21 @@ def test_the_sweep_puts_back_an_active_tenant_missing_from_the_rotation(ar, loop
     assert run(loop, queue.repair(ar, [A], NOW)) == 1
     assert rds.lrange(keys.ACTIVE, 0, -1) == [A]
     assert run(loop, queue.repair(ar, [A], NOW)) == 0
+    rds.rpush(keys.ACTIVE, A, A)  # duplicates left by crashes: one entry stays
+    run(loop, queue.repair(ar, [A], NOW))
+    assert rds.lrange(keys.ACTIVE, 0, -1) == [A]
+
+
+def test_racing_deactivations_never_drop_a_tenant_with_work(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    """Two workers' leases find nothing runnable while a completion makes the tenant runnable
+    again in between: whatever order their reports arrive in, the tenant keeps an entry."""
+    endpoint(rds, A, "ep_1", mif=1)
+    ingest(ar, loop, event(A, "e1", ["ep_1"]), event(A, "e2", ["ep_1"]))
+    first = lease_next(ar, loop)  # takes the one slot: nothing runnable left -> idle
+    assert first is not None and len(first.deliveries) == 1
+    assert nothing_leased(lease_next(ar, loop))  # another worker: idle again
+    complete(ar, loop, [outcome(first, 0)], [first])  # a slot comes back: runnable, active again
+    run(loop, queue.retire_idle(ar))
+    assert A in rds.lrange(keys.ACTIVE, 0, -1)
+    second = lease_next(ar, loop)
+    assert second is not None and len(second.deliveries) == 1

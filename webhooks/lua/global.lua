@@ -5,14 +5,17 @@
 -- KEYS[1] the key. ARGV[1] the operation, then its arguments:
 --   'push' members...        RPUSH onto the active list
 --   'rotate'                 LMOVE head to tail of the active list: the next tenant of the round robin
---   'unlist' member          LREM count 1 (one entry) from the active list
+--   'idle' member            SADD to the idle set (a tenant a lease found with nothing runnable)
+--   'unlist' count member    LREM that many entries of the member from the active list (the
+--                            scheduler only: it is the one remover, see webhooks/queue.py)
 --   'wake' ms member ...     ZADD LT (keeps the earliest wake time), pairs of score and member
 --   'level' ttl_ms field value ...   HSET then PEXPIRE (the published memory level)
 -- Returns what the command returned.
 local op = ARGV[1]
 if op == 'push' then return redis.call('RPUSH', KEYS[1], unpack(ARGV, 2)) end
 if op == 'rotate' then return redis.call('LMOVE', KEYS[1], KEYS[1], 'LEFT', 'RIGHT') end
-if op == 'unlist' then return redis.call('LREM', KEYS[1], 1, ARGV[2]) end
+if op == 'idle' then return redis.call('SADD', KEYS[1], ARGV[2]) end
+if op == 'unlist' then return redis.call('LREM', KEYS[1], ARGV[2], ARGV[3]) end
 if op == 'wake' then return redis.call('ZADD', KEYS[1], 'LT', unpack(ARGV, 2)) end
 if op == 'level' then
   redis.call('HSET', KEYS[1], unpack(ARGV, 3))
