@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from tests.api.helpers import assert_error, post_event
+from webhooks import keys
 
 INVOICE_SCHEMA = {
     "type": "object",
@@ -234,6 +235,7 @@ def test_deleting_the_tenant_deletes_its_catalogue(
     rds: "redis.Redis",
 ) -> None:
     make_type(schema=INVOICE_SCHEMA)
-    assert rds.keys("wh:{t:" + tenant.id + "}:*")
+    catalogue = [keys.event_types(tenant.id), keys.event_type_names(tenant.id)]
+    assert rds.exists(*catalogue) == 2
     assert api.delete(f"/v1/tenants/{tenant.id}", headers=admin).status_code == 204
-    assert rds.keys("wh:{t:" + tenant.id + "}:*") == []
+    assert rds.exists(*catalogue) == 0
