@@ -32,6 +32,7 @@ SWEEP_EVERY_S = 10.0
 MEMORY_EVERY_S = 1.0
 SWEEP_CHUNK = 500
 TRIM_CHUNK_EVENTS = 500
+BARREN_S = 10.0  # a tenant whose history is all pending work is trimmed again after this
 LOCK_TTL_MS = 3000
 JOB_TIMEOUT_PAD_S = 120
 
@@ -74,6 +75,7 @@ class Scheduler:
         self._next_sweep = 0.0
         self._next_memory = 0.0
         self._sweep: list[str] = []
+        self._barren: dict[str, float] = {}  # tenant -> until when a trim pass is not worth it
 
     async def holds_lock(self) -> bool:
         return bool(await self._renew(keys=[keys.SCHEDULER_LOCK], args=[self.owner, LOCK_TTL_MS]))
@@ -144,7 +146,12 @@ class Scheduler:
             for t in tenants:
                 pipe.zrange(keys.events(t), 0, 0, withscores=True)
             oldest = await pipe.execute()
-        order = sorted((row[0][1], t) for t, row in zip(tenants, oldest, strict=True) if row)
+        mono = time.monotonic()
+        order = sorted(
+            (row[0][1], t)
+            for t, row in zip(tenants, oldest, strict=True)
+            if row and self._barren.get(t, 0.0) <= mono
+        )
         live = [t for _, t in order]
         low = (self.memory_high_share - memory.LOW_GAP) * use.max_bytes
         dropped = 0
@@ -158,6 +165,8 @@ class Scheduler:
                 allow_dead=self.trim_dead_letters,
             )
             dropped += done.events
+            if not done.events:  # a whole pass of pending work: look again in a while
+                self._barren.update((t, mono + BARREN_S) for t in done.exhausted)
             live = [t for t in live if t not in done.exhausted]
             if (await memory.usage(self.r)).used_bytes < low:
                 break

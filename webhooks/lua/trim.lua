@@ -6,8 +6,8 @@
 -- An event goes, with its deliveries, only when every delivery is settled: succeeded (or expired),
 -- or dead when ARGV[2] allows. Pending, delivering and retrying work is never touched. A cursor
 -- (`tc` score, `tk` entries kept at that score) in the tenant's info hash carries the scan on
--- where it stopped, so events still at work are looked at once, not at every call; their index
--- entries stay, and leave with the retention trim.
+-- where it stopped, so events still at work are looked at once per pass, not at every call; a
+-- pass that reaches the newest event starts the next one from the oldest again.
 -- Returns {events dropped, events looked at, 1 when the scan reached the newest event}.
 local most = tonumber(ARGV[1])
 local allow_dead = ARGV[2] == '1'
@@ -62,10 +62,12 @@ for j = 1, #rows, 2 do
     kept = kept + 1
   end
 end
+local exhausted = #rows / 2 < most
+if exhausted then from, kept = 0, 0 end  -- the next pass starts again from the oldest
 redis.call('HSET', info, 'tc', from, 'tk', kept)
 if redis.call('EXISTS', info) == 1 and redis.call('HLEN', info) == 2 and not redis.call('HGET', info, 'id') then
   redis.call('DEL', info)  -- a deleted tenant: leave no husk behind
 end
 redis.call('ZREMRANGEBYSCORE', B .. 'ev', '-inf', '(' .. cutoff)
 redis.call('ZREMRANGEBYSCORE', B .. 'dead', '-inf', '(' .. cutoff)
-return {dropped, #rows / 2, (#rows / 2 < most) and 1 or 0}
+return {dropped, #rows / 2, exhausted and 1 or 0}
