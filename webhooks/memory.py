@@ -9,7 +9,8 @@ publishes a *level* in :data:`webhooks.keys.MEMORY`:
   until usage is back under the low watermark (10 points lower). Pending, in-flight and retrying
   work is never dropped, nor are dead letters unless the operator allows it.
 - ``full``: above the high watermark with no settled history left to drop (pending work alone
-  fills it), or at ``maxmemory`` itself. Ingest answers 503 ``storage_full`` with ``Retry-After``;
+  fills it), or above the hard watermark (20 points higher, at most 95 %: ingest outran the
+  trimming), or at ``maxmemory`` itself. Ingest answers 503 ``storage_full`` with ``Retry-After``;
   reads, deliveries and outcome writes go on, and the level falls back by itself once the work
   drains below the high watermark less a margin.
 
@@ -41,15 +42,23 @@ class Usage:
         return self.used_bytes / self.max_bytes if self.max_bytes else 0.0
 
 
+def hard_share(high_share: float) -> float:
+    """Above this share ingest waits even while history is being trimmed: trimming fell behind."""
+    return min(0.95, high_share + 0.2)
+
+
 def level(usage: Usage, previous: str, *, high_share: float, history_left: bool) -> str:
     """The next level (pure): ``ok``, ``trimming`` or ``full``; see the module docstring."""
     if not usage.max_bytes:
         return "ok"
-    if usage.used_bytes >= usage.max_bytes:
-        return "full"
     share = usage.share
-    if previous == "full" and share >= high_share - FULL_EXIT_GAP:
-        return "full" if not history_left else "trimming"
+    if usage.used_bytes >= usage.max_bytes or share >= hard_share(high_share):
+        return "full"
+    if previous == "full":
+        if not history_left and share >= high_share - FULL_EXIT_GAP:
+            return "full"
+        if history_left and share >= hard_share(high_share) - FULL_EXIT_GAP:
+            return "full"
     if share >= high_share:
         return "trimming" if history_left else "full"
     if previous == "trimming" and share >= high_share - LOW_GAP:

@@ -525,21 +525,29 @@ async def take_send_slot(r: "Redis", tenant_id: str, endpoint_id: str, per_s: fl
 class Trimmed:
     events: int = 0
     scanned: int = 0
-    exhausted: list[str] = field(default_factory=list)  # tenants whose scan reached their newest event
+    exhausted: list[str] = field(default_factory=list)  # tenants whose scan stopped (fresh work, or the end)
 
 
 async def trim(
-    r: "Redis", tenant_ids: list[str], cutoff_ms: int, *, most: int = 0, allow_dead: bool = False
+    r: "Redis",
+    tenant_ids: list[str],
+    cutoff_ms: int,
+    *,
+    most: int = 0,
+    allow_dead: bool = False,
+    now_ms: int = 0,
+    fresh_ms: int = 60_000,
 ) -> Trimmed:
     """Drop index entries older than ``cutoff_ms`` and, with ``most`` > 0, up to ``most`` settled events
-    per tenant oldest first (see ``trim.lua``: pending work is never touched)."""
+    per tenant oldest first (see ``trim.lua``: pending work is never touched; the scan stops at
+    work younger than ``fresh_ms``)."""
     out = Trimmed()
     if not tenant_ids:
         return out
     script = scripts(r).trim
     async with r.pipeline(transaction=False) as pipe:
         for tenant_id in tenant_ids:
-            args = [most, 1 if allow_dead else 0, cutoff_ms]
+            args = [most, 1 if allow_dead else 0, cutoff_ms, now_ms, fresh_ms]
             await script(keys=[keys.tenant_base(tenant_id)], args=args, client=pipe)
         replies = await pipe.execute()
     for tenant_id, (dropped, scanned, done) in zip(tenant_ids, replies, strict=True):

@@ -32,6 +32,7 @@ SWEEP_EVERY_S = 10.0
 MEMORY_EVERY_S = 1.0
 SWEEP_CHUNK = 500
 TRIM_CHUNK_EVENTS = 500
+TRIM_BUDGET_S = 0.3  # the most a second's trimming may take (Redis serves deliveries meanwhile)
 BARREN_S = 10.0  # a tenant whose history is all pending work is trimmed again after this
 LOCK_TTL_MS = 3000
 JOB_TIMEOUT_PAD_S = 120
@@ -140,7 +141,7 @@ class Scheduler:
 
     async def _trim_history(self, now: int, use: memory.Usage) -> bool:
         """Trim the tenants with the oldest history first until under the low watermark (at most
-        about a second's work); False when no settled history is left to drop."""
+        ``TRIM_BUDGET_S`` of work); False when no settled history is left to drop."""
         tenants = await queue.tenant_ids(self.r)
         async with self.r.pipeline(transaction=False) as pipe:
             for t in tenants:
@@ -155,7 +156,7 @@ class Scheduler:
         live = [t for _, t in order]
         low = (self.memory_high_share - memory.LOW_GAP) * use.max_bytes
         dropped = 0
-        deadline = time.monotonic() + 1.0
+        deadline = time.monotonic() + TRIM_BUDGET_S
         while live and time.monotonic() < deadline:
             done = await queue.trim(
                 self.r,
@@ -163,6 +164,7 @@ class Scheduler:
                 now - self.retention_ms,
                 most=TRIM_CHUNK_EVENTS,
                 allow_dead=self.trim_dead_letters,
+                now_ms=now,
             )
             dropped += done.events
             if not done.events:  # a whole pass of pending work: look again in a while

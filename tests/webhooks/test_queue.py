@@ -265,15 +265,17 @@ def test_trim_drops_settled_history_oldest_first_and_never_pending_work(ar, loop
     outs = [outcome(lease, by_event[e]) for e in ("e0", "e2", "e4", "e5")]
     outs.append(outcome(lease, by_event["e3"], "dead", 500))
     complete(ar, loop, outs, [])  # e1 stays delivering
-    done = run(loop, queue.trim(ar, [A], 0, most=4))
+    done = run(loop, queue.trim(ar, [A], 0, most=4, now_ms=NOW + 10**9))
     assert done.events == 2  # e0 and e2; e1 is at work, e3 is a dead letter
     assert not rds.exists(keys.event(A, "e0")) and rds.exists(keys.event(A, "e1"))
-    done = run(loop, queue.trim(ar, [A], 0, most=4))  # carries on after its cursor
+    done = run(loop, queue.trim(ar, [A], 0, most=4, now_ms=NOW + 10**9))  # carries on after its cursor
     assert done.events == 2 and done.exhausted == [A]
     assert rds.zrange(keys.events(A), 0, -1) == ["e1", "e3"]
-    assert run(loop, queue.trim(ar, [A], 0, most=100)).events == 0
+    # fresh work stops the scan: what comes after it is fresher still
+    assert run(loop, queue.trim(ar, [A], 0, most=100, now_ms=NOW)).scanned == 1
+    assert run(loop, queue.trim(ar, [A], 0, most=100, now_ms=NOW + 10**9)).events == 0
     rds.hdel(keys.tenant(A), "tc", "tk")
-    assert run(loop, queue.trim(ar, [A], 0, most=100, allow_dead=True)).events == 1
+    assert run(loop, queue.trim(ar, [A], 0, most=100, allow_dead=True, now_ms=NOW + 10**9)).events == 1
 
 
 def test_the_sweep_puts_back_an_active_tenant_missing_from_the_rotation(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
