@@ -186,8 +186,10 @@ async def enable(request: Request, endpoint_id: str) -> Response:
 async def show_secret(request: Request, endpoint_id: str) -> HTMLResponse:
     session = await web.signed_in(request)
     await web.posted(request, session)
-    secret = await web.store(request).endpoint_secret(web.tenant_of(session), endpoint_id)
-    return await _detail(request, session, endpoint_id, secret=secret, secret_label="Signing secret")
+    key = await web.store(request).endpoint_secret(web.tenant_of(session), endpoint_id)
+    if key.secret is None:  # an Ed25519 endpoint: receivers verify with its public key
+        return await _detail(request, session, endpoint_id, secret=key.public_key, secret_label="Public key")
+    return await _detail(request, session, endpoint_id, secret=key.secret, secret_label="Signing secret")
 
 
 @router.post("/{endpoint_id}/rotate")
@@ -197,9 +199,10 @@ async def rotate_secret(request: Request, endpoint_id: str) -> HTMLResponse:
     grace_text = form.get("grace_period_s", "86400")
     if not grace_text.isdigit() or int(grace_text) not in GRACE_CHOICES_S:
         raise errors.Invalid("grace_period_s: one of the offered choices")
-    secret = await web.store(request).rotate_secret(
+    key = await web.store(request).rotate_secret(
         web.tenant_of(session), endpoint_id, int(grace_text), now_ms()
     )
+    secret = key.secret if key.secret is not None else key.public_key
     hours = int(grace_text) // 3600
     notice = (
         f"Rotated: the old secret also signs for {hours} hour{'s' if hours != 1 else ''}."
@@ -207,7 +210,12 @@ async def rotate_secret(request: Request, endpoint_id: str) -> HTMLResponse:
         else "Rotated: the old secret no longer signs."
     )
     return await _detail(
-        request, session, endpoint_id, secret=secret, secret_label="New signing secret", notice=notice
+        request,
+        session,
+        endpoint_id,
+        secret=secret,
+        secret_label="New signing secret" if key.secret is not None else "New public key",
+        notice=notice,
     )
 
 

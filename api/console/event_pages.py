@@ -28,6 +28,9 @@ async def endpoint_urls(store: Store, tenant_id: str) -> dict[str, str]:
     return {e.id: e.url for e in page.data}
 
 
+EVENTS_PER_PAGE = 50
+
+
 async def event_log(
     store: Store,
     tenant_id: str,
@@ -37,8 +40,14 @@ async def event_log(
     endpoint_id: str | None,
     cursor: str | None,
 ) -> tuple[list[Event], str | None]:
-    """Events newest first, found through one page of the tenant's deliveries (the store has no
-    event index): the events of the deliveries that pass the filters, each with all its deliveries."""
+    """Events newest first. Filtered by event type alone, straight from the events index (events
+    that matched no endpoint included); with a delivery filter, through one page of the tenant's
+    deliveries: the events of the deliveries that pass the filters, each with all its deliveries."""
+    if status is None and endpoint_id is None:
+        events_page = await store.list_events(
+            tenant_id, event_type=event_type, limit=EVENTS_PER_PAGE, cursor=cursor
+        )
+        return events_page.data, events_page.next_cursor
     page = await store.list_deliveries(
         tenant_id, endpoint_id=endpoint_id, status=status, limit=DELIVERIES_PER_PAGE, cursor=cursor
     )
