@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     max_endpoints_per_tenant: int = Field(1000, ge=1, le=1_000_000)
     retention_days: float = Field(30.0, gt=0, le=3650)  # events, settled deliveries and dead letters
     log_level: str = "INFO"
+    # first-run: which server binary the embedded Redis of `webhooks up` runs (webhooks/embedded.py).
+    embedded_server: str = "auto"
 
     @field_validator("retry_schedule")
     @classmethod
@@ -58,6 +60,13 @@ class Settings(BaseSettings):
         if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("one of DEBUG, INFO, WARNING, ERROR")
         return value.upper()
+
+    @field_validator("embedded_server")
+    @classmethod
+    def _known_server(cls, value: str) -> str:
+        if value not in {"auto", "redis", "valkey"}:
+            raise ValueError("one of auto, redis, valkey")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":

@@ -25,7 +25,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def run(*args: str, env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "webhooks", *args],
+        [sys.executable, "-m", "cli", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -44,7 +44,7 @@ def test_up_runs_everything_on_an_embedded_redis_and_stops_cleanly(
         WEBHOOKS_ALLOW_PRIVATE_TARGETS="true",
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "webhooks", "up"],
+        [sys.executable, "-m", "cli", "up"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

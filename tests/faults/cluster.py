@@ -25,8 +25,10 @@ from pathlib import Path
 import httpx
 import redis
 
+from tests.support.servers import server_binary
+
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_SERVER = server_binary().path
 
 ADMIN_TOKEN = "fault-admin-token-0123456789abcdef"
 SECRET_KEY = "fault-secret-key-0123456789abcdef0123456789"
@@ -418,7 +420,7 @@ def platform_env(
     request_timeout_s: float = 3.0,
     extra: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """Settings for ``python -m webhooks ...`` subprocesses (the tests' fast schedule and short leases)."""
+    """Settings for ``python -m cli ...`` subprocesses (the tests' fast schedule and short leases)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKS_")}
     env.update(
         WEBHOOKS_ADMIN_TOKEN=ADMIN_TOKEN,
@@ -477,7 +479,7 @@ class Fleet:
 
     def __post_init__(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        me = [sys.executable, "-m", "webhooks"]
+        me = [sys.executable, "-m", "cli"]
         worker = [*me, "worker"] if self.embedded_scheduler else [*me, "worker", "--no-scheduler"]
         self.procs: dict[str, _Managed] = {"api": _Managed("api", [*me, "api"])}
         for i in range(self.workers):
