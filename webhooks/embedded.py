@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from webhooks.errors import ConfigError
 
@@ -156,7 +158,9 @@ class EmbeddedRedis:
         if self.proc is None or self.proc.poll() is not None:
             return
         try:
-            redis.Redis(port=self.port, socket_connect_timeout=1).shutdown(nosave=False)
+            # No retries: SHUTDOWN's closed connection is its success, not something to try again.
+            once = redis.Redis(port=self.port, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+            once.shutdown(nosave=False)
         except redis.RedisError:
             pass  # SHUTDOWN closes the connection; that is the success case too
         try:
