@@ -100,6 +100,7 @@ class Up:
         self.embedded: EmbeddedRedis | None = None
         self.api_url = f"http://{s.api_host}:{s.api_port}"
         self.metrics: dict[str, int] = {}
+        self.info: platform_info.PlatformInfo | None = None
 
     def run(self) -> int:
         if not port_free(self.s.api_host, self.s.api_port):
@@ -124,6 +125,7 @@ class Up:
                         file=sys.stderr,
                         flush=True,
                     )
+                    self._record()
                 if self.embedded and self.embedded.proc and self.embedded.proc.poll() is not None:
                     print(
                         f"the embedded Redis exited; see {self.embedded.logfile}; stopping", file=sys.stderr
@@ -225,23 +227,27 @@ class Up:
             ports = ", ".join(f"{name} :{port}" for name, port in self.metrics.items())
             lines.append(f"  metrics:      {ports}")
         lines.append(f"  stop:         Ctrl-C (or `kill {os.getpid()}`)")
-        print("\n".join(lines), flush=True)
-        platform_info.write(
-            self.data_dir,
-            platform_info.PlatformInfo(
-                pid=os.getpid(),
-                started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                data_dir=str(self.data_dir),
-                api_url=self.api_url,
-                redis_url=self.env.get("WEBHOOKS_REDIS_URL"),
-                redis_server=redis_desc,
-                redis_sentinels=self.s.redis_sentinels,
-                redis_sentinel_master=self.s.redis_sentinel_master,
-                console_url=console if has_console else None,
-                metrics_ports=self.metrics,
-                processes={n: c.pid for n, c in self.sup.children.items() if c.pid is not None},
-            ),
+        self.info = platform_info.PlatformInfo(
+            pid=os.getpid(),
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            data_dir=str(self.data_dir),
+            api_url=self.api_url,
+            redis_url=self.env.get("WEBHOOKS_REDIS_URL"),
+            redis_server=redis_desc,
+            redis_sentinels=self.s.redis_sentinels,
+            redis_sentinel_master=self.s.redis_sentinel_master,
+            console_url=console if has_console else None,
+            metrics_ports=self.metrics,
+            processes={},
         )
+        self._record()  # before the summary: whoever reads the summary can use the operator commands
+        print("\n".join(lines), flush=True)
+
+    def _record(self) -> None:
+        """(Re)write platform.json with the children's current pids."""
+        assert self.info is not None
+        self.info.processes = {n: c.pid for n, c in self.sup.children.items() if c.pid is not None}
+        platform_info.write(self.data_dir, self.info)
 
     def _stop_all(self) -> None:
         platform_info.remove(self.data_dir, os.getpid())

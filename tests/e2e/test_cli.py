@@ -15,12 +15,11 @@ from tests.conftest import ROOT
 from tests.support.poll import poll
 from tests.support.receiver import Receiver
 from tests.support.redis_proc import free_port
+from tests.support.up import clean_env as up_env
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKS_")}
-    env.update(PYTHONPATH=str(ROOT), **extra)
-    return env
+    return up_env(PYTHONPATH=str(ROOT), **extra)
 
 
 def run(*args: str, env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -310,6 +310,7 @@ class SentinelCluster:
         )
         self.sentinel_ports = [stable_port() for _ in range(3)]
         self.sentinels: list[subprocess.Popen[bytes]] = []
+        self.sentinel_clients: list[redis.Redis] = []
 
     @property
     def addresses(self) -> str:
@@ -387,6 +388,7 @@ class SentinelCluster:
         from redis.sentinel import Sentinel
 
         sentinel = Sentinel([("127.0.0.1", p) for p in self.sentinel_ports], socket_timeout=2)
+        self.sentinel_clients.extend(sentinel.sentinels)  # closed by stop(); the caller closes the master
         return sentinel.master_for(self.master_name, decode_responses=True, socket_timeout=5)
 
     def crash_primary(self) -> None:
@@ -396,6 +398,8 @@ class SentinelCluster:
             self.proxy.crash()
 
     def stop(self) -> None:
+        for client in self.sentinel_clients:
+            client.close()
         for proc in self.sentinels:
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
