@@ -37,7 +37,7 @@ from rich.console import Console
 from rich.live import Live
 
 from cli.demo_receiver import VerifyingReceiver
-from cli.demo_view import DemoState, DemoSummary, print_summary, render
+from cli.demo_view import DemoState, DemoSummary, plural, print_summary, render
 from cli.supervisor import Supervisor
 from webhooks.connection import RedisTarget, async_client
 from webhooks.embedded import EmbeddedRedis, find_server, free_port
@@ -229,7 +229,8 @@ class Demo:
         pid = self.sup.kill("worker-1")
         kill_time = time.time()
         st.workers["worker-1"] = f"SIGKILLed (pid {pid})"
-        self.note(f"SIGKILL worker-1 (pid {pid}) after event {killed_at}, with {in_flight} in flight")
+        busy = plural(in_flight, "request")
+        self.note(f"SIGKILL worker-1 (pid {pid}) after event {killed_at}, with {busy} in flight")
         st.phase = "no worker: the backlog waits; the dead worker's lease expires, the scheduler reclaims it"
         end = time.monotonic() + BACKLOG_WAIT_S
         self.wait(lambda: time.monotonic() >= end, BACKLOG_WAIT_S + 5, "the backlog")

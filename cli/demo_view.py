@@ -53,7 +53,7 @@ class DemoSummary:
         return self.lost == 0 and self.delivered == self.events and self.verified == self.requests
 
     def why_duplicates(self) -> str:
-        held = _n(self.reclaimed, "delivery", "deliveries")
+        held = plural(self.reclaimed, "delivery", "deliveries")
         if not self.duplicates:
             return f" (the {held} its lease held had not reached the receiver yet)" if self.reclaimed else ""
         who = (
@@ -63,26 +63,25 @@ class DemoSummary:
         )
         return (
             f" ({who}, outcome never recorded: its lease held {held} until it expired after "
-            f"{self.lease_ttl_s:g} s, then worker-2 sent them again; receivers dedupe on webhook-id)"
+            f"{self.lease_ttl_s:g} s, then worker-2 sent {'it' if self.duplicates == 1 else 'them'} again; "
+            "receivers dedupe on webhook-id)"
         )
 
     def rows(self) -> list[tuple[str, str]]:
+        busy = plural(self.in_flight_at_kill, "request")
         return [
             ("sent", f"{self.sent} events accepted (202)"),
             ("delivered", f"{self.delivered} of {self.events}"),
             ("lost", str(self.lost)),
             ("duplicates", f"{self.duplicates}{self.why_duplicates()}"),
             ("signatures verified", f"{self.verified} of {self.requests} requests (standardwebhooks)"),
-            (
-                "worker-1 SIGKILLed",
-                f"after event {self.killed_at_event}, with {_n(self.in_flight_at_kill, 'request')} in flight",
-            ),
+            ("worker-1 SIGKILLed", f"after event {self.killed_at_event}, with {busy} in flight"),
             ("redis", self.server),
             ("took", f"{self.took_s:.1f} s"),
         ]
 
 
-def _n(count: int, one: str, many: str | None = None) -> str:
+def plural(count: int, one: str, many: str | None = None) -> str:
     return f"{count} {one if count == 1 else (many or one + 's')}"
 
 
@@ -113,7 +112,7 @@ def render(state: DemoState) -> RenderableType:
     numbers.add_row(
         "receiver",
         f"{state.requests} requests · {state.verified} signatures verified · "
-        + _n(state.duplicates, "duplicate"),
+        + plural(state.duplicates, "duplicate"),
     )
     timeline = Text()
     for at, what in state.timeline[-8:]:

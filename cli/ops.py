@@ -131,14 +131,17 @@ def cmd_dlq_list(s: Settings, args: argparse.Namespace) -> int:
             for d in rows:
                 out.json(d.model_dump())
         elif rows:
+            # The tenant column only when it tells something (a terminal's width is precious).
+            tenants = not out.rich or len({d.tenant_id for d in rows}) > 1
+            columns = ["delivery", "dead at", *(["tenant"] if tenants else []), "endpoint", "event type"]
             out.table(
                 None,
-                ["delivery", "dead at", "tenant", "endpoint", "event type", "attempts", "last status"],
+                [*columns, "attempts", "status"],
                 [
                     (
                         d.id,
-                        d.dead_at,
-                        d.tenant_id,
+                        _when(d.dead_at),
+                        *([d.tenant_id] if tenants else []),
                         d.endpoint_id,
                         d.event_type,
                         d.attempt_count,
@@ -151,6 +154,11 @@ def cmd_dlq_list(s: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return run_ops(s, args, go)
+
+
+def _when(iso: str | None) -> str | None:
+    """``2026-12-01 23:53:16`` from ``2026-12-01T23:53:16.336Z`` (UTC, to the second)."""
+    return iso[:19].replace("T", " ") if iso else None
 
 
 def cmd_dlq_show(s: Settings, args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -59,7 +60,15 @@ class Out:
     def table(self, title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         cells = [["-" if v is None else str(v) for v in row] for row in rows]
         if self.rich:
-            table = Table(title=title, title_justify="left", header_style="bold")
+            table = Table(
+                title=title,
+                title_justify="left",
+                title_style="bold",
+                header_style="bold",
+                box=box.SIMPLE_HEAD,
+                pad_edge=False,
+                collapse_padding=True,
+            )
             for name in columns:
                 table.add_column(name, overflow="fold")
             for row in cells:
@@ -77,9 +86,14 @@ class Out:
         """A two-column "name: value" block."""
         if self.rich:
             table = Table(
-                title=title, title_justify="left", show_header=False, box=None, padding=(0, 2, 0, 0)
+                title=title,
+                title_justify="left",
+                title_style="bold",
+                show_header=False,
+                box=None,
+                padding=(0, 1, 0, 2),
             )
-            table.add_column(style="bold")
+            table.add_column()
             table.add_column(overflow="fold")
             for name, value in pairs:
                 table.add_row(name, "-" if value is None else str(value))

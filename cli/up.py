@@ -61,6 +61,14 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+def short(path: Path) -> str:
+    """``path`` relative to the working directory when it is under it (summary lines stay short)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def http_status(url: str) -> int | None:
     try:
         with urllib.request.urlopen(url, timeout=1) as resp:
@@ -154,10 +162,9 @@ class Up:
 
             url = self.embedded.start(spawn)
             self.env["WEBHOOKS_REDIS_URL"] = url
-            return (
-                f"{server.name} {server.version} from {server.source}, {url.removesuffix('/0')}, "
-                f"AOF in {self.embedded.data_dir}"
-            )
+            address = url.removeprefix("redis://").removesuffix("/0")
+            aof = short(self.embedded.data_dir)
+            return f"{server.name} {server.version} from {server.source} on {address} (AOF in {aof})"
         conn = sync_client(target_of(self.s))
         problems = warn_if_not_durable(conn)
         if problems and not self.args.allow_unsafe_redis:
@@ -177,7 +184,7 @@ class Up:
         else:
             path = self.data_dir / "admin-token"
             self.env["WEBHOOKS_ADMIN_TOKEN"] = persisted(path, lambda: secrets.token_urlsafe(32))
-            token_line = f"{self.env['WEBHOOKS_ADMIN_TOKEN']}  (kept in {path})"
+            token_line = f"{self.env['WEBHOOKS_ADMIN_TOKEN']}  (in {short(path)})"
         if self.s.secret_key is None:
             self.env["WEBHOOKS_SECRET_KEY"] = persisted(
                 self.data_dir / "secret-key", lambda: secrets.token_urlsafe(48)
@@ -212,21 +219,21 @@ class Up:
     def _announce(self, token_line: str, redis_desc: str) -> None:
         console = self.api_url + "/console"
         has_console = http_status(console) not in (None, 404)
-        n = self.args.workers
+        n, logs = self.args.workers, short(self.sup.log_dir)
         lines = [
             f"webhooks {__version__} is up",
-            f"  API:          {self.api_url}  (OpenAPI: {self.api_url}/docs)",
+            f"  API:          {self.api_url}  (OpenAPI: /docs)",
             *([f"  console:      {console}"] if has_console else []),
             f"  admin token:  {token_line}",
             f"  data folder:  {self.data_dir}",
             f"  redis:        {redis_desc}",
-            f"  processes:    api, {n} worker{'s' if n != 1 else ''}, scheduler; logs in {self.sup.log_dir}"
-            + ("" if self.args.verbose else " (--verbose shows them here)"),
+            f"  processes:    api, {n} worker{'s' if n != 1 else ''}, scheduler (logs in {logs}"
+            + (")" if self.args.verbose else "; --verbose shows them here)"),
         ]
         if self.metrics:
             ports = ", ".join(f"{name} :{port}" for name, port in self.metrics.items())
             lines.append(f"  metrics:      {ports}")
-        lines.append(f"  stop:         Ctrl-C (or `kill {os.getpid()}`)")
+        lines.append(f"  stop:         Ctrl-C, or kill {os.getpid()}")
         self.info = platform_info.PlatformInfo(
             pid=os.getpid(),
             started_at=datetime.now(UTC).isoformat(timespec="seconds"),
