@@ -25,6 +25,7 @@ import threading
 import time
 
 ENV_FD = "_WEBHOOKS_LIFELINE_FD"
+ENV_ARMED = "_WEBHOOKS_PDEATHSIG"  # set by the wrapper when the kernel will send SIGTERM itself
 PR_SET_PDEATHSIG = 1
 GRACE_S = 15.0
 
@@ -45,8 +46,12 @@ def wrap(argv: list[str]) -> list[str]:
     return [sys.executable, "-m", "cli.lifeline", str(os.getpid()), "--", *argv]
 
 
-def watch(fd: int, grace_s: float = GRACE_S) -> threading.Thread:
-    """A daemon thread that stops this process when the pipe ``fd`` reaches end of file."""
+def watch(fd: int, grace_s: float = GRACE_S, *, signalled: bool = False) -> threading.Thread:
+    """A daemon thread that stops this process when the pipe ``fd`` reaches end of file.
+
+    ``signalled``: the parent-death signal already sends SIGTERM, so the thread does not send a
+    second one (RQ takes a second SIGTERM as "stop now, abandon the work in hand").
+    """
 
     def run() -> None:
         try:
@@ -54,7 +59,8 @@ def watch(fd: int, grace_s: float = GRACE_S) -> threading.Thread:
                 pass
         except OSError:
             pass
-        os.kill(os.getpid(), signal.SIGTERM)
+        if not signalled:
+            os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(grace_s)
         os._exit(1)
 
@@ -66,9 +72,10 @@ def watch(fd: int, grace_s: float = GRACE_S) -> threading.Thread:
 def watch_from_env() -> threading.Thread | None:
     """Watch the supervisor's pipe when this process was started by one (no-op otherwise)."""
     value = os.environ.pop(ENV_FD, None)
+    signalled = os.environ.pop(ENV_ARMED, None) == "1"
     if not value or not value.isdigit():
         return None
-    return watch(int(value))
+    return watch(int(value), signalled=signalled)
 
 
 def main(argv: list[str]) -> None:
@@ -76,7 +83,8 @@ def main(argv: list[str]) -> None:
     if len(argv) < 3 or argv[1] != "--" or not argv[0].isdigit():
         print("usage: python -m cli.lifeline PARENT_PID -- ARGV...", file=sys.stderr)
         raise SystemExit(2)
-    set_parent_death_signal(signal.SIGTERM)
+    if set_parent_death_signal(signal.SIGTERM):
+        os.environ[ENV_ARMED] = "1"
     if os.getppid() != int(argv[0]):
         raise SystemExit(1)  # the supervisor died before the parent-death signal was armed
     os.execvp(argv[2], argv[2:])

@@ -143,10 +143,12 @@ class Up:
             print("stopping…", flush=True)
             return 0
         finally:
+            started = bool(self.sup.children)
             self._stop_all()
             if tail:
                 tail.stop()
-            print("stopped", flush=True)
+            if started:
+                print("stopped", flush=True)
 
     def _redis(self) -> str | None:
         """Start the embedded Redis or check the given one; a description for the summary (None: refused)."""
