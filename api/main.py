@@ -2,7 +2,7 @@
 
 from api.app import ApiConfig, create_app
 from api.ingest import FastIngest
-from webhooks.cli import box_of, policy_of, target_of
+from webhooks.config import box_of, policy_of, target_of
 from webhooks.settings import load
 
 

@@ -24,10 +24,12 @@ from typing import Any
 import httpx
 import psutil
 
+from webhooks.embedded import find_server
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "bench" / "out"
 LOG_DIR = OUT_DIR / "logs"
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_SERVER = find_server().path  # redis-server or valkey-server on the PATH, else the wheel's
 
 
 def free_port() -> int:

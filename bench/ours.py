@@ -22,21 +22,18 @@ from typing import Any
 import httpx
 import psutil
 
-from bench.common import ROOT, Proc, RedisServer, free_port, wait_until
+from bench.common import Proc, RedisServer, free_port, wait_until
 from bench.systems import Endpoint, Event, System
 
 BATCH = 1000
 
 
 def webhooks_command() -> list[str]:
-    """The ``webhooks`` console script next to this interpreter, else ``python -m webhooks``."""
+    """The ``webhooks`` console script next to this interpreter, else ``python -m cli``."""
     script = Path(sys.executable).parent / "webhooks"
-    has_cli = (ROOT / "webhooks" / "cli.py").exists() or (ROOT / "webhooks" / "cli" / "__init__.py").exists()
-    if script.exists() and has_cli:
+    if script.exists():
         return [str(script)]
-    if (ROOT / "webhooks" / "__main__.py").exists():
-        return [sys.executable, "-m", "webhooks"]
-    raise RuntimeError("no webhooks CLI yet (neither webhooks/cli.py nor webhooks/__main__.py exists)")
+    return [sys.executable, "-m", "cli"]
 
 
 class ApiError(RuntimeError):

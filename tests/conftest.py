@@ -1,7 +1,7 @@
 """Shared fixtures: a real redis-server, a real HTTP receiver, the API, worker processes, tenants.
 
 Every test gets a flushed Redis. Worker and scheduler processes are real
-subprocesses (``python -m webhooks worker``) so that killing them is real too.
+subprocesses (``python -m cli worker``) so that killing them is real too.
 """
 
 import os
@@ -172,7 +172,7 @@ class Processes:
     def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{'-'.join(args)}-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "webhooks", *args],
+            [sys.executable, "-m", "cli", *args],
             env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,

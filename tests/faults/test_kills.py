@@ -1,6 +1,6 @@
 """SIGKILL under load: a worker mid-batch, the scheduler, the API mid-request, Redis itself.
 
-Each test runs a real redis-server (AOF), the API (``python -m webhooks api``),
+Each test runs a real redis-server (AOF), the API (``python -m cli api``),
 workers and a scheduler as subprocesses, and a verifying receiver on loopback;
 a producer posts events at a steady rate while the kills land. Afterwards every
 event that got a 202 must have reached the receiver (signature verified) or be

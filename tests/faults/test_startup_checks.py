@@ -25,7 +25,7 @@ HIDDEN = "DURABILITY WARNING: cannot read the Redis configuration"
 def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "webhooks", *argv],
+            [sys.executable, "-m", "cli", *argv],
             env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 
@@ -38,7 +38,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def _up(env: dict[str, str], tmp: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "webhooks", "up", "--workers", "1"],
+        [sys.executable, "-m", "cli", "up", "--workers", "1"],
         env={**env, "WEBHOOKS_DATA_DIR": str(tmp / "data")},
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip

@@ -1,12 +1,13 @@
 """Real redis-server processes for tests: free port, AOF on, data in a temporary folder."""
 
-import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 import redis
+
+from tests.support.servers import server_binary
 
 
 def free_port() -> int:
@@ -27,8 +28,7 @@ class RedisProc:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 15.0) -> "RedisProc":
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is not installed (apt-get install redis-server)"
+        binary = server_binary().path
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [
@@ -62,8 +62,10 @@ class RedisProc:
                     break
             except (redis.ConnectionError, redis.BusyLoadingError):
                 pass
-            assert self.proc.poll() is None, f"redis-server exited; see {self.data_dir / 'redis.log'}"
-            assert time.monotonic() < deadline, "redis-server did not start in time"
+            assert self.proc.poll() is None, (
+                f"{server_binary().name} exited; see {self.data_dir / 'redis.log'}"
+            )
+            assert time.monotonic() < deadline, f"{server_binary().name} did not start in time"
             time.sleep(0.02)
         client.close()
         return self

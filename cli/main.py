@@ -1,0 +1,138 @@
+"""The ``webhooks`` console script (also ``python -m cli``): arguments, settings, errors, exit codes.
+
+Settings are read once here (:func:`webhooks.settings.load`) and passed down. A bad setting
+prints one line naming the variable and exits with status 2; a domain error or an unreachable
+Redis prints one line and exits with status 1. Each command's module is imported only when that
+command runs, so operator commands start quickly.
+"""
+
+import argparse
+import importlib
+import logging
+import sys
+from datetime import datetime
+from typing import Any
+
+from cli import lifeline
+from webhooks import __version__
+from webhooks.errors import ConfigError, WebhooksError
+from webhooks.settings import load
+
+
+def _iso(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+
+
+def _command(parser: argparse.ArgumentParser, target: str) -> argparse.ArgumentParser:
+    """``target`` is ``module:function`` under ``cli``; imported when the command runs."""
+    parser.set_defaults(target=target)
+    return parser
+
+
+def _dead_filters(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--tenant", help="tenant id (default: every tenant)")
+    c.add_argument("--endpoint", help="endpoint id")
+    c.add_argument("--event-type")
+    c.add_argument("--status-code", help="last response status: 500, a class (5xx), or none (no response)")
+    c.add_argument("--since", type=_iso, help="died at or after this ISO 8601 time")
+    c.add_argument("--until", type=_iso, help="died before this ISO 8601 time")
+
+
+def _json(c: argparse.ArgumentParser, what: str = "one JSON document") -> None:
+    c.add_argument("--json", action="store_true", help=f"print {what} (for scripts)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="webhooks", description="Signed, retried, durable webhook deliveries.")
+    p.add_argument("--version", action="version", version=f"webhooks {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = _command(
+        sub.add_parser("up", help="API, workers and scheduler on one machine (embedded Redis)"), "up:cmd_up"
+    )
+    up.add_argument("--workers", type=int, default=2, help="delivery worker processes (default 2)")
+    up.add_argument("--verbose", action="store_true", help="show the processes' logs here too")
+    up.add_argument("--allow-unsafe-redis", action="store_true", help="start even if Redis is not durable")
+    _command(sub.add_parser("api", help="the HTTP API"), "processes:cmd_api")
+    w = _command(sub.add_parser("worker", help="one delivery worker process"), "processes:cmd_worker")
+    w.add_argument("--no-scheduler", action="store_true", help="do not embed a scheduler")
+    w.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    _command(sub.add_parser("scheduler", help="retry/maintenance scheduler"), "processes:cmd_scheduler")
+
+    tenant = sub.add_parser("tenant", help="tenants").add_subparsers(dest="tenant_command", required=True)
+    tc = _command(
+        tenant.add_parser("create", help="create a tenant; prints its id and API key"),
+        "ops:cmd_tenant_create",
+    )
+    tc.add_argument("name")
+    _json(tc)
+
+    dlq = sub.add_parser("dlq", help="dead letters").add_subparsers(dest="dlq_command", required=True)
+    ls = _command(dlq.add_parser("list", help="dead deliveries, newest first"), "ops:cmd_dlq_list")
+    _dead_filters(ls)
+    ls.add_argument("--limit", type=int, default=100, help="show at most this many (default 100)")
+    _json(ls, "one JSON object per line")
+    show = _command(dlq.add_parser("show", help="one delivery and its attempts"), "ops:cmd_dlq_show")
+    show.add_argument("id", help="delivery id")
+    show.add_argument("--tenant", help="tenant id (default: any)")
+    _json(show)
+    rp = _command(dlq.add_parser("replay", help="send dead deliveries again"), "ops:cmd_dlq_replay")
+    _dead_filters(rp)
+    rp.add_argument("--ids", help="comma-separated delivery ids (instead of the filters)")
+    rp.add_argument("--dry-run", action="store_true", help="only count")
+    rp.add_argument("--rate", type=float, help="deliveries per second")
+    rp.add_argument("--wait", action="store_true", help="follow the replayed deliveries until they settle")
+    rp.add_argument("--wait-s", type=float, default=600.0, help="longest --wait (default 600 s)")
+    _json(rp)
+
+    st = _command(
+        sub.add_parser("status", help="workers, scheduler, queues, dead letters, Redis memory"),
+        "ops:cmd_status",
+    )
+    _json(st)
+    demo = _command(
+        sub.add_parser("demo", help="the kill-and-restart demonstration on its own stack"), "demo:cmd_demo"
+    )
+    demo.add_argument("--events", type=int, default=300, help="events to send (default 300)")
+    demo.add_argument("--verbose", action="store_true", help="keep and print the stack's log folder")
+    _json(demo, "the summary as JSON")
+    return p
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    lifeline.watch_from_env()  # a child of `webhooks up` ends when `up` ends
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load()
+        _setup_logging(settings.log_level)
+        module, _, name = args.target.partition(":")
+        fn: Any = getattr(importlib.import_module(f"cli.{module}"), name)
+        code: int = fn(settings, args)
+        return code
+    except ConfigError as exc:
+        print(f"webhooks: {exc}", file=sys.stderr)
+        return 2
+    except WebhooksError as exc:
+        print(f"webhooks: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        print(f"webhooks: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        import redis
+
+        if isinstance(exc, redis.RedisError):
+            print(f"webhooks: cannot use Redis: {exc}", file=sys.stderr)
+            return 1
+        raise

@@ -1,0 +1,107 @@
+"""``<data>/platform.json``: where a running ``webhooks up`` can be reached, for the operator commands.
+
+``up`` writes it (mode 0600: a Redis URL may carry a password) once its API is ready and removes
+it when it stops cleanly. A file left by an ``up`` that was killed is *stale*: its pid is gone,
+or the data folder's lock (webhooks/datalock.py) is no longer held.
+
+:func:`operator_target` is how ``dlq``, ``status`` and ``tenant create`` find their Redis: the
+settings when ``WEBHOOKS_REDIS_URL``/``WEBHOOKS_REDIS_SENTINELS`` say so explicitly, else this
+file; never a silent default.
+"""
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from webhooks.config import target_of
+from webhooks.connection import RedisTarget
+from webhooks.datalock import DataLock
+from webhooks.errors import StorageError
+from webhooks.settings import Settings
+
+FILE = "platform.json"
+
+
+@dataclass
+class PlatformInfo:
+    pid: int
+    started_at: str
+    data_dir: str
+    api_url: str
+    redis_url: str | None
+    redis_server: str
+    redis_sentinels: str | None = None
+    redis_sentinel_master: str | None = None
+    console_url: str | None = None
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+    processes: dict[str, int] = field(default_factory=dict)  # name -> pid
+
+
+def write(data_dir: Path, info: PlatformInfo) -> Path:
+    path = data_dir / FILE
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(asdict(info), f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def remove(data_dir: Path, pid: int) -> None:
+    """Remove the file if it is ours (another ``up`` may have taken the folder since)."""
+    found = read(data_dir)
+    if found is not None and found.pid == pid:
+        (data_dir / FILE).unlink(missing_ok=True)
+
+
+def read(data_dir: Path) -> PlatformInfo | None:
+    try:
+        raw = json.loads((data_dir / FILE).read_text())
+        return PlatformInfo(**raw)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_live(data_dir: Path, info: PlatformInfo) -> bool:
+    return pid_alive(info.pid) and DataLock.held(data_dir)
+
+
+def operator_target(s: Settings) -> tuple[RedisTarget, str]:
+    """The Redis an operator command should use, and a phrase saying where it came from.
+
+    Raises :class:`StorageError` when neither the settings nor a live ``platform.json`` name one.
+    """
+    if s.redis_url or s.redis_sentinels:
+        source = "WEBHOOKS_REDIS_URL" if s.redis_url else "WEBHOOKS_REDIS_SENTINELS"
+        return target_of(s), source
+    data_dir = s.data_dir.resolve()
+    info = read(data_dir)
+    hint = "start `webhooks up` there, or set WEBHOOKS_REDIS_URL (or WEBHOOKS_DATA_DIR)"
+    if info is None:
+        raise StorageError(
+            f"no platform found: WEBHOOKS_REDIS_URL is not set and {data_dir / FILE} does not exist; {hint}"
+        )
+    if not is_live(data_dir, info):
+        raise StorageError(
+            f"no platform found: {data_dir / FILE} was left by `webhooks up` pid {info.pid}, "
+            f"which is not running any more; {hint}"
+        )
+    if info.redis_sentinels:
+        sentinels = []
+        for part in info.redis_sentinels.split(","):
+            host, _, port = part.strip().rpartition(":")
+            sentinels.append((host.strip("[]"), int(port)))
+        return RedisTarget("", tuple(sentinels), info.redis_sentinel_master), f"{data_dir / FILE}"
+    return RedisTarget(info.redis_url or ""), f"{data_dir / FILE}"

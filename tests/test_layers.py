@@ -1,0 +1,40 @@
+"""Dependencies point down: the domain (webhooks/) imports nothing above it; only cli/ imports cli."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def imported_packages(path: Path) -> set[str]:
+    """Top-level package of every absolute import in the file (``from . import`` stays inside)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [("webhooks", {"api", "workers", "cli"}), ("workers", {"api", "cli"}), ("api", {"workers", "cli"})],
+)
+def test_a_layer_imports_nothing_above_it(package: str, forbidden: set[str]) -> None:
+    files = sorted((ROOT / package).rglob("*.py"))
+    assert files, f"no module under {package}/"
+    wrong = {
+        str(f.relative_to(ROOT)): sorted(imported_packages(f) & forbidden)
+        for f in files
+        if imported_packages(f) & forbidden
+    }
+    assert not wrong, f"{package}/ must not import {sorted(forbidden)}: {wrong}"
+
+
+def test_the_walk_sees_imports(tmp_path: Path) -> None:
+    sample = tmp_path / "m.py"
+    sample.write_text("import api.app\nfrom workers import engine\ndef f():\n    from cli.main import main\n")
+    assert imported_packages(sample) == {"api", "workers", "cli"}

@@ -1,0 +1,137 @@
+"""What ``webhooks status`` shows, gathered in one place: :func:`snapshot`.
+
+Read-only: a few pipelined reads per tenant and endpoint (:func:`webhooks.queue.depths`), through
+:mod:`webhooks.keys`.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from rq import Queue
+from rq.utils import utcparse
+from rq.worker import Worker
+from rq.worker_registration import REDIS_WORKER_KEYS
+
+from webhooks import keys, queue
+
+
+@dataclass(slots=True)
+class WorkerStatus:
+    name: str
+    hostname: str
+    pid: int | None
+    state: str
+    last_heartbeat_ms: int | None
+    birth_ms: int | None
+
+
+@dataclass(slots=True)
+class PlatformStatus:
+    now_ms: int
+    redis_server: str  # "redis 7.0.15", "valkey 8.1.8"
+    used_memory_bytes: int
+    maxmemory_bytes: int  # 0: no limit
+    workers: list[WorkerStatus] = field(default_factory=list)
+    scheduler_leader: str | None = None  # the lock's value: "<pid>:<random>" of the active scheduler
+    scheduler_lock_ttl_ms: int | None = None
+    ready: int = 0
+    oldest_ready_age_s: float | None = None
+    leases: int = 0
+    leased: int = 0  # deliveries under a lease (in flight, or settled and not yet released)
+    retry_backlog: int = 0
+    retries_overdue: int = 0
+    next_retry_in_s: float | None = None
+    dead_letters: int = 0
+    drain_jobs: int = 0  # RQ jobs waiting on the RQ queue
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+def server_name(info: dict[str, Any]) -> str:
+    """``valkey 8.1.8`` or ``redis 7.0.15`` from ``INFO server``."""
+    if info.get("server_name") == "valkey" or "valkey_version" in info:
+        return f"valkey {info.get('valkey_version', '?')}"
+    return f"redis {info.get('redis_version', '?')}"
+
+
+def _ms(value: str | None) -> int | None:
+    return int(utcparse(value).timestamp() * 1000) if value else None
+
+
+async def _workers(r: "Redis") -> list[WorkerStatus]:
+    """RQ's registry of workers, read as ``rq.Worker.all`` reads it (same keys), on the async client."""
+    names = sorted(str(k) for k in await r.smembers(REDIS_WORKER_KEYS))
+    async with r.pipeline(transaction=False) as pipe:
+        for key in names:
+            pipe.hgetall(key)
+        rows = await pipe.execute()
+    out = []
+    for key, h in zip(names, rows, strict=True):
+        if not h:
+            continue  # expired: RQ's own Worker.all drops it too
+        out.append(
+            WorkerStatus(
+                name=key.removeprefix(Worker.redis_worker_namespace_prefix),
+                hostname=h.get("hostname", ""),
+                pid=int(h["pid"]) if h.get("pid") else None,
+                state=h.get("state", "?"),
+                last_heartbeat_ms=_ms(h.get("last_heartbeat")),
+                birth_ms=_ms(h.get("birth")),
+            )
+        )
+    return out
+
+
+async def snapshot(r: "Redis", now_ms: int) -> PlatformStatus:
+    """Workers, scheduler leader, queue depths and oldest age, retries, dead letters, Redis memory.
+
+    ``r`` decodes responses. Raises ``redis.RedisError`` when Redis cannot be read. The queue
+    figures are summed over every tenant by :func:`webhooks.queue.depths`.
+    """
+    d = await queue.depths(r, now_ms)
+    async with r.pipeline(transaction=False) as pipe:
+        pipe.info("server")
+        pipe.info("memory")
+        pipe.get(keys.SCHEDULER_LOCK)
+        pipe.pttl(keys.SCHEDULER_LOCK)
+        pipe.llen(Queue.redis_queue_namespace_prefix + keys.RQ_QUEUE)
+        server, memory, leader, ttl, drain_jobs = await pipe.execute()
+    return PlatformStatus(
+        now_ms=now_ms,
+        redis_server=server_name(server),
+        used_memory_bytes=int(memory.get("used_memory", 0)),
+        maxmemory_bytes=int(memory.get("maxmemory", 0)),
+        workers=await _workers(r),
+        scheduler_leader=leader,
+        scheduler_lock_ttl_ms=ttl if leader else None,
+        ready=d.ready,
+        oldest_ready_age_s=None
+        if d.oldest_ready_ms is None
+        else max(0.0, (now_ms - d.oldest_ready_ms) / 1000),
+        leases=d.leases,
+        leased=d.leased,
+        retry_backlog=d.due,
+        retries_overdue=d.overdue,
+        next_retry_in_s=None if d.first_due_ms is None else (d.first_due_ms - now_ms) / 1000,
+        dead_letters=d.dead,
+        drain_jobs=int(drain_jobs),
+        counters=d.counters,
+    )
+
+
+async def delivery_states(
+    r: "Redis", delivery_ids: list[str], tenant_id: str | None = None
+) -> dict[str, str]:
+    """The current status of each delivery (``gone`` when it no longer exists), for progress views;
+    with no tenant, whichever tenant holds it."""
+    tenants = [tenant_id] if tenant_id else await queue.tenant_ids(r)
+    out = dict.fromkeys(delivery_ids, "gone")
+    async with r.pipeline(transaction=False) as pipe:
+        for t in tenants:
+            for delivery_id in delivery_ids:
+                pipe.hget(keys.delivery(t, delivery_id), "s")
+        found = await pipe.execute()
+    for i, status in enumerate(found):
+        if status:
+            out[delivery_ids[i % len(delivery_ids)]] = status
+    return out
