@@ -24,6 +24,7 @@ from tests.conftest import ADMIN_TOKEN, ROOT, SECRET_KEY, Processes
 from tests.support.poll import poll
 from tests.support.receiver import Receiver
 from tests.support.redis_proc import RedisProc, free_port
+from webhooks import keys
 
 MB = 1024 * 1024
 
@@ -161,8 +162,12 @@ def test_150k_events_through_a_64mb_redis_all_accepted_and_delivered(make_stack:
         assert peak[0] < 64 * MB, f"used memory peaked at {peak[0] / MB:.1f} MB"
         assert receiver.unique() == 150_000
         assert stack.alive()
-        # history gave way: far fewer than 150,000 events are still stored
-        assert stack.r.dbsize() < 100_000
+        # history gave way, oldest first: a 64 MB Redis keeps about 50,000 settled events below its
+        # 70 % watermark, so most of the 150,000 are gone and the newest are the ones kept
+        (tenant_id,) = stack.r.zrange(keys.TENANTS, 0, -1)
+        kept = stack.r.zrange(keys.events(tenant_id), 0, -1)
+        assert 10_000 < len(kept) < 90_000, len(kept)
+        assert f"m{149_999}" in kept and "m0" not in kept
     finally:
         receiver.stop()
 
