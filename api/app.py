@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import console, errors
 from api.deps import AppState
 from api.ingest import BATCH, BATCH_BODY_LIMIT, FastIngest
-from api.routes import dead_letters, deliveries, endpoints, event_types, events, health, tenants
+from api.routes import dead_letters, deliveries, endpoints, event_types, events, health, replays, tenants
 from webhooks import __version__
 from webhooks.connection import RedisTarget, async_client
 from webhooks.policy import Policy
@@ -95,7 +95,7 @@ def create_app(config: ApiConfig) -> FastIngest:
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (tenants, endpoints, events, deliveries, dead_letters, health, event_types):
+    for module in (tenants, endpoints, events, deliveries, dead_letters, replays, health, event_types):
         app.include_router(module.router)
     console.mount(app, config.portal_frame_ancestors)
     single_limit = config.policy.max_payload_bytes + 64 * 1024

@@ -85,3 +85,8 @@ class EventTypeUpdate(_In):
 class TenantUpdate(_In):
     # On: only event types in the tenant's catalogue (and not archived) are accepted at ingest.
     strict_event_types: bool | None = None
+
+
+class RecoverRequest(_In):
+    since: datetime
+    until: datetime | None = None

@@ -179,3 +179,19 @@ def event_types(tenant_id: str) -> str:
 def event_type_names(tenant_id: str) -> str:
     """Lex zset of the catalogue's names (all scores 0), for paging."""
     return tenant_base(tenant_id) + "evtypes:names"
+
+
+# -- replays as a resource (webhooks/replays.py) ------------------------------------------------------
+
+
+REPLAYS = PREFIX + "replays"  # zset replay id -> created ms, every replay
+
+
+def tenant_replays(tenant_id: str) -> str:
+    """Zset replay id -> created ms: the replays that requeued this tenant's deliveries."""
+    return tenant_base(tenant_id) + "replays"
+
+
+def replay_members(tenant_id: str, replay_id: str) -> str:
+    """List of this tenant's delivery ids a replay requeued (its progress is read from them)."""
+    return tenant_base(tenant_id) + "rp:" + replay_id

@@ -125,3 +125,25 @@ T = TypeVar("T")
 class Page(BaseModel, Generic[T]):
     data: list[T]
     next_cursor: str | None
+
+
+class ReplayState(enum.StrEnum):
+    RUNNING = "running"  # requeued deliveries still at work
+    DONE = "done"  # every requeued delivery settled again
+    CANCELLED = "cancelled"  # called off: what had not gone out went back to the dead letters
+
+
+class Replay(BaseModel):
+    """A dead-letter replay and its progress (``done`` = requeued deliveries settled again)."""
+
+    id: str
+    tenant_id: str | None  # None: the operator's replay across tenants
+    matched: int
+    done: int
+    remaining: int
+    succeeded: int
+    dead: int
+    state: ReplayState
+    rate_per_s: float | None
+    created_at: str
+    cancelled_at: str | None

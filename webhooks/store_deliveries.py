@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from webhooks import history, ids, keys, paging, queue
+from webhooks import history, ids, keys, paging, queue, replays
 from webhooks.errors import Conflict, Invalid, NotFound
 from webhooks.history import StoredEvent
 from webhooks.models import (
@@ -20,6 +20,7 @@ from webhooks.models import (
     DeliverySummary,
     Event,
     Page,
+    Replay,
     ReplayResult,
 )
 from webhooks.store_endpoints import EndpointsMixin
@@ -367,34 +368,49 @@ class DeliveriesMixin(EndpointsMixin):
         total = sum(len(v) for v in matched.values())
         if dry_run:
             return ReplayResult(replay_id=None, matched=total, dry_run=True)
-        replay_id = ids.new_id(ids.REPLAY, now_ms)
+        replay_id = replays.new_id(now_ms)
         step_ms = int(1000 / rate_per_s) if rate_per_s else 0
         first_due = now_ms if rate_per_s else 0
-        requeued = 0
+        requeued: dict[str, list[str]] = {}
         for t, delivery_list in matched.items():
             for start in range(0, len(delivery_list), 500):
+                part = delivery_list[start : start + 500]
                 before = await queue.requeue(
                     self.r,
                     t,
-                    delivery_list[start : start + 500],
+                    part,
                     mode="replay",
                     now_ms=now_ms,
                     first_due_ms=first_due,
                     step_ms=step_ms,
                     retention_ms=self.policy.retention_ms,
                 )
-                n = sum(1 for s in before if s == "dead")
-                requeued += n
+                done = [d for d, st in zip(part, before, strict=True) if st == "dead"]
+                requeued.setdefault(t, []).extend(done)
                 if first_due:
-                    first_due += n * step_ms
-        await self.r.hset(
-            keys.replay(replay_id),
-            mapping={
-                "id": replay_id,
-                "matched": requeued,
-                "created_at": now_ms,
-                "tenant_id": tenant_id or "",
-            },
+                    first_due += len(done) * step_ms
+        await replays.record(self.r, replay_id, tenant_id, requeued, rate_per_s, now_ms)
+        return ReplayResult(
+            replay_id=replay_id, matched=sum(len(v) for v in requeued.values()), dry_run=False
         )
-        await self.r.expire(keys.replay(replay_id), 30 * 86400)
-        return ReplayResult(replay_id=replay_id, matched=requeued, dry_run=False)
+
+    async def get_replay(self, tenant_id: str | None, replay_id: str) -> Replay:
+        return await replays.get(self.r, tenant_id, replay_id)
+
+    async def list_replays(
+        self, tenant_id: str | None, limit: int | None, cursor: str | None
+    ) -> Page[Replay]:
+        return await replays.list_page(self.r, tenant_id, limit, cursor)
+
+    async def cancel_replay(self, tenant_id: str | None, replay_id: str, now_ms: int) -> Replay:
+        return await replays.cancel(self.r, tenant_id, replay_id, now_ms, self.policy.retention_ms)
+
+    async def recover(
+        self, tenant_id: str, endpoint_id: str, since_ms: int, until_ms: int | None, now_ms: int
+    ) -> ReplayResult:
+        """Re-send what died at this endpoint in ``[since, until]`` (a replay filtered to it)."""
+        await self._endpoint_raw(tenant_id, endpoint_id)
+        if until_ms is not None and until_ms < since_ms:
+            raise Invalid("until: not before since")
+        f = DeadFilter(endpoint_id=endpoint_id, since_ms=since_ms, until_ms=until_ms)
+        return await self.replay(tenant_id, f, None, dry_run=False, rate_per_s=None, now_ms=now_ms)

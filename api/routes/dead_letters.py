@@ -13,7 +13,7 @@ from webhooks.timefmt import ms_from_datetime
 router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"], responses=responses(401, 404, 422, 503))
 
 
-async def _scope(who: CallerDep, store: StoreDep, tenant_id: str | None) -> str | None:
+async def scope_of(who: CallerDep, store: StoreDep, tenant_id: str | None) -> str | None:
     """Admin without tenant_id sees every tenant; anyone else sees one tenant."""
     if who.is_admin and not tenant_id:
         return None
@@ -36,7 +36,7 @@ async def list_dead_letters(
     limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Page[Delivery]:
-    scope = await _scope(who, store, tenant_id)
+    scope = await scope_of(who, store, tenant_id)
     f = DeadFilter(endpoint_id, event_type, _ms(since), _ms(until))
     return await store.list_dead(scope, f, limit, cursor)
 
@@ -48,7 +48,7 @@ async def replay(
     store: StoreDep,
     tenant_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> ReplayResult:
-    scope = await _scope(who, store, tenant_id)
+    scope = await scope_of(who, store, tenant_id)
     f = DeadFilter(body.endpoint_id, body.event_type, _ms(body.since), _ms(body.until))
     return await store.replay(
         scope, f, body.ids, dry_run=body.dry_run, rate_per_s=body.rate_per_s, now_ms=now_ms()

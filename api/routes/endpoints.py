@@ -1,11 +1,13 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
 
 from api.deps import CallerDep, StoreDep, TenantDep, now_ms, resolve_tenant
 from api.errors import responses
-from api.schemas import EndpointCreate, EndpointUpdate, SecretRotate
-from webhooks.models import Endpoint, EndpointWithSecret, Page, Secret
+from api.schemas import EndpointCreate, EndpointUpdate, RecoverRequest, SecretRotate
+from webhooks.models import Endpoint, EndpointWithSecret, Page, ReplayResult, Secret
+from webhooks.timefmt import ms_from_datetime
 
 router = APIRouter(prefix="/v1/endpoints", tags=["endpoints"], responses=responses(401, 404, 422, 503))
 
@@ -72,3 +74,16 @@ async def rotate_secret(
 ) -> Secret:
     grace = body.grace_period_s if body else 86400
     return await store.rotate_secret(tenant, endpoint_id, grace, now_ms(), body.signing if body else None)
+
+
+@router.post("/{endpoint_id}/recover", status_code=202, response_model=ReplayResult)
+async def recover(endpoint_id: str, body: RecoverRequest, tenant: TenantDep, store: StoreDep) -> JSONResponse:
+    """Re-send what died at this endpoint between ``since`` and ``until`` (default: now): a replay."""
+    result = await store.recover(
+        tenant,
+        endpoint_id,
+        ms_from_datetime(body.since),
+        None if body.until is None else ms_from_datetime(body.until),
+        now_ms(),
+    )
+    return JSONResponse(result.model_dump(mode="json"), status_code=202)

@@ -23,7 +23,19 @@ for i = 6, #ARGV do
   local st = f[1] or ''
   out[#out + 1] = st
   local go = false
-  if mode == 'replay' then go = st == 'dead' else go = st ~= '' and st ~= 'delivering' end
+  if mode == 'cancel' then
+    if st == 'pending' or st == 'retrying' then
+      redis.call('ZREM', B .. 'due:' .. f[3], id)
+      redis.call('HSET', dk, 's', 'dead', 'da', now, 'u', now)
+      redis.call('HDEL', dk, 'na')
+      redis.call('ZADD', B .. 'dead', now, id)
+      redis.call('PEXPIRE', dk, retention)
+    end
+  elseif mode == 'replay' then
+    go = st == 'dead'
+  else
+    go = st ~= '' and st ~= 'delivering'
+  end
   if go then
     local ek = B .. 'ep:' .. f[3]
     local was_due = redis.call('ZREM', B .. 'due:' .. f[3], id)
