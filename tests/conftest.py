@@ -72,6 +72,9 @@ def env(redis_url: str) -> dict[str, str]:
         WEBHOOKS_RETRY_SCHEDULE=FAST_SCHEDULE,
         WEBHOOKS_REQUEST_TIMEOUT_S="3",
         WEBHOOKS_LEASE_TTL_S="2",
+        # The fast schedule runs a failing delivery to its end in a second; the circuit breaker
+        # would stretch that to minutes. Tests of the breaker set it themselves.
+        WEBHOOKS_BREAKER_FAILURES="1000",
         WEBHOOKS_LOG_LEVEL="INFO",
         PYTHONPATH=str(ROOT),
     )
