@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from webhooks import __version__
+from webhooks import __version__, logs
 from webhooks.connection import RedisTarget, async_client, sync_client, warn_if_not_durable
 from webhooks.errors import ConfigError, WebhooksError
 from webhooks.secretbox import SecretBox
@@ -29,10 +29,8 @@ from webhooks.timefmt import ms_from_datetime
 log = logging.getLogger("webhooks")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+def _setup_logging(level: str, format: str = "text") -> None:
+    logs.configure(format, level)
 
 
 def target_of(s: Settings) -> RedisTarget:
@@ -80,6 +78,10 @@ def cmd_api(s: Settings, _: argparse.Namespace) -> int:
 
     if s.admin_token is None:
         raise ConfigError("WEBHOOKS_ADMIN_TOKEN: the API refuses to start without an admin token")
+    if s.api_workers > 1:
+        from webhooks.multiproc import use_multiprocess_dir
+
+        use_multiprocess_dir()  # every uvicorn worker's metrics in one /metrics answer
     try:
         warn_if_not_durable(sync_client(target_of(s)))
     except redis.RedisError as exc:
@@ -93,6 +95,7 @@ def cmd_api(s: Settings, _: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         log_level=s.log_level.lower(),
+        log_config=None,  # uvicorn's records go through our handler (webhooks.logs)
         access_log=False,
         proxy_headers=False,
         server_header=False,
@@ -110,6 +113,9 @@ def cmd_worker(s: Settings, args: argparse.Namespace) -> int:
         allow_private=s.allow_private_targets,
         with_scheduler=not args.no_scheduler,
         burst=args.burst,
+        metrics_port=s.metrics_port,
+        metrics_host=s.metrics_host,
+        per_endpoint_metrics=s.metrics_per_endpoint,
     )
     return 0
 
@@ -117,7 +123,7 @@ def cmd_worker(s: Settings, args: argparse.Namespace) -> int:
 def cmd_scheduler(s: Settings, _: argparse.Namespace) -> int:
     from workers.process import run_scheduler
 
-    run_scheduler(target_of(s), s.request_timeout_s, s.retention_ms)
+    run_scheduler(target_of(s), s.request_timeout_s, s.retention_ms, s.metrics_port, s.metrics_host)
     return 0
 
 
@@ -393,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load()
-        _setup_logging(settings.log_level)
+        _setup_logging(settings.log_level, settings.log_format)
         code: int = args.fn(settings, args)
         return code
     except ConfigError as exc:

@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     max_endpoints_per_tenant: int = Field(1000, ge=1, le=1_000_000)
     retention_days: float = Field(30.0, gt=0, le=3650)  # events, settled deliveries and dead letters
     log_level: str = "INFO"
+    # Observability (metrics and logs, issue 10).
+    log_format: str = "text"  # text | json
+    metrics_port: int = Field(0, ge=0, le=65535)  # a worker's or scheduler's own /metrics; 0 = off
+    metrics_host: str = "127.0.0.1"
+    metrics_per_endpoint: bool = False  # per-endpoint series for the busiest endpoints
 
     @field_validator("retry_schedule")
     @classmethod
@@ -58,6 +63,13 @@ class Settings(BaseSettings):
         if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("one of DEBUG, INFO, WARNING, ERROR")
         return value.upper()
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value.lower() not in {"text", "json"}:
+            raise ValueError("one of text, json")
+        return value.lower()
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":

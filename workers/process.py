@@ -20,7 +20,7 @@ from rq import Queue, SimpleWorker
 from webhooks import keys
 from webhooks.connection import RedisTarget, async_client, sync_client, warn_if_not_durable
 from webhooks.secretbox import SecretBox
-from workers import runtime
+from workers import observe, runtime
 from workers.engine import EngineConfig
 from workers.scheduler import Scheduler
 
@@ -75,12 +75,17 @@ def run_worker(
     allow_private: bool,
     with_scheduler: bool = True,
     burst: bool = False,
+    metrics_port: int = 0,
+    metrics_host: str = "127.0.0.1",
+    per_endpoint_metrics: bool = False,
 ) -> None:
     conn = sync_client(target, decode=False)
     wait_for_redis(conn, "worker")
     warn_if_not_durable(conn)
+    served = observe.serve_metrics(metrics_port, metrics_host, target, per_endpoint=per_endpoint_metrics)
     rt = runtime.build(target, box, config, allow_private=allow_private)
     runtime.install(rt)
+    observe.watch_engine(rt.engine)
     stop_scheduler = None
     if with_scheduler:
         _, stop_scheduler = _scheduler_thread(target, config.request_timeout_s, config.retention_ms)
@@ -99,6 +104,8 @@ def run_worker(
         if stop_scheduler:
             stop_scheduler()
         rt.close()
+        if served:
+            served.close()
 
 
 def wait_for_redis(conn: "redis.Redis", who: str) -> None:
@@ -117,10 +124,17 @@ def wait_for_redis(conn: "redis.Redis", who: str) -> None:
         delay_s = min(delay_s * 2, 5.0)
 
 
-def run_scheduler(target: RedisTarget, request_timeout_s: float, retention_ms: int) -> None:
+def run_scheduler(
+    target: RedisTarget,
+    request_timeout_s: float,
+    retention_ms: int,
+    metrics_port: int = 0,
+    metrics_host: str = "127.0.0.1",
+) -> None:
     conn = sync_client(target)
     wait_for_redis(conn, "scheduler")
     warn_if_not_durable(conn)
+    served = observe.serve_metrics(metrics_port, metrics_host, target)
 
     async def main() -> None:
         sched = Scheduler(
@@ -134,4 +148,8 @@ def run_scheduler(target: RedisTarget, request_timeout_s: float, retention_ms: i
         finally:
             await sched.r.aclose()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        if served:
+            served.close()
