@@ -17,6 +17,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
+from types import TracebackType
 from typing import Any, Protocol
 
 import orjson
@@ -106,6 +107,11 @@ def _json_dumps(obj: MutableMapping[str, Any], **_: Any) -> str:
     return orjson.dumps(ordered, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """A crash's traceback as one JSON line, like every other line."""
+    logging.getLogger("webhooks").critical("uncaught exception", exc_info=(kind, exc, tb))
+
+
 def configure(format: str = "text", level: str = "INFO") -> None:
     """Route structlog and stdlib logging to stderr in ``format`` (``text`` or ``json``) at ``level``.
 
@@ -150,6 +156,9 @@ def configure(format: str = "text", level: str = "INFO") -> None:
     root.setLevel(level_no)
     for name in _QUIET:
         logging.getLogger(name).setLevel(max(level_no, logging.WARNING))
+    logging.captureWarnings(True)  # warnings too, in the same format
+    if format == "json":
+        sys.excepthook = _log_uncaught
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
