@@ -16,6 +16,7 @@ field whose name looks like a credential (``secret``, ``token``, ``authorization
 import logging
 import re
 import sys
+import threading
 from collections.abc import MutableMapping
 from types import TracebackType
 from typing import Any, Protocol
@@ -112,6 +113,15 @@ def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackTy
     logging.getLogger("webhooks").critical("uncaught exception", exc_info=(kind, exc, tb))
 
 
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is not None:
+        logging.getLogger("webhooks").critical(
+            "uncaught exception in thread %s",
+            args.thread.name if args.thread else "?",
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        )
+
+
 def configure(format: str = "text", level: str = "INFO") -> None:
     """Route structlog and stdlib logging to stderr in ``format`` (``text`` or ``json``) at ``level``.
 
@@ -159,6 +169,7 @@ def configure(format: str = "text", level: str = "INFO") -> None:
     logging.captureWarnings(True)  # warnings too, in the same format
     if format == "json":
         sys.excepthook = _log_uncaught
+        threading.excepthook = _log_uncaught_in_thread
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
