@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import redis
+from prometheus_client import Counter
 
 from webhooks import ids, keys, metrics
 from webhooks.connection import RedisTarget, sync_client
@@ -25,6 +26,7 @@ from webhooks.errors import ConfigError
 from webhooks.logs import DELIVERY_LOGGER, DeliveryIds, delivery_log
 
 _debug = logging.getLogger(DELIVERY_LOGGER)
+_attempts: dict[tuple[str, str], Counter] = {}  # (outcome, status class) -> its counter (a few)
 
 
 class AttemptLike(Protocol):
@@ -57,23 +59,29 @@ def attempt_finished(
     """
     status_code, duration_s = result.status_code, result.duration_ms / 1000
     ok = outcome == "succeeded"
-    metrics.ATTEMPTS.labels(outcome, metrics.status_class(status_code)).inc()
+    key = (outcome, metrics.status_class(status_code))
+    counter = _attempts.get(key)
+    if counter is None:
+        counter = _attempts[key] = metrics.ATTEMPTS.labels(*key)
+    counter.inc()
     metrics.ATTEMPT_SECONDS.observe(duration_s)
     if ok and accepted_ms is not None:
         metrics.DELIVERY_LATENCY.observe(max(0.0, (now_ms - accepted_ms) / 1000))
     metrics.ENDPOINTS.record(d.endpoint_id, ok)
-    if ok and not _debug.isEnabledFor(logging.DEBUG):
+    level = logging.DEBUG if ok else logging.WARNING if outcome == "dead" else logging.INFO
+    if not _debug.isEnabledFor(level):  # checked first: binding a logger costs more than counting
         return
     fields = {"outcome": outcome, "status_code": status_code, "duration_ms": round(duration_s * 1000)}
     if result.error:
         fields["error"] = result.error
-    log = delivery_log(d)
-    if ok:
-        log.debug("attempt succeeded", **fields)
-    elif outcome == "dead":
-        log.warning("attempt failed; the delivery is dead", **fields)
-    else:
-        log.info("attempt failed; will retry", **fields)
+    message = (
+        "attempt succeeded"
+        if ok
+        else "attempt failed; the delivery is dead"
+        if outcome == "dead"
+        else "attempt failed; will retry"
+    )
+    delivery_log(d).log(level, message, **fields)
 
 
 def lease_taken() -> None:
