@@ -113,17 +113,18 @@ def cmd_worker(s: Settings, args: argparse.Namespace) -> int:
         allow_private=s.allow_private_targets,
         with_scheduler=not args.no_scheduler,
         burst=args.burst,
-        metrics_port=s.metrics_port,
+        metrics_port=s.metrics_port if args.metrics_port is None else args.metrics_port,
         metrics_host=s.metrics_host,
         per_endpoint_metrics=s.metrics_per_endpoint,
     )
     return 0
 
 
-def cmd_scheduler(s: Settings, _: argparse.Namespace) -> int:
+def cmd_scheduler(s: Settings, args: argparse.Namespace) -> int:
     from workers.process import run_scheduler
 
-    run_scheduler(target_of(s), s.request_timeout_s, s.retention_ms, s.metrics_port, s.metrics_host)
+    port = s.metrics_port if args.metrics_port is None else args.metrics_port
+    run_scheduler(target_of(s), s.request_timeout_s, s.retention_ms, port, s.metrics_host)
     return 0
 
 
@@ -151,10 +152,25 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+def _metrics_ports(host: str, first: int, n: int) -> list[int]:
+    """``n`` free ports from ``first`` up, for the ``/metrics`` of ``up``'s workers and scheduler."""
+    ports: list[int] = []
+    port = first
+    while len(ports) < n:
+        if port > 65535:
+            raise ConfigError(f"WEBHOOKS_METRICS_PORT: no {n} free ports from {first} on {host}")
+        if _port_free(host, port):
+            ports.append(port)
+        port += 1
+    return ports
+
+
 def cmd_up(s: Settings, args: argparse.Namespace) -> int:
     from webhooks.embedded import EmbeddedRedis
 
     data_dir = s.data_dir.resolve()
+    # each worker and the scheduler serve /metrics on their own port (WEBHOOKS_METRICS_PORT and up)
+    metrics_ports = _metrics_ports(s.metrics_host, s.metrics_port or s.api_port + 1, args.workers + 1)
     env = dict(os.environ)
     embedded = None
     if not s.redis_url and not s.redis_sentinels:
@@ -189,6 +205,8 @@ def cmd_up(s: Settings, args: argparse.Namespace) -> int:
     specs = [("api", [*me, "api"])]
     specs += [(f"worker-{i + 1}", [*me, "worker", "--no-scheduler"]) for i in range(args.workers)]
     specs.append(("scheduler", [*me, "scheduler"]))
+    for (_, argv), mport in zip(specs[1:], metrics_ports, strict=True):
+        argv += ["--metrics-port", str(mport)]
     sup = _Supervisor(specs, env)
     stop = {"now": False}
 
@@ -215,6 +233,11 @@ def cmd_up(s: Settings, args: argparse.Namespace) -> int:
         print(f"  admin token:  {token}", flush=True)
         print(f"  redis:        {redis_desc}", flush=True)
         print(f"  processes:    api, {args.workers} worker(s), scheduler — Ctrl-C stops all", flush=True)
+        names = [name for name, _ in specs[1:]]
+        scrape = ", ".join(
+            f"{n} http://{s.metrics_host}:{p}/metrics" for n, p in zip(names, metrics_ports, strict=True)
+        )
+        print(f"  metrics:      api {url}/metrics, {scrape}", flush=True)
         while not stop["now"]:
             sup.restart_dead()
             time.sleep(0.2)
@@ -370,8 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="one delivery worker process")
     w.add_argument("--no-scheduler", action="store_true", help="do not embed a scheduler")
     w.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    w.add_argument("--metrics-port", type=int, help="serve /metrics here (default WEBHOOKS_METRICS_PORT)")
     w.set_defaults(fn=cmd_worker)
-    sub.add_parser("scheduler", help="retry/maintenance scheduler").set_defaults(fn=cmd_scheduler)
+    sc = sub.add_parser("scheduler", help="retry/maintenance scheduler")
+    sc.add_argument("--metrics-port", type=int, help="serve /metrics here (default WEBHOOKS_METRICS_PORT)")
+    sc.set_defaults(fn=cmd_scheduler)
     tenant = sub.add_parser("tenant", help="tenants").add_subparsers(dest="tenant_command", required=True)
     tc = tenant.add_parser("create", help="create a tenant; prints its id and API key")
     tc.add_argument("name")
