@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import ROOT
+from tests.e2e.test_cli import clean_env
 from tests.support.poll import poll
 from tests.support.prom import scrape, value
 from tests.support.receiver import Receiver
@@ -18,9 +19,7 @@ from tests.support.redis_proc import free_port
 
 def test_up_prints_a_metrics_address_per_process_and_each_answers(tmp_path: Path, receiver: Receiver) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKS_")}
-    env.update(
-        PYTHONPATH=str(ROOT),
+    env = clean_env(
         WEBHOOKS_DATA_DIR=str(tmp_path / "data"),
         WEBHOOKS_API_PORT=str(port),
         WEBHOOKS_ALLOW_PRIVATE_TARGETS="true",
