@@ -24,8 +24,10 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from api import errors
+from api import metrics as api_metrics
 from api.deps import AppState, caller_from_header, resolve_tenant
 from api.schemas import EventBatch, EventCreate
+from webhooks import metrics
 from webhooks.errors import Invalid, PayloadTooLarge, WebhooksError
 from webhooks.ingest import EventIn
 from webhooks.queue import NewEvent
@@ -37,6 +39,8 @@ SINGLE = "/v1/events"
 BATCH = "/v1/events/batch"
 BATCH_BODY_LIMIT = 64 * 1024 * 1024
 MAX_IDEMPOTENCY_KEY = 256
+_SINGLE_SECONDS = metrics.INGEST_SECONDS.labels("single")
+_BATCH_SECONDS = metrics.INGEST_SECONDS.labels("batch")
 
 
 class FastIngest:
@@ -52,6 +56,7 @@ class FastIngest:
         if path not in (SINGLE, BATCH):
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         response: Response | bytes
         try:
             response = await self._ingest(scope, receive, batch=path == BATCH)
@@ -69,6 +74,8 @@ class FastIngest:
             await send({"type": "http.response.body", "body": response})
         else:
             await response(scope, receive, send)
+        (_BATCH_SECONDS if path == BATCH else _SINGLE_SECONDS).observe(time.perf_counter() - started)
+        api_metrics.count(path, "POST", 202 if isinstance(response, bytes) else response.status_code)
 
     async def _ingest(self, scope: Scope, receive: Receive, *, batch: bool) -> Response | bytes:
         """The 202 body, or the error answer."""
@@ -104,6 +111,7 @@ class FastIngest:
         except ValidationError as exc:
             return errors.validation_error_response(exc.errors(include_url=False))
         accepted = await store.accept(tenant_id, events, int(time.time() * 1000), batch=batch)
+        metrics.EVENTS_ACCEPTED.inc(sum(existing is None for _, existing in accepted))
         out = [
             _accepted_json(new, e.payload)
             if existing is None

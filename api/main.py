@@ -2,12 +2,14 @@
 
 from api.app import ApiConfig, create_app
 from api.ingest import FastIngest
+from webhooks import logs
 from webhooks.config import box_of, policy_of, target_of
 from webhooks.settings import load
 
 
 def app() -> FastIngest:
     s = load()
+    logs.configure(s.log_format, s.log_level)  # again in each spawned uvicorn worker
     return create_app(
         ApiConfig(
             target=target_of(s),

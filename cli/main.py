@@ -8,13 +8,12 @@ command runs, so operator commands start quickly.
 
 import argparse
 import importlib
-import logging
 import sys
 from datetime import datetime
 from typing import Any
 
 from cli import lifeline
-from webhooks import __version__
+from webhooks import __version__, logs
 from webhooks.errors import ConfigError, WebhooksError
 from webhooks.settings import load
 
@@ -102,10 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    logs.configure(fmt, level)  # text or JSON lines, secrets redacted (webhooks/logs.py)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load()
-        _setup_logging(settings.log_level)
+        _setup_logging(settings.log_level, settings.log_format)
         module, _, name = args.target.partition(":")
         fn: Any = getattr(importlib.import_module(f"cli.{module}"), name)
         code: int = fn(settings, args)

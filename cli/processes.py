@@ -39,6 +39,10 @@ def cmd_api(s: Settings, _: argparse.Namespace) -> int:
 
     if s.admin_token is None:
         raise ConfigError("WEBHOOKS_ADMIN_TOKEN: the API refuses to start without an admin token")
+    if s.api_workers > 1:
+        from webhooks.multiproc import use_multiprocess_dir
+
+        use_multiprocess_dir()  # every uvicorn worker's metrics in one /metrics answer
     try:
         warn_if_not_durable(sync_client(target_of(s)))
     except redis.RedisError as exc:
@@ -52,6 +56,7 @@ def cmd_api(s: Settings, _: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         log_level=s.log_level.lower(),
+        log_config=None,  # uvicorn's records go through our handler (webhooks.logs)
         access_log=False,
         proxy_headers=False,
         server_header=False,
@@ -71,6 +76,9 @@ def cmd_worker(s: Settings, args: argparse.Namespace) -> int:
         burst=args.burst,
         scheduler_config=scheduler_config_of(s),
         proxy_url=s.proxy_url.get_secret_value() if s.proxy_url else None,
+        metrics_port=s.metrics_port,
+        metrics_host=s.metrics_host,
+        per_endpoint_metrics=s.metrics_per_endpoint,
     )
     return 0
 
@@ -78,5 +86,5 @@ def cmd_worker(s: Settings, args: argparse.Namespace) -> int:
 def cmd_scheduler(s: Settings, _: argparse.Namespace) -> int:
     from workers.process import run_scheduler
 
-    run_scheduler(target_of(s), scheduler_config_of(s))
+    run_scheduler(target_of(s), scheduler_config_of(s), s.metrics_port, s.metrics_host)
     return 0

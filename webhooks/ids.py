@@ -105,3 +105,17 @@ def floor_id(prefix: str, ms: int) -> str:
 
 def has_prefix(value: str, prefix: str) -> bool:
     return value.startswith(prefix + "_") and len(value) == len(prefix) + 27
+
+
+def time_of(value: str) -> int | None:
+    """The creation time (unix ms) encoded in an id made by :func:`new_id`; None if it is not one."""
+    _, sep, rest = value.partition("_")
+    if not sep or len(rest) != 26:
+        return None
+    ms = 0
+    for char in rest[:10]:
+        digit = _ALPHABET.find(char)
+        if digit < 0:
+            return None
+        ms = ms * 32 + digit
+    return ms

@@ -573,6 +573,7 @@ class Depths:
     active_tenants: int = 0
     oldest_ready_ms: int | None = None  # when the longest-waiting ready delivery was created or due
     first_due_ms: int | None = None
+    breakers_open: int = 0  # endpoints whose circuit breaker is open or probing
     counters: dict[str, int] = field(default_factory=dict)
 
 
@@ -604,10 +605,12 @@ async def depths(r: "Redis", now_ms: int | None = None) -> Depths:
                 pipe.lindex(keys.ready(t, e), 0)
                 pipe.zrange(keys.due(t, e), 0, 0, withscores=True)
                 pipe.zcount(keys.due(t, e), "-inf", horizon)
+                pipe.hget(keys.endpoint(t, e), "h")
             counts = await pipe.execute()
         heads = []
         for j, (t, _) in enumerate(endpoints):
-            n_ready, n_due, head, first, overdue = counts[5 * j : 5 * j + 5]
+            n_ready, n_due, head, first, overdue, half_open = counts[6 * j : 6 * j + 6]
+            out.breakers_open += 1 if half_open == "1" else 0
             out.ready += int(n_ready)
             out.due += int(n_due)
             out.overdue += int(overdue) if now_ms is not None else 0

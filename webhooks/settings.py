@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     proxy_url: SecretStr | None = None
     # first-run: which server binary the embedded Redis of `webhooks up` runs (webhooks/embedded.py).
     embedded_server: str = "auto"
+    # Observability (metrics and logs, issue 10).
+    log_format: str = "text"  # text | json
+    metrics_port: int = Field(0, ge=0, le=65535)  # a worker's or scheduler's own /metrics; 0 = off
+    metrics_host: str = "127.0.0.1"
+    metrics_per_endpoint: bool = False  # per-endpoint series for the busiest endpoints
 
     @field_validator("retry_schedule")
     @classmethod
@@ -106,6 +111,13 @@ class Settings(BaseSettings):
         if value not in {"auto", "redis", "valkey"}:
             raise ValueError("one of auto, redis, valkey")
         return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value.lower() not in {"text", "json"}:
+            raise ValueError("one of text, json")
+        return value.lower()
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":

@@ -32,9 +32,11 @@ from redis.asyncio import Redis
 
 from webhooks import history, queue, retry
 from webhooks.errors import ConfigError
+from webhooks.logs import delivery_log
 from webhooks.queue import Lease, LeasedDelivery, Outcome
 from webhooks.secretbox import SecretBox
 from webhooks.signing import SigningKey, parse_key
+from workers import observe
 from workers.sender import AttemptResult, build_headers, send
 
 log = logging.getLogger("webhooks.worker")
@@ -195,6 +197,7 @@ class Engine:
     def _start_lease(self, lease: Lease) -> None:
         """Start every delivery of the lease: Redis leased only what the endpoints have room for."""
         self._leases[lease.id] = _LeaseState(lease, len(lease.deliveries))
+        observe.lease_taken()
         self._fresh_until[lease.id] = time.monotonic() + FRESH_SHARE * self.cfg.lease_ttl_s
         self.totals.leased += len(lease.deliveries)
         for d in lease.deliveries:
@@ -208,8 +211,8 @@ class Engine:
     async def _deliver(self, d: LeasedDelivery, lease_id: str) -> None:
         try:
             outcome = await self._attempt(d, lease_id)
-        except Exception as exc:
-            log.exception("delivery %s failed unexpectedly; scheduling a retry", d.id)
+        except Exception as exc:  # noqa: BLE001 - logged below; the delivery is retried
+            delivery_log(d).exception("delivery failed unexpectedly; scheduling a retry")
             outcome = self._outcome(
                 d, lease_id, AttemptResult(None, 0, error=f"internal error: {type(exc).__name__}")
             )
@@ -248,7 +251,7 @@ class Engine:
                 if event is None
                 else "endpoint disabled"
             )
-            log.info("delivery %s is dead without an attempt: %s", d.id, reason)
+            delivery_log(d).info("delivery is dead without an attempt", reason=reason)
             return Outcome(
                 d.id, lease_id, "dead", d.attempt_count, d.series_attempts, d.tenant_id, d.endpoint_id
             )
@@ -264,7 +267,9 @@ class Engine:
         headers = build_headers(doc.get("headers") or {}, d.event_id, at_ms // 1000, body, keys)
         result = await send(self.transport, doc["url"], headers, body, self.cfg.request_timeout_s)
         self.totals.attempted += 1
-        return self._outcome(d, lease_id, result, at_ms)
+        out = self._outcome(d, lease_id, result, at_ms)
+        observe.attempt_finished(d, out.status, result, event.created_ms, self.clock())
+        return out
 
     async def _within_rate(self, tenant_id: str, endpoint_id: str, per_s: float) -> int:
         """Wait for a slot of the endpoint's rate limit, shared by all workers through Redis;
@@ -344,6 +349,7 @@ class Engine:
     def _lease_done(self, lease: Lease) -> None:
         self._finished.append((lease.tenant_id, lease.id))
         del self._leases[lease.id]
+        observe.lease_released()
         self._fresh_until.pop(lease.id, None)
 
     async def _flush_loop(self) -> None:

@@ -20,7 +20,7 @@ from rq import Queue, SimpleWorker
 from webhooks import keys
 from webhooks.connection import RedisTarget, async_client, sync_client, warn_if_not_durable
 from webhooks.secretbox import SecretBox
-from workers import jobs, runtime
+from workers import jobs, observe, runtime
 from workers.engine import EngineConfig
 from workers.scheduler import Scheduler, SchedulerConfig
 
@@ -73,12 +73,17 @@ def run_worker(
     burst: bool = False,
     scheduler_config: SchedulerConfig | None = None,
     proxy_url: str | None = None,
+    metrics_port: int = 0,
+    metrics_host: str = "127.0.0.1",
+    per_endpoint_metrics: bool = False,
 ) -> None:
     conn = sync_client(target, decode=False)
     wait_for_redis(conn, "worker")
     warn_if_not_durable(conn)
+    served = observe.serve_metrics(metrics_port, metrics_host, target, per_endpoint=per_endpoint_metrics)
     rt = runtime.build(target, box, config, allow_private=allow_private, proxy_url=proxy_url)
     runtime.install(rt)
+    observe.watch_engine(rt.engine)
     stop_scheduler = None
     if with_scheduler:
         _, stop_scheduler = _scheduler_thread(
@@ -110,6 +115,8 @@ def run_worker(
         if stop_scheduler:
             stop_scheduler()
         rt.close()
+        if served:
+            served.close()
 
 
 def redis_full(conn: "redis.Redis") -> bool:
@@ -138,10 +145,16 @@ def wait_for_redis(conn: "redis.Redis", who: str) -> None:
         delay_s = min(delay_s * 2, 5.0)
 
 
-def run_scheduler(target: RedisTarget, config: SchedulerConfig) -> None:
+def run_scheduler(
+    target: RedisTarget,
+    config: SchedulerConfig,
+    metrics_port: int = 0,
+    metrics_host: str = "127.0.0.1",
+) -> None:
     conn = sync_client(target)
     wait_for_redis(conn, "scheduler")
     warn_if_not_durable(conn)
+    served = observe.serve_metrics(metrics_port, metrics_host, target)
 
     async def main() -> None:
         sched = Scheduler(async_client(target), sync_client(target, decode=False), config)
@@ -153,4 +166,8 @@ def run_scheduler(target: RedisTarget, config: SchedulerConfig) -> None:
         finally:
             await sched.r.aclose()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        if served:
+            served.close()

@@ -1,10 +1,10 @@
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
 from api.deps import StoreDep
-from api.errors import responses
-from webhooks import memory, queue
+from webhooks import memory
+from webhooks import metrics as webhooks_metrics
 
 router = APIRouter(tags=["health"])
 
@@ -45,25 +45,16 @@ async def readyz(store: StoreDep) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-@router.get("/metrics", response_class=PlainTextResponse, responses=responses(503))
-async def metrics(store: StoreDep) -> str:
-    d = await queue.depths(store.r)
-    lines = [
-        "# HELP webhooks_queue_depth Deliveries by queue state.",
-        "# TYPE webhooks_queue_depth gauge",
-        f'webhooks_queue_depth{{state="ready"}} {d.ready}',
-        f'webhooks_queue_depth{{state="due"}} {d.due}',
-        f'webhooks_queue_depth{{state="dead"}} {d.dead}',
-        "# HELP webhooks_leases_active Batches currently leased by workers.",
-        "# TYPE webhooks_leases_active gauge",
-        f"webhooks_leases_active {d.leases}",
-    ]
-    for name in (
-        "events_accepted",
-        "attempts_succeeded",
-        "attempts_failed",
-        "deliveries_dead",
-        "deliveries_reclaimed",
-    ):
-        lines += [f"# TYPE webhooks_{name}_total counter", f"webhooks_{name}_total {d.counters.get(name, 0)}"]
-    return "\n".join(lines) + "\n"
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"description": "Prometheus text exposition", "content": {"text/plain": {}}}},
+)
+async def metrics() -> Response:
+    """This API process's metrics (every uvicorn worker's together when it runs several).
+
+    Process-local: no Redis read, so it answers while Redis is down. The queue's gauges are
+    served by the workers and the scheduler on their own ``WEBHOOKS_METRICS_PORT``.
+    """
+    body, content_type = webhooks_metrics.exposition()
+    return Response(body, media_type=content_type)

@@ -95,7 +95,7 @@ def test_public_routes_answer_without_credentials(api: httpx.Client, path: str) 
 
     assert resp.status_code == 200, resp.text
     if path == "/metrics":
-        assert "webhooks_queue_depth" in resp.text
+        assert "webhooks_http_requests_total" in resp.text
     if path == "/readyz":
         assert resp.json()["status"] == "ready"
 

@@ -10,7 +10,6 @@ from tests.conftest import Processes, Tenant
 from tests.support.poll import poll
 from tests.support.receiver import Receiver
 
-
 NO_BREAKER = {"WEBHOOKS_BREAKER_FAILURES": "1000"}  # let the failures run out the schedule quickly
 
 
