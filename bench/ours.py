@@ -23,7 +23,7 @@ import httpx
 import psutil
 
 from bench.common import ROOT, Proc, RedisServer, free_port, wait_until
-from bench.systems import Endpoint, Event, System
+from bench.systems import Endpoint, Event, System, kill_group
 
 BATCH = 1000
 
@@ -126,6 +126,9 @@ class OurPlatform(System):
         with contextlib.suppress(psutil.Error):
             return [self.api.pid, *(c.pid for c in psutil.Process(self.api.pid).children(recursive=True))]
         return [self.api.pid]
+
+    def kill_worker(self) -> float:
+        return kill_group(self.workers[0])
 
     def describe_failure(self) -> str:
         dead = [p for p in self.all_procs() if not p.alive()]

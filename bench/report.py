@@ -14,8 +14,9 @@ from bench.common import OUT_DIR, ROOT
 if TYPE_CHECKING:
     from bench.run import Results
 
-THROUGHPUT_ORDER = ("ours", "rq-fork", "rq-simple", "celery", "ceiling")
-LATENCY_ORDER = ("ours", "rq", "celery", "ceiling")
+THROUGHPUT_ORDER = ("ours", "rq-fork", "rq-simple", "celery", "celery-threads", "arq", "temporal", "ceiling")
+LATENCY_ORDER = ("ours", "rq", "celery", "celery-threads", "arq", "temporal", "ceiling")
+MEMORY_ORDER = ("ours", "rq-simple", "celery", "celery-threads", "arq", "temporal")
 
 
 def _num(v: float | None, digits: int = 0) -> str:
@@ -67,6 +68,25 @@ def _max_foreign(res: Results) -> tuple[float, str]:
     return worst, where
 
 
+def result_note(r: dict[str, Any]) -> str:
+    """How a throughput run ended: complete, capped (a slow system's delivery cap), time-boxed."""
+    done = f"{r['delivered']:,}/{r['total']:,}"
+    cap = " (capped)" if r.get("capped") else ""
+    if r["time_boxed"]:
+        return f"time-boxed: {done}{cap} in {r['budget_s']:.0f}s"
+    if r["complete"]:
+        return f"complete{cap}"
+    return f"partial: {done}"
+
+
+def ours_over(ours: float | None, other: float | None) -> str:
+    """``ours / other`` as ``12.3x`` (blank when either is missing)."""
+    if not ours or not other:
+        return ""
+    v = ours / other
+    return f"{v:.2f}x" if v < 10 else f"{v:,.0f}x"
+
+
 def table(res: Results) -> str:
     cfg = res.config
     lines: list[str] = []
@@ -89,6 +109,7 @@ def table(res: Results) -> str:
             f"(events fan out to all)",
         ]
         rows, fails = [], []
+        ours_rate = (block.get("ours") or {}).get("rate")
         for name in THROUGHPUT_ORDER:
             r = block.get(name)
             if r is None:
@@ -96,24 +117,20 @@ def table(res: Results) -> str:
             if "error" in r:
                 fails.append(_failed(name, r))
                 continue
-            done = f"{r['delivered']:,}/{r['total']:,}"
-            if r["time_boxed"]:
-                note = f"time-boxed: {done} in {r['budget_s']:.0f}s"
-            else:
-                note = "complete" if r["complete"] else f"partial: {done}"
             rows.append(
                 [
                     name,
                     _num(r["rate"]),
                     f"{r['elapsed_s']:.1f}s",
-                    note,
+                    result_note(r),
+                    ours_over(ours_rate, r["rate"]) if name != "ours" else "",
                     f"{r['receiver_cpu'] * 100:.0f}%",
                     _foreign(r),
                     r.get("notes", ""),
                 ]
             )
         lines += _rows(
-            ["system", "deliveries/s", "time", "result", "receiver CPU", "other load", "how"], rows
+            ["system", "deliveries/s", "time", "result", "ours /", "receiver CPU", "other load", "how"], rows
         )
         lines += fails
         rq = block.get("rq")
@@ -200,7 +217,7 @@ def table(res: Results) -> str:
             "black-holed endpoints (50), RSS sampled every 0.25 s",
         ]
         rows, fails = [], []
-        for name in ("ours", "rq-simple", "celery"):
+        for name in MEMORY_ORDER:
             r = block.get(name)
             if r is None:
                 continue
@@ -222,6 +239,9 @@ def table(res: Results) -> str:
             rows,
         )
         lines += fails
+    from bench import report_peers
+
+    lines += report_peers.tables(res)
     if res.receiver:
         rc = res.receiver
         lines += [
@@ -264,7 +284,9 @@ def chart(res: Results, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 3, figsize=(16, 9))
+    from bench import report_peers
+
+    fig, axes = plt.subplots(3, 3, figsize=(16, 13))
     colors = {"ours": "#2b8a3e", "ceiling": "#868e96", "bare": "#868e96"}
     default = "#4dabf7"
 
@@ -343,7 +365,7 @@ def chart(res: Results, path: Path) -> None:
         axes[1][1].axhline(20_000, color="#fa5252", linestyle="--", linewidth=1)
         axes[1][1].set_ylim(0, max(25_000, block["ours"]["batch_events_rate"] * 1.15))
     block = res.scenarios.get("e", {})
-    labels = [n for n in ("ours", "rq-simple", "celery") if "peak_rss_mb_per_process" in block.get(n, {})]
+    labels = [n for n in MEMORY_ORDER if "peak_rss_mb_per_process" in block.get(n, {})]
     bars(
         axes[1][2],
         "(e) peak worker RSS, 1,000 deliveries",
@@ -353,6 +375,9 @@ def chart(res: Results, path: Path) -> None:
     )
     if labels:
         axes[1][2].axhline(200, color="#fa5252", linestyle="--", linewidth=1)
+    report_peers.chart_g(axes[2][0], res)
+    report_peers.chart_h(axes[2][1], res)
+    axes[2][2].set_axis_off()
     m = res.machine
     fig.suptitle(
         f"webhooks benchmark - {m.get('cpu', '')}, {m.get('cores')} cores, "
