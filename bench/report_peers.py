@@ -145,5 +145,5 @@ def chart_h(ax: Any, res: Results) -> None:
     for n, r, v in zip(names, rects, values, strict=True):
         label = "> window" if block[n]["recovery_s"] is None else f"{v:.1f}s"
         ax.annotate(label, (r.get_x() + r.get_width() / 2, v), ha="center", va="bottom", fontsize=8)
-    ax.set_ylabel("s from the kill until the held deliveries are re-sent")
+    ax.set_ylabel("s from the kill until re-sent")
     ax.tick_params(axis="x", labelsize=8, rotation=15)
