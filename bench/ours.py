@@ -23,7 +23,7 @@ import httpx
 import psutil
 
 from bench.common import ROOT, Proc, RedisServer, free_port, wait_until
-from bench.systems import Endpoint, Event, System, kill_group
+from bench.systems import Endpoint, Event, System, kill_group, tree_pids
 
 BATCH = 1000
 
@@ -113,12 +113,7 @@ class OurPlatform(System):
         return procs + self.workers
 
     def worker_pids(self) -> list[int]:
-        pids: list[int] = []
-        for p in self.workers:
-            with contextlib.suppress(psutil.Error):
-                pids.append(p.pid)
-                pids.extend(c.pid for c in psutil.Process(p.pid).children(recursive=True))
-        return pids
+        return tree_pids(self.workers)
 
     def api_pids(self) -> list[int]:
         if self.api is None:

@@ -476,6 +476,9 @@ def scenario_recovery(cfg: Config, res: Results) -> None:
         f"scenario (h): {cfg.h_rate:g} events/s x {cfg.h_fanout} endpoints answering in {cfg.h_ms} ms, "
         f"one of {cfg.workers} workers SIGKILLed {cfg.h_kill_at_s:g}s in"
     )
+    if cfg.workers < 2:
+        log("  skipped: (h) kills one of the workers, so it needs --workers 2 or more")
+        return
     picked = [n for n in cfg.systems if n in H_SYSTEMS] if cfg.systems == ALL_SYSTEMS else cfg.systems
     for name in picked:
         if name == "ceiling":

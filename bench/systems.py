@@ -169,24 +169,36 @@ def _body(event: Event) -> str:
     return envelope(event.event_type, event.payload).decode()
 
 
+def tree_pids(procs: list[Proc]) -> list[int]:
+    """The pids of ``procs`` and of all their children (for RSS)."""
+    pids: list[int] = []
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            pids.append(p.pid)
+            pids.extend(c.pid for c in psutil.Process(p.pid).children(recursive=True))
+    return pids
+
+
 class _RedisPeer(System):
     def __init__(self) -> None:
         self.redis: RedisServer | None = None
         self.procs: list[Proc] = []
         self.endpoints: list[Endpoint] = []
         self.timeout_s = 15.0
+        self.producer: Any = None  # the producer's client, closed in stop()
+
+    def _start_redis(self, timeout_s: float) -> dict[str, str]:
+        """Start this peer's redis-server; returns the environment its workers need."""
+        self.timeout_s = timeout_s
+        self.redis = RedisServer(self.name)
+        return {"BENCH_REDIS_URL": self.redis.url, "BENCH_REQUEST_TIMEOUT_S": str(timeout_s)}
 
     def set_endpoints(self, urls: list[str]) -> list[Endpoint]:
         self.endpoints = [Endpoint(url=u, secret=new_secret()) for u in urls]
         return self.endpoints
 
     def worker_pids(self) -> list[int]:
-        pids: list[int] = []
-        for p in self.procs:
-            with contextlib.suppress(psutil.Error):
-                pids.append(p.pid)
-                pids.extend(c.pid for c in psutil.Process(p.pid).children(recursive=True))
-        return pids
+        return tree_pids(self.procs)
 
     def describe_failure(self) -> str:
         return "; ".join(f"{p.name}: {p.tail(2)}" for p in self.procs if not p.alive())
@@ -195,6 +207,10 @@ class _RedisPeer(System):
         return kill_group(self.procs[0])
 
     def stop(self) -> None:
+        if self.producer is not None:
+            with contextlib.suppress(Exception):
+                self.producer.close()
+            self.producer = None
         for p in self.procs:
             p.stop()
         self.procs = []
@@ -279,7 +295,6 @@ class CeleryPeer(_RedisPeer):
 
     def __init__(self) -> None:
         super().__init__()
-        self.producer: Any = None
         self.concurrency = 0
 
     @property
@@ -292,10 +307,8 @@ class CeleryPeer(_RedisPeer):
     def start(self, workers: int, timeout_s: float) -> None:
         from bench.peers import celery_peer
 
-        self.timeout_s = timeout_s
         self.concurrency = workers
-        self.redis = RedisServer(self.name)
-        env = {"BENCH_REDIS_URL": self.redis.url, "BENCH_REQUEST_TIMEOUT_S": str(timeout_s)}
+        env = self._start_redis(timeout_s)
         self.procs.append(
             Proc(
                 "celery-worker",
@@ -326,13 +339,6 @@ class CeleryPeer(_RedisPeer):
             body = _body(event)
             for ep in self.endpoints:
                 celery_peer.enqueue_with(self.producer, ep.url, ep.secret, event.id, body)
-
-    def stop(self) -> None:
-        if self.producer is not None:
-            with contextlib.suppress(Exception):
-                self.producer.close()
-            self.producer = None
-        super().stop()
 
 
 class Ceiling(System):

@@ -10,7 +10,6 @@ cap on deliveries (``budget_s``, ``max_deliveries``): its rate is what arrived i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import socket
 import subprocess
@@ -22,10 +21,8 @@ from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import psutil
-
-from bench.common import OUT_DIR, ROOT, Proc, RedisServer, free_port, new_secret, python_module, wait_until
-from bench.systems import Endpoint, Event, System, _body, _RedisPeer, kill_group
+from bench.common import OUT_DIR, ROOT, Proc, free_port, new_secret, python_module, wait_until
+from bench.systems import Endpoint, Event, System, _body, _RedisPeer, kill_group, tree_pids
 
 T = TypeVar("T")
 
@@ -79,7 +76,6 @@ class ArqPeer(_RedisPeer):
 
     def __init__(self) -> None:
         super().__init__()
-        self.producer: Any = None
         self.notes = (
             "arq max_jobs=256 per process, httpx.AsyncClient + AiohttpTransport, uvloop, Retry backoff, "
             "keep_result=0; pipelined enqueue"
@@ -89,25 +85,16 @@ class ArqPeer(_RedisPeer):
         from redis import Redis
 
         python = arq_python()
-        self.timeout_s = timeout_s
-        self.redis = RedisServer(self.name)
-        env = {"BENCH_REDIS_URL": self.redis.url, "BENCH_REQUEST_TIMEOUT_S": str(timeout_s)}
+        env = self._start_redis(timeout_s)
         for i in range(workers):
             self.procs.append(Proc(f"arq-worker-{i}", [python, "-m", "bench.peers.arq_peer"], env=env))
-        self.producer = Redis.from_url(self.redis.url)
+        self.producer = Redis.from_url(env["BENCH_REDIS_URL"])
 
     def submit(self, events: list[Event]) -> None:
         from bench.peers import arq_jobs
 
         for chunk in _chunks(_rows(self.endpoints, events), 1000):
             arq_jobs.enqueue_deliveries(self.producer, chunk)
-
-    def stop(self) -> None:
-        if self.producer is not None:
-            with contextlib.suppress(Exception):
-                self.producer.close()
-            self.producer = None
-        super().stop()
 
 
 class CeleryThreadsPeer(_RedisPeer):
@@ -117,7 +104,6 @@ class CeleryThreadsPeer(_RedisPeer):
 
     def __init__(self) -> None:
         super().__init__()
-        self.producer: Any = None
         self.notes = (
             "celery --pool threads --concurrency 64 per process, pooled httpx.Client, acks_late, "
             "autoretry+retry_backoff"
@@ -126,9 +112,7 @@ class CeleryThreadsPeer(_RedisPeer):
     def start(self, workers: int, timeout_s: float) -> None:
         from bench.peers import celery_threads_peer
 
-        self.timeout_s = timeout_s
-        self.redis = RedisServer(self.name)
-        env = {"BENCH_REDIS_URL": self.redis.url, "BENCH_REQUEST_TIMEOUT_S": str(timeout_s)}
+        env = self._start_redis(timeout_s)
         for i in range(workers):
             argv = python_module(
                 "-m",
@@ -149,20 +133,13 @@ class CeleryThreadsPeer(_RedisPeer):
                 f"bench-{i}-{uuid.uuid4().hex[:6]}@%h",
             )
             self.procs.append(Proc(f"celery-threads-worker-{i}", argv, env=env))
-        self.producer = celery_threads_peer.make_app(self.redis.url)
+        self.producer = celery_threads_peer.make_app(env["BENCH_REDIS_URL"])
 
     def submit(self, events: list[Event]) -> None:
         from bench.peers import celery_threads_peer
 
         rows = (row[1:] for row in _rows(self.endpoints, events))
         celery_threads_peer.enqueue_many(self.producer, rows)
-
-    def stop(self) -> None:
-        if self.producer is not None:
-            with contextlib.suppress(Exception):
-                self.producer.close()
-            self.producer = None
-        super().stop()
 
 
 class _LoopThread:
@@ -247,12 +224,7 @@ class TemporalPeer(System):
         self.loop.run(temporal_peer.start_deliveries(self.client, deliveries), 600.0)
 
     def worker_pids(self) -> list[int]:
-        pids: list[int] = []
-        for p in self.workers:
-            with contextlib.suppress(psutil.Error):
-                pids.append(p.pid)
-                pids.extend(c.pid for c in psutil.Process(p.pid).children(recursive=True))
-        return pids
+        return tree_pids(self.workers)
 
     def kill_worker(self) -> float:
         return kill_group(self.workers[0])
