@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -221,7 +222,9 @@ class TemporalPeer(System):
 
         assert self.loop is not None
         deliveries = temporal_peer.deliveries_for(_rows(self.endpoints, events), self.timeout_s)
-        self.loop.run(temporal_peer.start_deliveries(self.client, deliveries), 600.0)
+        # Starting 2,000 workflows can take longer than the box: stop starting when the box ends.
+        deadline = time.time() + (self.budget_s or 600.0)
+        self.loop.run(temporal_peer.start_deliveries(self.client, deliveries, deadline), 660.0)
 
     def worker_pids(self) -> list[int]:
         return tree_pids(self.workers)

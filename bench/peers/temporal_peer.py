@@ -112,17 +112,24 @@ async def connect(address: str, timeout_s: float = 30.0) -> Client:
             await asyncio.sleep(0.2)
 
 
-async def start_deliveries(client: Client, deliveries: Iterable[tuple[str, Delivery]]) -> int:
-    """Start one ``DeliverWebhook`` per ``(workflow_id, delivery)``, ``START_CONCURRENCY`` at a time."""
+async def start_deliveries(
+    client: Client, deliveries: Iterable[tuple[str, Delivery]], deadline: float | None = None
+) -> int:
+    """Start one ``DeliverWebhook`` per ``(workflow_id, delivery)``, ``START_CONCURRENCY`` at a time;
+    none is started after ``deadline`` (unix s). Returns how many were started."""
     sem = asyncio.Semaphore(START_CONCURRENCY)
+    started = 0
 
     async def start(wf_id: str, d: Delivery) -> None:
+        nonlocal started
         async with sem:
+            if deadline is not None and time.time() > deadline:
+                return
             await client.start_workflow(DeliverWebhook.run, d, id=wf_id, task_queue=TASK_QUEUE)
+            started += 1
 
-    tasks = [asyncio.ensure_future(start(wf_id, d)) for wf_id, d in deliveries]
-    await asyncio.gather(*tasks)
-    return len(tasks)
+    await asyncio.gather(*(start(wf_id, d) for wf_id, d in deliveries))
+    return started
 
 
 async def run_worker(address: str, task_queue: str) -> None:
