@@ -23,7 +23,7 @@ import httpx
 import psutil
 
 from bench.common import Proc, RedisServer, free_port, wait_until
-from bench.systems import Endpoint, Event, System
+from bench.systems import Endpoint, Event, System, kill_group, tree_pids
 
 BATCH = 1000
 
@@ -110,12 +110,7 @@ class OurPlatform(System):
         return procs + self.workers
 
     def worker_pids(self) -> list[int]:
-        pids: list[int] = []
-        for p in self.workers:
-            with contextlib.suppress(psutil.Error):
-                pids.append(p.pid)
-                pids.extend(c.pid for c in psutil.Process(p.pid).children(recursive=True))
-        return pids
+        return tree_pids(self.workers)
 
     def api_pids(self) -> list[int]:
         if self.api is None:
@@ -123,6 +118,9 @@ class OurPlatform(System):
         with contextlib.suppress(psutil.Error):
             return [self.api.pid, *(c.pid for c in psutil.Process(self.api.pid).children(recursive=True))]
         return [self.api.pid]
+
+    def kill_worker(self) -> float:
+        return kill_group(self.workers[0])
 
     def describe_failure(self) -> str:
         dead = [p for p in self.all_procs() if not p.alive()]

@@ -13,8 +13,13 @@ Per request it records the arrival time and the ``webhook-id`` header; the first
 (end-to-end latency, the producer stamps ``sent_at`` when it posts the event). When the harness
 registered an endpoint's secret (``POST /reset {"secrets": {"<endpoint>": "whsec_..."}}``) it verifies the
 Standard Webhooks signature with the ``standardwebhooks`` package; keep both off for throughput runs.
+With ``{"track_requests": true}`` it also logs every request (repeats too) as ``[arrival, "mode/ep",
+webhook-id, first?, data.sent_at or null, orphaned?]``, returned by ``GET /stats?requests=1``;
+``orphaned`` marks a ``slow`` request whose client hung up before the answer (its worker died). The
+recovery scenario reads it: which deliveries a killed worker held, and when they were re-sent.
 
-``GET /stats`` (``?latency=1`` adds the raw latency arrays), ``POST /reset``, ``GET /healthz``.
+``GET /stats`` (``?latency=1`` adds the raw latency arrays, ``?requests=1`` the request log),
+``POST /reset``, ``GET /healthz``.
 
 Run: ``python -m bench.receiver --port 9000``.
 """
@@ -78,6 +83,8 @@ class State:
     seen: set[tuple[str, str]] = field(default_factory=set)
     latency: dict[str, list[float]] = field(default_factory=dict)
     track_latency: bool = False
+    track_requests: bool = False
+    requests: list[list[Any]] = field(default_factory=list)
     verifiers: dict[str, Any] = field(default_factory=dict)
     verified: int = 0
     bad_signatures: int = 0
@@ -126,7 +133,8 @@ def _query_ms(scope: Scope, default: float = 100.0) -> float:
     return default
 
 
-def _record(scope: Scope, mode: str, endpoint: str, body: bytes) -> None:
+def _record(scope: Scope, mode: str, endpoint: str, body: bytes) -> list[Any] | None:
+    """Count the request; returns its request-log entry when the log is on."""
     now = time.time()
     st = STATE
     ms = st.modes.get(mode)
@@ -143,8 +151,12 @@ def _record(scope: Scope, mode: str, endpoint: str, body: bytes) -> None:
         st.anonymous += 1
         msg_id = f"anon-{st.anonymous}"
     pair = (key, msg_id)
+    entry: list[Any] | None = None
+    if st.track_requests:
+        entry = [now, key, msg_id, pair not in st.seen, _sent_at(body), False]
+        st.requests.append(entry)
     if pair in st.seen:
-        return
+        return entry
     st.seen.add(pair)
     ms.unique += 1
     per[1] += 1
@@ -160,16 +172,27 @@ def _record(scope: Scope, mode: str, endpoint: str, body: bytes) -> None:
         except (ValueError, KeyError, TypeError, WebhookVerificationError):
             st.bad_signatures += 1
     if st.track_latency:
-        try:
-            doc = _loads(body)
-            data = doc.get("data", doc)  # the envelope {"type", "timestamp", "data"} or a bare payload
-            sent_at = float(data["sent_at"])
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return
-        st.latency.setdefault(mode, []).append(now - sent_at)
+        sent_at = _sent_at(body)
+        if sent_at is not None:
+            st.latency.setdefault(mode, []).append(now - sent_at)
+    return entry
 
 
-def _stats(with_latency: bool) -> dict[str, Any]:
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _sent_at(body: bytes) -> float | None:
+    try:
+        doc = _loads(body)
+        data = doc.get("data", doc)  # the envelope {"type", "timestamp", "data"} or a bare payload
+        return float(data["sent_at"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _stats(with_latency: bool, with_requests: bool = False) -> dict[str, Any]:
     st = STATE
     out: dict[str, Any] = {
         "now": time.time(),
@@ -182,13 +205,18 @@ def _stats(with_latency: bool) -> dict[str, Any]:
     }
     if with_latency:
         out["latency"] = st.latency
+    if with_requests:
+        out["requests"] = st.requests
     return out
 
 
 def _reset(config: dict[str, Any]) -> None:
     global STATE
     open_now = STATE.open_blackhole
-    STATE = State(track_latency=bool(config.get("track_latency", False)))
+    STATE = State(
+        track_latency=bool(config.get("track_latency", False)),
+        track_requests=bool(config.get("track_requests", False)),
+    )
     STATE.open_blackhole = open_now
     secrets = config.get("secrets") or {}
     if secrets:
@@ -206,11 +234,19 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if method == "POST" and len(parts) == 2 and parts[0] in MODES:
         mode, endpoint = parts
         body = await _read_body(receive)
-        _record(scope, mode, endpoint, body)
+        entry = _record(scope, mode, endpoint, body)
         if mode == "instant":
             await _respond(send, 200, b"{}")
         elif mode == "slow":
-            await asyncio.sleep(_query_ms(scope) / 1000.0)
+            if entry is None:
+                await asyncio.sleep(_query_ms(scope) / 1000.0)
+            else:  # the request log is on: notice a client that goes away while we wait
+                try:
+                    await asyncio.wait_for(_wait_disconnect(receive), _query_ms(scope) / 1000.0)
+                    entry[5] = True
+                    return
+                except TimeoutError:
+                    pass
             await _respond(send, 200, b"{}")
         elif mode == "fail":
             await _respond(send, 500, b'{"error":"failing on purpose"}')
@@ -224,7 +260,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
                 STATE.open_blackhole -= 1
         return
     if path == "/stats" and method == "GET":
-        await _respond(send, 200, _dumps(_stats(b"latency=1" in scope.get("query_string", b""))))
+        qs = scope.get("query_string", b"")
+        await _respond(send, 200, _dumps(_stats(b"latency=1" in qs, b"requests=1" in qs)))
     elif path == "/reset" and method == "POST":
         body = await _read_body(receive)
         _reset(_loads(body) if body.strip() else {})

