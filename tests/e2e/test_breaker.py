@@ -1,0 +1,63 @@
+"""The circuit breaker end to end: a receiver down for a while, then back; disabling after the window."""
+
+import time
+from typing import Any
+
+import httpx
+import redis
+
+from tests.conftest import Processes, Tenant
+from tests.support.poll import poll
+from tests.support.receiver import Receiver
+from webhooks import keys
+
+BREAKER = {
+    "WEBHOOKS_BREAKER_FAILURES": "3",
+    "WEBHOOKS_BREAKER_PAUSE_S": "0.5",
+    "WEBHOOKS_BREAKER_MAX_PAUSE_S": "1",
+    "WEBHOOKS_RETRY_SCHEDULE": ",".join(["30"] * 8),  # retries alone would take minutes
+}
+
+
+def test_an_outage_costs_few_attempts_and_the_waiting_deliveries_flow_once_it_ends(
+    api: httpx.Client, tenant: Tenant, receiver: Receiver, procs: Processes, rds: "redis.Redis"
+) -> None:
+    receiver.down.add("out")
+    api.post(
+        "/v1/endpoints", json={"url": receiver.url("switch/out"), "max_in_flight": 4}, headers=tenant.auth
+    )
+    procs.worker(env=BREAKER)
+    events = [{"event_type": "a.b", "payload": {"i": i}} for i in range(100)]
+    sent = api.post("/v1/events/batch", json={"events": events}, headers=tenant.auth).json()
+    time.sleep(4)  # the outage: the breaker opens after 3 failures and probes now and then
+    during = len(receiver.to("switch/out"))
+    assert during < 30, f"{during} attempts during a 4 s outage of 100 waiting deliveries"
+    receiver.down.clear()
+    ended = time.time()
+    want = {e["id"] for e in sent}
+    poll(
+        lambda: want <= {r.headers["webhook-id"] for r in receiver.to("switch/out")},
+        30,
+        what="every waiting delivery once the endpoint answers",
+    )
+    # the failed ones did not wait out their 30 s retry step: the probe's success sent them at once
+    assert time.time() - ended < 20
+    stats = rds.hgetall(keys.stats(tenant.id))
+    assert int(stats.get("attempts_failed", 0)) == during
+
+
+def test_an_endpoint_failing_for_the_whole_window_is_disabled_with_a_reason(
+    api: httpx.Client, tenant: Tenant, receiver: Receiver, procs: Processes
+) -> None:
+    ep: dict[str, Any] = api.post(
+        "/v1/endpoints", json={"url": receiver.url("fail/always")}, headers=tenant.auth
+    ).json()
+    procs.worker(env={**BREAKER, "WEBHOOKS_DISABLE_AFTER_S": "2"})
+    for _ in range(3):
+        api.post("/v1/events", json={"event_type": "a.b", "payload": {}}, headers=tenant.auth)
+    got = poll(
+        lambda: (e := api.get(f"/v1/endpoints/{ep['id']}", headers=tenant.auth).json())["disabled"] and e,
+        30,
+        what="the endpoint disabled",
+    )
+    assert got["disabled_reason"].startswith("failing without a success for")
