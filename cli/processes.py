@@ -2,18 +2,23 @@
 
 import argparse
 import logging
+from typing import TYPE_CHECKING
 
 from webhooks.config import box_of, target_of
 from webhooks.connection import sync_client, warn_if_not_durable
 from webhooks.errors import ConfigError
 from webhooks.settings import Settings
-from workers.engine import EngineConfig
-from workers.scheduler import SchedulerConfig
+
+if TYPE_CHECKING:  # imported where used: the API's metrics must not load before its multiprocess folder
+    from workers.engine import EngineConfig
+    from workers.scheduler import SchedulerConfig
 
 log = logging.getLogger("webhooks")
 
 
-def engine_config_of(s: Settings) -> EngineConfig:
+def engine_config_of(s: Settings) -> "EngineConfig":
+    from workers.engine import EngineConfig
+
     return EngineConfig(
         schedule=s.schedule,
         request_timeout_s=s.request_timeout_s,
@@ -24,7 +29,9 @@ def engine_config_of(s: Settings) -> EngineConfig:
     )
 
 
-def scheduler_config_of(s: Settings) -> SchedulerConfig:
+def scheduler_config_of(s: Settings) -> "SchedulerConfig":
+    from workers.scheduler import SchedulerConfig
+
     return SchedulerConfig(
         request_timeout_s=s.request_timeout_s,
         retention_ms=s.retention_ms,

@@ -233,8 +233,9 @@ class Up:
             + (")" if self.args.verbose else "; --verbose shows them here)"),
         ]
         if self.metrics:
-            ports = ", ".join(f"{name} :{port}" for name, port in self.metrics.items())
-            lines.append(f"  metrics:      {ports}")
+            host = self.s.metrics_host
+            ports = ", ".join(f"{name} http://{host}:{port}/metrics" for name, port in self.metrics.items())
+            lines.append(f"  metrics:      api {self.api_url}/metrics, {ports}")
         lines.append(f"  stop:         Ctrl-C, or kill {os.getpid()}")
         self.info = platform_info.PlatformInfo(
             pid=os.getpid(),

@@ -348,13 +348,17 @@ async def complete(
         replies = await pipe.execute()
     done = Completed()
     to_activate = []
-    for tenant_id, (applied, act, opened, disabled) in zip(by_tenant, replies, strict=True):
+    wakes: dict[str, int] = {}
+    for tenant_id, (applied, act, opened, disabled, wake) in zip(by_tenant, replies, strict=True):
+        if int(wake) >= 0:
+            wakes[tenant_id] = int(wake)
         done.applied += int(applied)
         done.breakers_opened += int(opened)
         done.disabled += [(tenant_id, disabled[i], disabled[i + 1]) for i in range(0, len(disabled), 2)]
         if int(act):
             to_activate.append(tenant_id)
     await activate(r, to_activate)
+    await wake_at(r, wakes)
     return done
 
 

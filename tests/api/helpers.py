@@ -35,13 +35,17 @@ async def _lease_everything(r: AsyncRedis, at_ms: int) -> list[queue.Lease]:
         for endpoint_id in await r.zrange(keys.tenant_endpoints(tenant_id), 0, -1):
             await r.hset(keys.endpoint(tenant_id, endpoint_id), "mif", 1_000_000)
     leases = []
+    empty = 0  # leases in a row that found nothing: a whole rotation of them means all is leased
     while (tenant_id := await queue.next_tenant(r)) is not None:
         lease = await queue.lease(r, tenant_id, 100_000, ttl_ms=600_000, now_ms=at_ms, quantum=100_000)
-        if not lease.deliveries:
-            if await r.llen(keys.ACTIVE) == 0:
+        if lease.deliveries:
+            leases.append(lease)
+            empty = 0
+        else:
+            empty += 1
+            if empty >= await r.llen(keys.ACTIVE):
                 break
-            continue
-        leases.append(lease)
+    await queue.retire_idle(r)  # as the scheduler would
     return leases
 
 

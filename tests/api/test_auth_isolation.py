@@ -239,8 +239,8 @@ def test_admin_without_tenant_id_on_tenant_routes_is_422_naming_tenant_id(
     checked = []
     for method, path, op in operations(api):
         params = {p["name"] for p in op.get("parameters", []) if p["in"] == "query"}
-        if "tenant_id" not in params or path.startswith("/v1/dead-letters"):
-            continue  # not tenant-scoped; the admin sees every tenant's dead letters
+        if "tenant_id" not in params or path.startswith(("/v1/dead-letters", "/v1/replays")):
+            continue  # not tenant-scoped; the admin sees every tenant's dead letters and replays
         body: dict[str, Any] | None = None
         if path == "/v1/endpoints" and method == "POST":
             body = {"url": URL}

@@ -39,7 +39,7 @@ def worker(redis_url: str, log: Path) -> subprocess.Popen[bytes]:
         PYTHONPATH=str(ROOT),
     )
     with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "webhooks", "worker"], env=env, stdout=out, stderr=out)
+        return subprocess.Popen([sys.executable, "-m", "cli", "worker"], env=env, stdout=out, stderr=out)
 
 
 def seed(api: httpx.Client, receiver: Receiver) -> dict[str, Any]:

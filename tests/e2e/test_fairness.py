@@ -83,7 +83,7 @@ def test_max_in_flight_holds_across_all_workers(
 def test_fifo_keeps_ingest_order_across_retries_and_a_worker_kill(
     api: httpx.Client, tenant: Tenant, receiver: Receiver, procs: Processes
 ) -> None:
-    endpoint(api, tenant, receiver.url("flaky/2/fifo"), ordering="fifo")
+    endpoint(api, tenant, receiver.url("flaky/2/fifo"), ordering="fifo", event_types=["a.b"])
     slow = endpoint(api, tenant, receiver.url("slow/300/fifo-kill"), ordering="fifo", event_types=["k.k"])
     assert slow["ordering"] == "fifo"
     events = post_batch(api, tenant, 12)

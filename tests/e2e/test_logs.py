@@ -78,7 +78,7 @@ def test_json_logs_parse_and_delivery_lines_carry_the_ids(procs: Processes, rece
 
 def test_a_bad_log_format_stops_the_process_with_one_line(env: dict[str, str]) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "webhooks", "worker"],
+        [sys.executable, "-m", "cli", "worker"],
         env={**env, "WEBHOOKS_LOG_FORMAT": "xml"},
         cwd=ROOT,
         capture_output=True,

@@ -34,7 +34,7 @@ def test_a_paced_replay_survives_a_worker_kill_shows_progress_and_can_be_cancell
     victim = procs.worker(env=NO_BREAKER)
     make_dead(api, tenant, receiver, 40)
     receiver.down.clear()
-    started = api.post("/v1/dead-letters/replay", json={"rate_per_s": 10}, headers=tenant.auth)
+    started = api.post("/v1/dead-letters/replay", json={"rate_per_s": 4}, headers=tenant.auth)
     assert started.status_code == 202, started.text
     replay_id = started.json()["replay_id"]
 

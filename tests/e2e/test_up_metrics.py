@@ -25,7 +25,7 @@ def test_up_prints_a_metrics_address_per_process_and_each_answers(tmp_path: Path
         WEBHOOKS_ALLOW_PRIVATE_TARGETS="true",
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "webhooks", "up", "--workers", "2"],
+        [sys.executable, "-m", "cli", "up", "--workers", "2"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -110,7 +110,7 @@ def test_a_metrics_port_in_use_stops_the_worker_naming_the_variable(env: dict[st
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "webhooks", "worker", "--burst"],
+            [sys.executable, "-m", "cli", "worker", "--burst"],
             env={**env, "WEBHOOKS_METRICS_PORT": str(port)},
             cwd=ROOT,
             capture_output=True,

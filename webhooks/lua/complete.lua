@@ -18,7 +18,8 @@
 -- The breaker: `f` consecutive failures reaching the threshold open it (pause `bo` ms, doubling
 -- up to the longest); the first request after a pause is the probe (`h` = half-open: one slot);
 -- a success closes it and sends everything waiting in the due zset at once.
--- Returns {applied, activate, endpoints opened, endpoints disabled (flat id, reason)}.
+-- Returns {applied, activate, endpoints opened, endpoints disabled (flat id, reason), next wake ms
+-- or -1 (a retry, a pause: the caller registers it, so the scheduler comes back in time)}.
 local now = tonumber(ARGV[1])
 local retention = tonumber(ARGV[2])
 local threshold = tonumber(ARGV[3])
@@ -178,4 +179,4 @@ if n_back > 0 then redis.call('HINCRBY', st, 'deliveries_reclaimed', n_back) end
 if n_ok > 0 then redis.call('HINCRBY', st, 'attempts_succeeded', n_ok) end
 if n_fail > 0 then redis.call('HINCRBY', st, 'attempts_failed', n_fail) end
 if n_dead > 0 then redis.call('HINCRBY', st, 'deliveries_dead', n_dead) end
-return {applied, activation(), opened, disabled}
+return {applied, activation(), opened, disabled, next_wake()}
