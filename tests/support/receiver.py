@@ -10,6 +10,7 @@ Paths (``<name>`` is free text so tests can tell endpoints apart):
 - ``/slow/<ms>/<name>``: 200 after ``ms`` milliseconds
 - ``/hang/<name>``: never answers (until the server stops)
 - ``/switch/<name>``: 503 while ``<name>`` is in :attr:`Receiver.down`, else 200
+- ``/throttle/<n>/<ms>/<name>``: 502 for the first ``n`` requests, then 200 after ``ms`` milliseconds
 
 Every path's requests in flight are counted; :attr:`Receiver.peak` keeps the most seen at once.
 """
@@ -38,6 +39,7 @@ class Receiver:
         self.in_flight: dict[str, int] = defaultdict(int)
         self.peak: dict[str, int] = defaultdict(int)
         self.down: set[str] = set()
+        self.concurrency: dict[str, list[int]] = defaultdict(list)  # requests in flight at each arrival
         self.stopping = threading.Event()
         receiver = self
 
@@ -58,6 +60,7 @@ class Receiver:
                     seen = receiver.counts[self.path]
                     receiver.in_flight[self.path] += 1
                     receiver.peak[self.path] = max(receiver.peak[self.path], receiver.in_flight[self.path])
+                    receiver.concurrency[self.path].append(receiver.in_flight[self.path])
                 try:
                     status, extra = receiver.answer(self.path, seen)
                 finally:
@@ -97,6 +100,11 @@ class Receiver:
             return 200, {}
         if kind == "hang":
             return None, {}
+        if kind == "throttle":
+            if seen <= int(parts[1]):
+                return 502, {}
+            time.sleep(int(parts[2]) / 1000)
+            return 200, {}
         if kind == "switch":
             return (503 if parts[1] in self.down else 200), {}
         return 404, {}
