@@ -2,7 +2,7 @@
 -- KEYS[1] is the tenant's key base, "wh:{t:<tenant id>}:": every key a script touches starts
 -- with it, so a script stays inside one Redis Cluster hash slot.
 local B = KEYS[1]
-local DEFAULT_MAX_IN_FLIGHT = 64
+local DEFAULT_MAX_IN_FLIGHT = 256
 
 -- Requests the endpoint may still start now, across all workers: its max_in_flight, lowered by
 -- throttling (`cap`), 1 for FIFO endpoints and half-open breakers, less those in flight.
