@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from webhooks.secretbox import SecretBox
 
 ORDERINGS = ("parallel", "fifo")
+SLOW_START = 16  # as in lua/_common.lua
 
 
 def check_max_in_flight(value: int | None, default: int) -> int:
@@ -138,6 +139,10 @@ class EndpointsMixin:
                     "disabled": "1" if disabled else "0",
                     "disabled_reason": "",
                     "mif": doc["max_in_flight"],
+                    # slow start: a new endpoint begins at a few requests in flight, one more per
+                    # success up to max_in_flight (lua/complete.lua), so an endpoint that is down
+                    # from the start costs few attempts before its breaker opens
+                    "cap": min(SLOW_START, doc["max_in_flight"]),
                     "fifo": "1" if doc["ordering"] == "fifo" else "0",
                 },
             )

@@ -3,6 +3,7 @@
 -- with it, so a script stays inside one Redis Cluster hash slot.
 local B = KEYS[1]
 local DEFAULT_MAX_IN_FLIGHT = 256
+local SLOW_START = 16  -- requests in flight a new or recovering endpoint starts with (`cap`), +1 per success
 
 -- Requests the endpoint may still start now, across all workers: its max_in_flight, lowered by
 -- throttling (`cap`), 1 for FIFO endpoints and half-open breakers, less those in flight.

@@ -17,7 +17,8 @@
 -- ready list and pauses the endpoint until then, holding the deliveries behind it.
 -- The breaker: `f` consecutive failures reaching the threshold open it (pause `bo` ms, doubling
 -- up to the longest); the first request after a pause is the probe (`h` = half-open: one slot);
--- a success closes it and sends everything waiting in the due zset at once.
+-- a success closes it and sends everything waiting in the due zset at once, at a cap that starts
+-- again from SLOW_START and grows by one per success.
 -- Returns {applied, activate, endpoints opened, endpoints disabled (flat id, reason), next wake ms
 -- or -1 (a retry, a pause: the caller registers it, so the scheduler comes back in time)}.
 local now = tonumber(ARGV[1])
@@ -68,9 +69,11 @@ end
 local function succeeded(ek, ep)
   local f = redis.call('HMGET', ek, 'h', 'mif', 'cap')
   redis.call('HDEL', ek, 'f', 'fs')
-  if f[1] == '1' then
+  if f[1] == '1' then  -- the probe answered: close, send what waits, and start slow again
     redis.call('HDEL', ek, 'h', 'bo')
     flush_due(ep)
+    local _, limit = limit_of(f[2], f[3])
+    if limit > SLOW_START then f[3] = tostring(SLOW_START - 1) end
   end
   if f[3] then  -- throttled: one more slot per success, back to max_in_flight
     local cap, limit = limit_of(f[2], f[3])
