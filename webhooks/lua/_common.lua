@@ -33,6 +33,38 @@ local function release_slot(ek)
   if redis.call('HINCRBY', ek, 'if', -1) < 0 then redis.call('HSET', ek, 'if', 0) end
 end
 
+-- Endpoints a script changed, in order: each gets one wake_endpoint at the end.
+local touched, touched_order = {}, {}
+local function touch(ep)
+  if not touched[ep] then touched[ep] = true; touched_order[#touched_order + 1] = ep end
+end
+local function wake_touched(now)
+  for _, ep in ipairs(touched_order) do wake_endpoint(ep, now) end
+end
+
+-- A lease ends: the deliveries it still holds go back to the head of their ready lists, in order,
+-- and give their slots back; the lease is removed. Returns how many went back.
+local function release_lease(lid, now)
+  local lk = B .. 'lease:' .. lid
+  local held = redis.call('LRANGE', lk, 0, -1)
+  local n = 0
+  for j = #held, 1, -1 do
+    local dk = B .. 'd:' .. held[j]
+    if redis.call('HGET', dk, 'l') == lid then
+      local ep = redis.call('HGET', dk, 'p')
+      redis.call('HDEL', dk, 'l')
+      redis.call('HSET', dk, 's', 'pending', 'u', now)
+      redis.call('LPUSH', B .. 'r:' .. ep, held[j])
+      release_slot(B .. 'ep:' .. ep)
+      touch(ep)
+      n = n + 1
+    end
+  end
+  redis.call('DEL', lk)
+  redis.call('ZREM', B .. 'leases', lid)
+  return n
+end
+
 -- 1 when the tenant has runnable work but is not marked active: the caller must then RPUSH it
 -- onto the global active list (a separate call: that list lives in another slot).
 local function activation()

@@ -30,11 +30,7 @@ local disable_after = tonumber(ARGV[6])
 local nf = tonumber(ARGV[7])
 local applied, opened = 0, 0
 local n_ok, n_fail, n_dead, n_back = 0, 0, 0, 0
-local touched, order, disabled = {}, {}, {}
-
-local function touch(ep)
-  if not touched[ep] then touched[ep] = true; order[#order + 1] = ep end
-end
+local disabled = {}
 
 local function disable(ek, ep, reason)
   if redis.call('HGET', ek, 'disabled') == '1' or redis.call('HEXISTS', ek, 'doc') == 0 then return end
@@ -157,26 +153,8 @@ end
 -- list: its outcome was written by an earlier call whose effect was lost (a failover with
 -- replication lag, a crash of Redis with everysec), so no delivery is left under a lease that no
 -- longer exists.
-for i = 8, 7 + nf do
-  local lid = ARGV[i]
-  local lk = B .. 'lease:' .. lid
-  local held = redis.call('LRANGE', lk, 0, -1)
-  for j = #held, 1, -1 do
-    local dk = B .. 'd:' .. held[j]
-    if redis.call('HGET', dk, 'l') == lid then
-      local ep = redis.call('HGET', dk, 'p')
-      redis.call('HDEL', dk, 'l')
-      redis.call('HSET', dk, 's', 'pending', 'u', now)
-      redis.call('LPUSH', B .. 'r:' .. ep, held[j])
-      release_slot(B .. 'ep:' .. ep)
-      touch(ep)
-      n_back = n_back + 1
-    end
-  end
-  redis.call('DEL', lk)
-  redis.call('ZREM', B .. 'leases', lid)
-end
-for _, ep in ipairs(order) do wake_endpoint(ep, now) end
+for i = 8, 7 + nf do n_back = n_back + release_lease(ARGV[i], now) end
+wake_touched(now)
 local st = B .. 'stats'
 if n_back > 0 then redis.call('HINCRBY', st, 'deliveries_reclaimed', n_back) end
 if n_ok > 0 then redis.call('HINCRBY', st, 'attempts_succeeded', n_ok) end

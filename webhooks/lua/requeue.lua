@@ -11,10 +11,7 @@ local mode = ARGV[2]
 local due = tonumber(ARGV[3])
 local step = tonumber(ARGV[4])
 local retention = tonumber(ARGV[5])
-local out, touched, order = {}, {}, {}
-local function touch(ep)
-  if not touched[ep] then touched[ep] = true; order[#order + 1] = ep end
-end
+local out = {}
 for i = 6, #ARGV do
   local id = ARGV[i]
   local dk = B .. 'd:' .. id
@@ -69,5 +66,5 @@ for i = 6, #ARGV do
     end
   end
 end
-for _, ep in ipairs(order) do wake_endpoint(ep, now) end
+wake_touched(now)
 return {out, activation(), next_wake()}

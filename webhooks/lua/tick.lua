@@ -12,29 +12,9 @@
 -- wake time (both in other slots).
 local now = tonumber(ARGV[1])
 local most = tonumber(ARGV[2])
-local touched, order = {}, {}
-local function touch(ep)
-  if not touched[ep] then touched[ep] = true; order[#order + 1] = ep end
-end
-
 local n_leases, n_back, n_promoted = 0, 0, 0
 for _, lid in ipairs(redis.call('ZRANGEBYSCORE', B .. 'leases', '-inf', now, 'LIMIT', 0, most)) do
-  local lk = B .. 'lease:' .. lid
-  local held = redis.call('LRANGE', lk, 0, -1)
-  for j = #held, 1, -1 do
-    local dk = B .. 'd:' .. held[j]
-    if redis.call('HGET', dk, 'l') == lid then
-      local ep = redis.call('HGET', dk, 'p')
-      redis.call('HDEL', dk, 'l')
-      redis.call('HSET', dk, 's', 'pending', 'u', now)
-      redis.call('LPUSH', B .. 'r:' .. ep, held[j])
-      release_slot(B .. 'ep:' .. ep)
-      touch(ep)
-      n_back = n_back + 1
-    end
-  end
-  redis.call('DEL', lk)
-  redis.call('ZREM', B .. 'leases', lid)
+  n_back = n_back + release_lease(lid, now)
   n_leases = n_leases + 1
 end
 
@@ -67,6 +47,6 @@ for _, ep in ipairs(redis.call('ZRANGEBYSCORE', B .. 'dueq', '-inf', now, 'LIMIT
   touch(ep)
 end
 
-for _, ep in ipairs(order) do wake_endpoint(ep, now) end
+wake_touched(now)
 if n_back > 0 then redis.call('HINCRBY', B .. 'stats', 'deliveries_reclaimed', n_back) end
 return {n_leases, n_back, n_promoted, activation(), next_wake(), redis.call('HGET', B .. 'info', 'act') or '0'}
