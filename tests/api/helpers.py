@@ -34,6 +34,7 @@ async def _lease_everything(r: AsyncRedis, at_ms: int) -> list[queue.Lease]:
     for tenant_id in await queue.tenant_ids(r):
         for endpoint_id in await r.zrange(keys.tenant_endpoints(tenant_id), 0, -1):
             await r.hset(keys.endpoint(tenant_id, endpoint_id), "mif", 1_000_000)
+            await r.hdel(keys.endpoint(tenant_id, endpoint_id), "cap")  # no slow start either
     leases = []
     empty = 0  # leases in a row that found nothing: a whole rotation of them means all is leased
     while (tenant_id := await queue.next_tenant(r)) is not None:
