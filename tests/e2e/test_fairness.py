@@ -49,7 +49,8 @@ def test_one_tenants_backlog_does_not_delay_another_tenants_deliveries(
     api: httpx.Client, make_tenant: Any, receiver: Receiver, procs: Processes
 ) -> None:
     noisy, quiet = make_tenant("noisy"), make_tenant("quiet")
-    endpoint(api, noisy, receiver.url("slow/50/backlog"))
+    # 32 in flight at 50 ms: about 640/s, so the backlog lasts ~30 s, longer than the quiet run
+    endpoint(api, noisy, receiver.url("slow/50/backlog"), max_in_flight=32)
     endpoint(api, quiet, receiver.url("ok/quiet"))
     procs.worker()
     procs.worker()
