@@ -52,7 +52,10 @@ def test_an_endpoint_failing_for_the_whole_window_is_disabled_with_a_reason(
     ep: dict[str, Any] = api.post(
         "/v1/endpoints", json={"url": receiver.url("fail/always")}, headers=tenant.auth
     ).json()
-    procs.worker(env={**BREAKER, "WEBHOOKS_DISABLE_AFTER_S": "2"})
+    # failures every second (a short schedule), so attempts keep coming past the 2 s window
+    procs.worker(
+        env={**BREAKER, "WEBHOOKS_DISABLE_AFTER_S": "2", "WEBHOOKS_RETRY_SCHEDULE": ",".join(["1"] * 20)}
+    )
     for _ in range(3):
         api.post("/v1/events", json={"event_type": "a.b", "payload": {}}, headers=tenant.auth)
     got = poll(
