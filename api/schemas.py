@@ -47,10 +47,13 @@ class SecretRotate(_In):
     signing: Literal["hmac-sha256", "ed25519"] | None = None
 
 
+EVENT_FIELD_MAX = 256  # characters of an event's type and id (api/ingest.py checks it too)
+
+
 class EventCreate(_In):
-    event_type: str = Field(max_length=256)
+    event_type: str = Field(max_length=EVENT_FIELD_MAX)
     payload: Any = Field(...)
-    id: str | None = Field(None, max_length=256)
+    id: str | None = Field(None, max_length=EVENT_FIELD_MAX)
 
 
 class EventBatch(_In):

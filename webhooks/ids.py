@@ -60,6 +60,9 @@ def new_stem(n: int, now_ms: int | None = None) -> str:
     return new_id(DELIVERY, now_ms)[: -_index_width(n)]
 
 
+_INDEX2 = [_encode(i, 2) for i in range(32**2)]  # the 2-character indexes, made once
+
+
 def _index_width(n: int) -> int:
     return 2 if n <= 32**2 else 4
 
@@ -82,10 +85,15 @@ def derived(stem: str) -> bool:
 
 def stem_member(stem: str, i: int) -> str:
     """The id of delivery ``i`` of the stem's event."""
-    return stem + _encode(i, len(DELIVERY) + 27 - len(stem))
+    width = len(DELIVERY) + 27 - len(stem)
+    if width == 2 and i < len(_INDEX2):
+        return stem + _INDEX2[i]
+    return stem + _encode(i, width)
 
 
 def stem_members(stem: str, n: int) -> list[str]:
+    if len(stem) == len(DELIVERY) + 25 and n <= len(_INDEX2):  # the common, 2-character index
+        return [stem + suffix for suffix in _INDEX2[:n]]
     return [stem_member(stem, i) for i in range(n)]
 
 

@@ -168,16 +168,17 @@ async def ingest(
             args: list[str | int] = [IDEMPOTENCY_TTL_S, retention_ms, first.routes_version or ""]
             for i in positions:
                 ev = events[i]
-                args += [
+                fields = [
                     ("!" if ev.generated_id else "") + ("~" if ev.derived_ids else "") + ev.event_id,
                     ev.idempotency_key,
                     ev.event_type,
-                    ev.created_ms,
-                    ev.record,
-                    len(ev.deliveries),
+                    str(ev.created_ms),
+                    str(len(ev.deliveries)),
                 ]
                 for delivery_id, endpoint_id in ev.deliveries:
-                    args += [delivery_id, endpoint_id]
+                    fields += [delivery_id, endpoint_id]
+                fields.append(ev.record)
+                args.append("\n".join(fields))
             await script(keys=[keys.tenant_base(tenant_id)], args=args, client=pipe)
         replies = await pipe.execute()
     out: list[StoredEvent | StaleRoutes | None] = [None] * len(events)
@@ -189,10 +190,10 @@ async def ingest(
             continue
         if int(reply[0]):
             to_activate.append(tenant_id)
-        for i, item in zip(positions, reply[1], strict=True):
-            if item:
-                event_id, _, record = item.partition("\n")
-                out[i] = StoredEvent(tenant_id, event_id, record)
+        existing = reply[1]
+        for j in range(0, len(existing), 2):
+            event_id, _, record = existing[j + 1].partition("\n")
+            out[positions[int(existing[j]) - 1]] = StoredEvent(tenant_id, event_id, record)
     await activate(r, to_activate)
     return out
 

@@ -1,30 +1,44 @@
 -- Atomic ingest of one tenant's events with their deliveries (webhooks/queue.py: ingest).
 -- KEYS[1] the tenant's key base. ARGV[1] idempotency ttl in seconds, ARGV[2] retention ms (the
--- event's time to live), ARGV[3] the endpoint version the routing used, or "" (no check), then per
--- event, flat: event id ("!" first when the platform generated it, so it cannot exist yet and is not
--- looked up; then "~" when the delivery ids derive from it, so deliveries need not store it),
--- idempotency key or "", event type, created ms, the event record (webhooks/history.py),
--- the number N of deliveries, then N pairs of delivery id and endpoint id.
+-- event's time to live), ARGV[3] the endpoint version the routing used, or "" (no check), then one
+-- argument per event: newline-separated fields, then the event record (webhooks/history.py), which
+-- may itself hold newlines and so comes last:
+--   event id ("!" first when the platform generated it, so it cannot exist yet and is not looked
+--   up; then "~" when the delivery ids derive from it, so deliveries need not store it),
+--   idempotency key or "", event type, created ms, the number N of deliveries, then N pairs of
+--   delivery id and endpoint id, then the record. (No field but the record can hold a newline:
+--   ids, event types and idempotency keys are validated printable text.)
+-- One argument per event keeps the client's command encoding and Redis' argument parsing cheap.
 -- Deliveries join their endpoint's ready list; endpoints that can run join the tenant's runnable list.
--- Returns {activate, results}: activate is 1 when the caller must put the tenant on the global
--- active list; results holds, per event in order, "" when it was stored now, or
--- "<event id>\n<stored record>" of the event its id (or key) already names: nothing new is
--- delivered for it. When the routing version is no longer current nothing at all is written and
--- the reply is {"stale"}: the caller re-reads the endpoints and tries again.
+-- Returns {activate, existing}: activate is 1 when the caller must put the tenant on the global
+-- active list; existing is flat, {position, "<event id>\n<stored record>", ...}, for each event
+-- (position 1-based in ARGV order from ARGV[4]) whose id or key names an event stored before:
+-- nothing new is delivered for it. Events not named there were stored now. When the routing
+-- version is no longer current nothing at all is written and the reply is {"stale"}: the caller
+-- re-reads the endpoints and tries again.
 local ttl = tonumber(ARGV[1])
 local retention = tonumber(ARGV[2])
 if ARGV[3] ~= '' and (redis.call('GET', B .. 'epver') or '0') ~= ARGV[3] then return {'stale'} end
 
 local out, queued, order, index = {}, {}, {}, {}
 local created, now = 0, 0
-local i = 4
-while i <= #ARGV do
-  local event_id, key, event_type, created_ms, record = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local n = tonumber(ARGV[i + 5])
+local find, sub = string.find, string.sub
+for i = 4, #ARGV do
+  local arg = ARGV[i]
+  local pos = 1
+  local function field()
+    local stop = find(arg, '\n', pos, true)
+    local value = sub(arg, pos, stop - 1)
+    pos = stop + 1
+    return value
+  end
+  local event_id = field()
+  local key, event_type, created_ms = field(), field(), field()
+  local n = tonumber(field())
   local fresh = string.byte(event_id, 1) == 33  -- '!'
-  if fresh then event_id = string.sub(event_id, 2) end
+  if fresh then event_id = sub(event_id, 2) end
   local derived = string.byte(event_id, 1) == 126  -- '~'
-  if derived then event_id = string.sub(event_id, 2) end
+  if derived then event_id = sub(event_id, 2) end
   local existing, existing_id = false, event_id
   local ikey = nil
   if key ~= '' then
@@ -40,14 +54,20 @@ while i <= #ARGV do
     existing_id = event_id
   end
   if existing then
+    out[#out + 1] = i - 3
     out[#out + 1] = existing_id .. '\n' .. existing
   else
-    redis.call('SET', B .. 'e:' .. event_id, record, 'PX', retention)
+    local dids, eps = {}, {}
+    for j = 1, n do
+      dids[j] = field()
+      eps[j] = field()
+    end
+    redis.call('SET', B .. 'e:' .. event_id, sub(arg, pos), 'PX', retention)
     if ikey then redis.call('SET', ikey, event_id, 'EX', ttl) end
     index[#index + 1] = created_ms
     index[#index + 1] = event_id
-    for j = 0, n - 1 do
-      local did, ep = ARGV[i + 6 + 2 * j], ARGV[i + 7 + 2 * j]
+    for j = 1, n do
+      local did, ep = dids[j], eps[j]
       if derived then
         redis.call('HSET', B .. 'd:' .. did, 'p', ep, 'y', event_type, 's', 'pending')
       else
@@ -59,9 +79,7 @@ while i <= #ARGV do
     end
     created = created + 1
     now = tonumber(created_ms)
-    out[#out + 1] = ''
   end
-  i = i + 6 + 2 * n
 end
 local CHUNK = 4000  -- Lua's unpack() has a stack limit
 for j = 1, #index, CHUNK do
