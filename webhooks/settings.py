@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     # Engine tuning (not in the contract; defaults suit most machines).
     worker_concurrency: int = Field(512, ge=1, le=10000)
-    endpoint_max_in_flight: int = Field(256, ge=1, le=10000)  # an endpoint's default max_in_flight
+    endpoint_max_in_flight: int = Field(1024, ge=1, le=10000)  # an endpoint's default max_in_flight
     disable_after_s: float = Field(432000.0, ge=0, le=365 * 86400)  # 0: never disable
     breaker_failures: int = Field(5, ge=1, le=1000)
     breaker_pause_s: float = Field(5.0, gt=0, le=3600)
