@@ -425,10 +425,14 @@ async def tick(r: "Redis", tenant_ids: list[str], now_ms: int, most: int = 1000)
 async def retire_idle(r: "Redis", most: int = 500) -> int:
     """Take tenants reported idle off the active list, one entry each, if still not marked active.
 
-    The scheduler is the only caller, so removals never race each other: a tenant on the list
-    is on it at least once for every activation (``act`` 0 -> 1 pushes one entry), and one entry
-    is removed only after ``act`` was read as 0 while the entry was there, so a tenant with work
-    always keeps an entry. Returns the number retired.
+    Every activation (``act`` 0 -> 1) pushes one entry after it. Reading ``act`` and removing an
+    entry are two calls (the flag and the list live in different slots), and a report can be stale
+    (two idle workers reported the same entry; the first report already removed it): an activation
+    landing between the read and the removal could then lose its own entry. So after removing,
+    ``act`` is read again, and a tenant marked active by then with no entry left is pushed back
+    (:func:`_relist_active`). An activation after that second read pushes its own entry, so a
+    tenant with work always keeps one; a surplus entry costs one empty visit and the sweep trims
+    it. Returns the number retired.
     """
     idle = [str(t) for t in await r.spop(keys.IDLE, most) or []]
     if not idle:
@@ -444,7 +448,21 @@ async def retire_idle(r: "Redis", most: int = 500) -> int:
             for t in retired:
                 await script(keys=[keys.ACTIVE], args=["unlist", 1, t], client=pipe)
             await pipe.execute()
+        await _relist_active(r, retired)
     return len(retired)
+
+
+async def _relist_active(r: "Redis", tenant_ids: list[str]) -> int:
+    """Push back those of these tenants marked active that have no entry on the active list (after
+    a removal that may have raced their activation); returns how many were pushed."""
+    async with r.pipeline(transaction=False) as pipe:
+        for t in tenant_ids:
+            pipe.hget(keys.tenant(t), "act")
+            pipe.lpos(keys.ACTIVE, t)
+        rows = await pipe.execute()
+    lost = [t for i, t in enumerate(tenant_ids) if rows[2 * i] == "1" and rows[2 * i + 1] is None]
+    await activate(r, lost)
+    return len(lost)
 
 
 async def due_tenants(r: "Redis", now_ms: int, most: int = 200) -> list[str]:
@@ -482,6 +500,7 @@ async def repair(r: "Redis", tenant_ids: list[str], now_ms: int) -> int:
             for t in idle:
                 await script(keys=[keys.IDLE], args=["idle", t], client=pipe)
             await pipe.execute()
+        await _relist_active(r, [t for t, _ in extra])  # the removals may have raced a retirement
     return len(missing)
 
 
