@@ -318,7 +318,8 @@ def test_stale_idle_reports_racing_activations_never_drop_a_tenant_with_work(ar,
         if tenant is not None:
             got = await queue.lease(ar, tenant, 10, 2000, NOW, quantum=10)
             if got.deliveries:
-                await queue.complete(ar, [outcome(got, i) for i in range(len(got.deliveries))], [(A, got.id)], NOW)
+                done = [outcome(got, i) for i in range(len(got.deliveries))]
+                await queue.complete(ar, done, [(A, got.id)], NOW)
 
     async def scenario(i: int) -> None:
         await asyncio.gather(
