@@ -65,6 +65,7 @@ class ReplayRequest(_In):
     event_type: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    status_code: str | None = Field(None, max_length=8)  # 500, a class (5xx), or none
     ids: list[str] | None = Field(None, max_length=10000)
     dry_run: bool = False
     rate_per_s: float | None = Field(None, ge=0.001, le=100000)

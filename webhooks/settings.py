@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
     admin_token: SecretStr | None = None
+    api_url: str | None = None  # where operator commands reach the API (else platform.json)
     retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
     request_timeout_s: float = Field(15.0, gt=0, le=300)
     max_payload_bytes: int = Field(262144, ge=1, le=16 * 1024 * 1024)
@@ -103,6 +104,15 @@ class Settings(BaseSettings):
             parse_proxy_url(value.get_secret_value())
         except ValueError as exc:
             raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # WEBHOOKS_API_URL= (empty) is unset
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("an http:// or https:// URL, e.g. http://127.0.0.1:8000")
         return value
 
     @field_validator("embedded_server")
