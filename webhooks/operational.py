@@ -52,6 +52,7 @@ TENANTS_PER_PASS = 100
 ENTRIES_PER_TENANT = 100
 RETRY_AFTER_ERROR_MS = 1000
 MAX_BODY_BYTES = 1 << 20
+INGEST_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +179,8 @@ async def _emit(r: "Redis", due: list[str], now_ms: int, window_ms: int, retenti
             kind, body = payload(t, e, urls[(t, e["ep"])])
             new = EventIn(kind, body, event_id_of(t, e))
             events.append(prepare(OPERATOR_TENANT, new, route, now_ms, MAX_BODY_BYTES))
-    if events:
-        await queue.ingest(r, events, retention_ms)
+    for i in range(0, len(events), INGEST_CHUNK):  # one script call each, on the operator's slot
+        await queue.ingest(r, events[i : i + INGEST_CHUNK], retention_ms)
     async with r.pipeline(transaction=False) as pipe:
         for t, entries, _ in taken:
             if entries:

@@ -186,6 +186,20 @@ def test_a_breaker_closing_after_it_opened_records_endpoint_recovered(ar, loop, 
     assert len(outbox(rds)) == 1  # once per outage
 
 
+def test_an_endpoint_disabled_by_the_engine_and_re_enabled_records_recovered_at_its_first_success(
+    ar, loop, rds
+) -> None:  # type: ignore[no-untyped-def]
+    endpoint(rds, A, "ep_1")
+    lease = leased(ar, loop, A, 2)
+    complete(ar, loop, [failed(lease, 0, "dead", 410, gone=True)], NOW)
+    rds.hset(keys.endpoint(A, "ep_1"), "disabled", "0")  # what PATCH {"disabled": false} sets
+    complete(ar, loop, [failed(lease, 1, "succeeded", 200)], NOW + 60_000)
+    assert [(n["k"], n["since"], n["at"]) for n in outbox(rds)] == [
+        ("endpoint.disabled", NOW, NOW),
+        ("endpoint.recovered", NOW, NOW + 60_000),
+    ]
+
+
 def test_with_operational_webhooks_off_or_for_the_operator_tenant_nothing_is_recorded(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
     breaker = Breaker(failures=1, pause_ms=1000, disable_after_ms=1)
     for tenant, window, skip in ((A, 0, ""), (OPERATOR_TENANT, WINDOW_MS, OPERATOR_TENANT)):
