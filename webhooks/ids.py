@@ -4,6 +4,7 @@ Ids of one prefix sort by creation time as plain strings (Crockford base32 keeps
 the order), which the storage layer relies on for newest-first pagination.
 """
 
+import hashlib
 import os
 import random
 import time
@@ -48,6 +49,13 @@ def new_id(prefix: str, now_ms: int | None = None) -> str:
     if ms != _last_ms:
         _last_ms, _last_time = ms, _encode(ms, 10)
     return f"{prefix}_{_last_time}{_rng.getrandbits(64):016x}"
+
+
+def fixed_id(prefix: str, ms: int, seed: str) -> str:
+    """The id ``seed`` always gets: the shape of :func:`new_id` (``ms`` for the time part), its random
+    part taken from SHA-256 of ``seed`` (an operational notification's event id, so that emitting
+    it twice stores it once)."""
+    return f"{prefix}_{_encode(ms, 10)}{hashlib.sha256(seed.encode()).hexdigest()[:16]}"
 
 
 def new_stem(n: int, now_ms: int | None = None) -> str:

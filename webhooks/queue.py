@@ -46,6 +46,7 @@ from webhooks.history import StoredEvent
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 DEFAULT_RETENTION_MS = 30 * 86400 * 1000
+ERROR_CHARS = 200  # the most of an error kept with a dead delivery's operational summary
 
 
 def _script_source(name: str) -> str:
@@ -74,6 +75,7 @@ class Scripts:
             "trim",
             "auth",
             "global",
+            "ops",
         )
         for name in names:
             setattr(self, name, r.register_script(_script_source(name)))
@@ -87,6 +89,7 @@ class Scripts:
     heartbeat: AsyncScript
     trim: AsyncScript
     auth: AsyncScript
+    ops: AsyncScript
 
     @property
     def global_(self) -> AsyncScript:
@@ -117,13 +120,14 @@ async def activate(r: "Redis", tenant_ids: list[str]) -> None:
         await scripts(r).global_(keys=[keys.ACTIVE], args=["push", *tenant_ids])
 
 
-async def wake_at(r: "Redis", wakes: dict[str, int]) -> None:
-    """Ask the scheduler to tick these tenants by the given times (keeping any earlier time)."""
+async def wake_at(r: "Redis", wakes: dict[str, int], key: str = keys.WAKE) -> None:
+    """Ask the scheduler to tick these tenants by the given times (keeping any earlier time); with
+    ``key`` = :data:`keys.OPS_DUE`, to emit their operational notifications by then."""
     if wakes:
         args: list[str | int] = ["wake"]
         for tenant_id, at_ms in wakes.items():
             args += [at_ms, tenant_id]
-        await scripts(r).global_(keys=[keys.WAKE], args=args)
+        await scripts(r).global_(keys=[key], args=args)
 
 
 # -- ingest ---------------------------------------------------------------------------------------
@@ -278,6 +282,7 @@ class Outcome:
     ok: bool = False
     throttle: bool = False
     pause_ms: int | None = None  # the whole endpoint waits until then (a Retry-After)
+    error: str | None = None  # why it died (kept for operational summaries when status is dead)
 
     def record(self) -> str:
         rec: dict[str, Any] = {
@@ -300,6 +305,8 @@ class Outcome:
             rec["gone"] = True
         if self.status_code is not None:
             rec["code"] = self.status_code
+        if self.error is not None and self.status == "dead":
+            rec["err"] = self.error[:ERROR_CHARS]
         return orjson.dumps(rec).decode()
 
 
@@ -318,6 +325,7 @@ class Completed:
     applied: int = 0
     breakers_opened: int = 0
     disabled: list[tuple[str, str, str]] = field(default_factory=list)  # (tenant, endpoint, reason)
+    ops_due: dict[str, int] = field(default_factory=dict)  # tenant -> ms its notifications are due
 
 
 async def complete(
@@ -327,11 +335,16 @@ async def complete(
     now_ms: int,
     retention_ms: int = DEFAULT_RETENTION_MS,
     breaker: Breaker = Breaker(),
+    ops_window_ms: int = 0,
+    ops_skip: str = "",
 ) -> Completed:
     """Apply outcomes (only those whose lease still holds) and release finished ``(tenant, lease)``s.
 
     One script per tenant, pipelined; each is atomic. Settled deliveries expire ``retention_ms``
-    later. Tenants that have runnable work again are put back on the active list.
+    later. Tenants that have runnable work again are put back on the active list. With
+    ``ops_window_ms`` > 0 the scripts record operational notifications (``webhooks.operational``)
+    for every tenant but ``ops_skip`` (the operator tenant), and their due times go to
+    :data:`keys.OPS_DUE`.
     """
     by_tenant: dict[str, tuple[list[str], list[str]]] = {}
     for o in outcomes:
@@ -344,15 +357,18 @@ async def complete(
     head = [now_ms, retention_ms, breaker.failures, breaker.pause_ms, breaker.max_pause_ms]
     async with r.pipeline(transaction=False) as pipe:
         for tenant_id, (leases, records) in by_tenant.items():
-            args: list[str | int] = [*head, breaker.disable_after_ms, len(leases), *leases, *records]
+            window = 0 if tenant_id == ops_skip else ops_window_ms
+            args: list[str | int] = [*head, breaker.disable_after_ms, window, len(leases), *leases, *records]
             await script(keys=[keys.tenant_base(tenant_id)], args=args, client=pipe)
         replies = await pipe.execute()
     done = Completed()
     to_activate = []
     wakes: dict[str, int] = {}
-    for tenant_id, (applied, act, opened, disabled, wake) in zip(by_tenant, replies, strict=True):
+    for tenant_id, (applied, act, opened, disabled, wake, ops_at) in zip(by_tenant, replies, strict=True):
         if int(wake) >= 0:
             wakes[tenant_id] = int(wake)
+        if int(ops_at) >= 0:
+            done.ops_due[tenant_id] = int(ops_at)
         done.applied += int(applied)
         done.breakers_opened += int(opened)
         done.disabled += [(tenant_id, disabled[i], disabled[i + 1]) for i in range(0, len(disabled), 2)]
@@ -360,6 +376,7 @@ async def complete(
             to_activate.append(tenant_id)
     await activate(r, to_activate)
     await wake_at(r, wakes)
+    await wake_at(r, done.ops_due, keys.OPS_DUE)
     return done
 
 

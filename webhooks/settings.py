@@ -13,9 +13,12 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from webhooks.egress import parse_proxy_url
-from webhooks.errors import ConfigError
+from webhooks.errors import ConfigError, Invalid
+from webhooks.netguard import check_target_url
+from webhooks.operational import Target
 from webhooks.queue import Breaker
 from webhooks.retry import parse_schedule
+from webhooks.signing import secret_key_bytes
 
 ENV_PREFIX = "WEBHOOKS_"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -68,6 +71,10 @@ class Settings(BaseSettings):
     metrics_port: int = Field(0, ge=0, le=65535)  # a worker's or scheduler's own /metrics; 0 = off
     metrics_host: str = "127.0.0.1"
     metrics_per_endpoint: bool = False  # per-endpoint series for the busiest endpoints
+    # Operational webhooks (issue 10; webhooks/operational.py): both set, or neither.
+    operational_webhook_url: str | None = None
+    operational_webhook_secret: SecretStr | None = None
+    operational_summary_s: float = Field(60.0, ge=0.1, le=86400)  # delivery.dead summary window
 
     @field_validator("retry_schedule")
     @classmethod
@@ -115,6 +122,22 @@ class Settings(BaseSettings):
             raise ValueError("an http:// or https:// URL, e.g. http://127.0.0.1:8000")
         return value
 
+    @field_validator("operational_webhook_url")
+    @classmethod
+    def _operational_url(cls, value: str | None) -> str | None:
+        return value or None  # WEBHOOKS_OPERATIONAL_WEBHOOK_URL= (empty) is unset
+
+    @field_validator("operational_webhook_secret")
+    @classmethod
+    def _operational_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        try:
+            secret_key_bytes(value.get_secret_value())
+        except Invalid as exc:
+            raise ValueError(f"a whsec_ secret: {exc}") from None
+        return value
+
     @field_validator("embedded_server")
     @classmethod
     def _known_server(cls, value: str) -> str:
@@ -142,6 +165,19 @@ class Settings(BaseSettings):
                 "WEBHOOKS_RETENTION_DAYS must be longer than the whole WEBHOOKS_RETRY_SCHEDULE, "
                 "or events would expire before their last attempt"
             )
+        if bool(self.operational_webhook_url) != bool(self.operational_webhook_secret):
+            raise ValueError(
+                "WEBHOOKS_OPERATIONAL_WEBHOOK_URL and WEBHOOKS_OPERATIONAL_WEBHOOK_SECRET go together"
+            )
+        if self.operational_webhook_url:
+            try:
+                check_target_url(
+                    self.operational_webhook_url,
+                    allow_private=self.allow_private_targets,
+                    https_only=self.https_only,
+                )
+            except Invalid as exc:
+                raise ValueError(f"WEBHOOKS_OPERATIONAL_WEBHOOK_URL: {exc}") from None
         if self.redis_sentinels:
             for part in self.redis_sentinels.split(","):
                 host, _, port = part.strip().rpartition(":")
@@ -156,6 +192,17 @@ class Settings(BaseSettings):
             pause_ms=int(self.breaker_pause_s * 1000),
             max_pause_ms=int(max(self.breaker_max_pause_s, self.breaker_pause_s) * 1000),
             disable_after_ms=int(self.disable_after_s * 1000),
+        )
+
+    @property
+    def operational(self) -> "Target | None":
+        """Where operational webhooks go (None: off)."""
+        if not self.operational_webhook_url or self.operational_webhook_secret is None:
+            return None
+        return Target(
+            self.operational_webhook_url,
+            self.operational_webhook_secret.get_secret_value(),
+            int(self.operational_summary_s * 1000),
         )
 
     @property
