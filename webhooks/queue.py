@@ -181,8 +181,8 @@ async def ingest(
                 ]
                 for delivery_id, endpoint_id in ev.deliveries:
                     fields += [delivery_id, endpoint_id]
-                fields.append(ev.record)
-                args.append("\n".join(fields))
+                fields.append("")  # the head ends with a newline
+                args += ["\n".join(fields), ev.record]
             await script(keys=[keys.tenant_base(tenant_id)], args=args, client=pipe)
         replies = await pipe.execute()
     out: list[StoredEvent | StaleRoutes | None] = [None] * len(events)
