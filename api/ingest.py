@@ -3,9 +3,11 @@
 Event ingest is the one route whose throughput users measure, so it is the
 outermost ASGI layer: it authenticates (the tenant's key and rate limit, see
 :class:`webhooks.auth.Authenticator`), enforces the body limit, validates the
-body with the same pydantic models the OpenAPI document declares (parsed from
-bytes in one step), hands the events to the store's group-committing
-:class:`~webhooks.ingest.Ingestor` and writes the 202 with orjson. Errors are
+body with the same pydantic models the OpenAPI document declares (a batch in
+the shape they accept is read without a model per event, anything else through
+the models for their errors), hands the events to the store's group-committing
+:class:`~webhooks.ingest.Ingestor` and writes the 202 as orjson would, from the
+payload JSON already in each event's record. Errors are
 answered exactly as the rest of the API answers them (:mod:`api.errors`).
 Everything else passes through to FastAPI, whose routes in
 :mod:`api.routes.events` document these two operations and behave the same.
@@ -13,7 +15,6 @@ Everything else passes through to FastAPI, whose routes in
 
 import logging
 import time
-from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
@@ -28,7 +29,7 @@ from api import errors
 from api import metrics as api_metrics
 from api.deps import AppState, caller_from_header, resolve_tenant
 from api.schemas import EVENT_FIELD_MAX, EventBatch, EventCreate
-from webhooks import metrics
+from webhooks import history, metrics
 from webhooks.errors import Invalid, PayloadTooLarge, WebhooksError
 from webhooks.ingest import EventIn
 from webhooks.queue import NewEvent
@@ -113,14 +114,14 @@ class FastIngest:
             return errors.validation_error_response(exc.errors(include_url=False))
         accepted = await store.accept(tenant_id, events, int(time.time() * 1000), batch=batch)
         metrics.EVENTS_ACCEPTED.inc(sum(existing is None for _, existing in accepted))
-        created_at = iso_from_ms(accepted[0][0].created_ms) if accepted else None
+        created_at = iso_from_ms(accepted[0][0].created_ms) if accepted else ""
         out = [
-            _accepted_json(new, e.payload, created_at)
+            _accepted_json(new, created_at)
             if existing is None
-            else (await store.event_out(existing)).model_dump(mode="json")
-            for (new, existing), e in zip(accepted, events, strict=True)
+            else orjson.dumps((await store.event_out(existing)).model_dump(mode="json")).decode()
+            for new, existing in accepted
         ]
-        return orjson.dumps(out if batch else out[0])
+        return ("[" + ",".join(out) + "]" if batch else out[0]).encode()
 
 
 async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
@@ -172,14 +173,15 @@ def _well_formed_batch(raw: bytes) -> list[EventIn] | None:
     return out
 
 
-def _accepted_json(new: NewEvent, payload: Any, created_at: str | None) -> dict[str, Any]:
-    """The 202 body of an event accepted now (one stored before is shown as ``GET`` shows it);
-    ``created_at`` is ``new.created_ms`` formatted (one batch shares one)."""
-    return {
-        "id": new.event_id,
-        "tenant_id": new.tenant_id,
-        "event_type": new.event_type,
-        "created_at": created_at,
-        "payload": payload,
-        "deliveries": [{"id": d, "endpoint_id": e, "status": "pending"} for d, e in new.deliveries],
-    }
+def _accepted_json(new: NewEvent, created_at: str) -> str:
+    """The 202 body of an event accepted now, as ``orjson.dumps`` of the event object would write
+    it (one stored before is shown as ``GET`` shows it); ``created_at`` is ``new.created_ms``
+    formatted (a batch shares one). Written from strings, not a dict per event: the payload is
+    already serialized in the event's record, and no field here needs escaping (ids, tenant ids
+    and event types are validated ASCII-safe text: letters, digits and ``_.:-``)."""
+    deliveries = ",".join(f'{{"id":"{d}","endpoint_id":"{e}","status":"pending"}}' for d, e in new.deliveries)
+    return (
+        f'{{"id":"{new.event_id}","tenant_id":"{new.tenant_id}","event_type":"{new.event_type}",'
+        f'"created_at":"{created_at}","payload":{history.payload_json_of(new.record)},'
+        f'"deliveries":[{deliveries}]}}'
+    )

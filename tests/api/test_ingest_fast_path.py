@@ -6,7 +6,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from api.ingest import _well_formed_batch
+from api.ingest import _accepted_json, _well_formed_batch
 from api.schemas import EVENT_FIELD_MAX, EventBatch
 from webhooks.ingest import EventIn
 
@@ -71,3 +71,35 @@ def test_integers_past_64_bits_stay_integers() -> None:
     assert fast is not None
     assert fast[0].payload == 2**70 + 1
     assert type(fast[0].payload) is int
+
+
+def test_the_202_body_is_written_as_orjson_writes_the_event_object() -> None:
+    from webhooks import history
+    from webhooks.queue import NewEvent
+
+    payload = {"n": 1, "s": 'quote " and \\ backslash, ünïcode, \u2028', "f": 1.5, "l": [None, True]}
+    record = history.event_record("invoice.paid", 1_800_000_000_000, "", 2, orjson.dumps(payload))
+    new = NewEvent(
+        "ten_1",
+        "evt_given:1.a-b",
+        "invoice.paid",
+        1_800_000_000_000,
+        record,
+        "",
+        [("dlv_a", "ep_1"), ("dlv_b", "ep_2")],
+    )
+    created_at = "2027-01-15T08:00:00.000Z"
+    expected = {
+        "id": new.event_id,
+        "tenant_id": new.tenant_id,
+        "event_type": new.event_type,
+        "created_at": created_at,
+        "payload": payload,
+        "deliveries": [
+            {"id": "dlv_a", "endpoint_id": "ep_1", "status": "pending"},
+            {"id": "dlv_b", "endpoint_id": "ep_2", "status": "pending"},
+        ],
+    }
+    written = _accepted_json(new, created_at)
+    assert written == orjson.dumps(expected).decode()
+    assert orjson.loads(written) == expected
