@@ -114,7 +114,7 @@ class FastIngest:
             return errors.validation_error_response(exc.errors(include_url=False))
         accepted = await store.accept(tenant_id, events, int(time.time() * 1000), batch=batch)
         metrics.EVENTS_ACCEPTED.inc(sum(existing is None for _, existing in accepted))
-        created_at = iso_from_ms(accepted[0][0].created_ms) if accepted else ""
+        created_at = (iso_from_ms(accepted[0][0].created_ms) or "") if accepted else ""
         out = [
             _accepted_json(new, created_at)
             if existing is None
