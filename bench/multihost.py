@@ -1,6 +1,6 @@
 """Deliveries/s with 1, 2, 3… worker hosts: the measurement of tests/e2e/test_multihost.py, printed.
 
-    sudo .venv/bin/python -m bench.multihost [--hosts 3] [--concurrency 10] [--delay-ms 100] [--rounds 1]
+    sudo .venv/bin/python -m bench.multihost [--hosts 3] [--concurrency 10] [--delay-ms 200] [--rounds 1]
 
 builds a lab of network namespaces on this machine (tests/support/netns.py: Redis on one host,
 the API and the scheduler on another, one worker per remaining host, the receiver on the root
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.multihost", description=__doc__.split("\n\n")[0])
     p.add_argument("--hosts", type=int, default=3, help="worker hosts, added one at a time (default 3)")
     p.add_argument("--concurrency", type=int, default=10, help="WEBHOOKS_WORKER_CONCURRENCY (default 10)")
-    p.add_argument("--delay-ms", type=float, default=100.0, help="the receiver's answer time (default 100)")
+    p.add_argument("--delay-ms", type=float, default=200.0, help="the receiver's answer time (default 200)")
     p.add_argument("--rounds", type=int, default=1, help="repeat the whole measurement (default 1)")
     args = p.parse_args(argv)
     reason = unavailable_reason()

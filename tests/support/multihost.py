@@ -14,8 +14,11 @@ worker runs at most ``concurrency`` requests at once (``WEBHOOKS_WORKER_CONCURRE
 receiver that answers in a fixed time that, not the CPU, bounds a host's throughput, so the two
 shared cores of this machine do not hide how throughput grows with hosts.
 
-:func:`measure_rate` reads a rate off the receiver's log; :func:`Load` sends numbered events in
-batches. ``bench/multihost.py`` runs the same measurement outside pytest.
+:class:`Load` sends numbered events in batches; :func:`warm_up` sends until given hosts deliver;
+:func:`run_throughput` adds worker hosts one at a time and :func:`measure_rate` reads each step's
+rate off the receiver's log. Every process logs to ``<log_dir>/<name>.log`` (``redis``, ``api``,
+``scheduler``, ``worker-<host>``): in a test, its ``tmp_path``. ``bench/multihost.py`` runs the
+same measurement outside pytest.
 """
 
 import itertools
@@ -147,12 +150,6 @@ class MultiHost:
         self.workers[host.index] = proc
         return proc
 
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
-            for p in sorted(self.log_dir.glob("*.log"))
-        )
-
 
 class Load:
     """A tenant with one endpoint at ``url``; :meth:`send` posts numbered events to it in batches."""
@@ -232,7 +229,7 @@ def run_throughput(
     platform: MultiHost,
     receiver: PacedReceiver,
     load: Load,
-    seconds_per_step: float = 6.0,
+    seconds_per_step: float = 8.0,
     timeout_s: float = 60.0,
 ) -> dict[int, float]:
     """Deliveries/s with 1, 2, … worker hosts: each step starts one more worker, checks that it
