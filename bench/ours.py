@@ -60,6 +60,7 @@ class OurPlatform(System):
         self.n_workers = 0
         self.timeout_s = 15.0
         self.notes = "webhooks api + worker xN + scheduler (CLI), events via /v1/events[/batch]"
+        self.extra_env: dict[str, str] = {}  # settings a scenario adds (e.g. WEBHOOKS_API_WORKERS)
 
     # ------------------------------------------------------------------ processes
 
@@ -79,6 +80,7 @@ class OurPlatform(System):
             # The per-tenant API rate limit (default 1,000 requests/s) is a quota, not a capacity: keep the
             # limiter in the path but out of the way, or (d) measures the quota. Not a contract setting.
             "WEBHOOKS_TENANT_RATE_LIMIT_PER_S": "1000000",
+            **self.extra_env,
         }
 
     def start(self, workers: int, timeout_s: float, scheduler: bool = True) -> None:

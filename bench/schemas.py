@@ -71,8 +71,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=20, help="batches of 1,000 per round")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--api-workers", type=int, default=1, help="API processes (WEBHOOKS_API_WORKERS; default 1)"
+    )
     args = parser.parse_args(argv)
     ours = OurPlatform()
+    if args.api_workers > 1:
+        ours.extra_env["WEBHOOKS_API_WORKERS"] = str(args.api_workers)
     try:
         ours.start(workers=0, timeout_s=15, scheduler=False)
         ours.set_endpoints(["http://127.0.0.1:9/never-called"])  # no worker runs: nothing is sent
@@ -82,7 +87,11 @@ def main(argv: list[str] | None = None) -> None:
         headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
         bodies = {"no schema": batch_body("invoice.free"), "schema": batch_body("invoice.checked")}
         run_load(url, headers, lambda i: bodies["schema"], 5, 4, 60)  # warm-up (compiles, caches)
-        api = psutil.Process(ours.api_pids()[0])
+        api = [psutil.Process(pid) for pid in ours.api_pids()]  # uvicorn's processes, all of them
+
+        def api_cpu_s() -> float:
+            return sum(sum(p.cpu_times()[:2]) for p in api)
+
         results: dict[str, list[float]] = {name: [] for name in [*bodies, "schema + strict"]}
         per_cpu: dict[str, list[float]] = {name: [] for name in results}
         for _ in range(args.rounds):
@@ -91,19 +100,22 @@ def main(argv: list[str] | None = None) -> None:
                 ours._call(
                     "PATCH", f"/v1/tenants/{ours.tenant_id}", key, (200,), json={"strict_event_types": strict}
                 )
-                meter, api_cpu0 = CpuMeter(), sum(api.cpu_times()[:2])
+                meter, api_cpu0 = CpuMeter(), api_cpu_s()
                 out = run_load(url, headers, lambda i, b=body: b, args.batches, 4, 120)
-                load, api_cpu_s = meter.read(), sum(api.cpu_times()[:2]) - api_cpu0
+                load, used_s = meter.read(), api_cpu_s() - api_cpu0
                 if out.errors:
                     raise SystemExit(f"{name}: {out.errors} failed batches, first: {out.first_error}")
                 results[name].append(out.rate * 1000)
-                per_cpu[name].append(out.ok * 1000 / api_cpu_s)
+                per_cpu[name].append(out.ok * 1000 / used_s)
                 print(
                     f"  {name:16} {out.rate * 1000:9,.0f} events/s, "
                     f"{per_cpu[name][-1]:9,.0f} per API CPU second   "
                     f"(other load {load['foreign_cores']:.2f} cores)"
                 )
-        print("batch ingest, 1,000 events per request, 4 in flight (machine shared: see other load):")
+        print(
+            f"batch ingest, 1,000 events per request, 4 in flight, {args.api_workers} API process(es) "
+            "(machine shared: see other load):"
+        )
         for name, rates in results.items():
             cpu = sorted(per_cpu[name])[len(per_cpu[name]) // 2]
             print(
