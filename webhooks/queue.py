@@ -277,6 +277,7 @@ class Outcome:
     ok: bool = False
     throttle: bool = False
     pause_ms: int | None = None  # the whole endpoint waits until then (a Retry-After)
+    back: bool = False  # handed back unsent (a stopping worker): to the head of the ready list
 
     def record(self) -> str:
         rec: dict[str, Any] = {
@@ -297,6 +298,8 @@ class Outcome:
             rec["pause"] = self.pause_ms
         if self.gone:
             rec["gone"] = True
+        if self.back:
+            rec["back"] = 1
         if self.status_code is not None:
             rec["code"] = self.status_code
         return orjson.dumps(rec).decode()

@@ -13,6 +13,12 @@ to ``concurrency`` requests in flight and returns when its budget is spent or
 no tenant has work; requests still in flight finish in the background and
 their outcomes are written by the same writer.
 
+Shutdown (SIGTERM, :meth:`Engine.request_stop`): leasing stops at once; requests already sent
+finish (bounded by ``request_timeout_s``) and their outcomes are written; a leased delivery not
+sent yet (waiting for its endpoint's rate limit, or not started) is *handed back* at once: an
+outcome ``back`` puts it at the head of its endpoint's ready list, for another worker to take
+now rather than after the lease expires.
+
 Failure behaviour: a Redis error while recording is retried until it succeeds
 (the outcomes stay in memory and the leases keep their heartbeat); if the
 process dies, its leases expire and the scheduler's :func:`webhooks.queue.tick`
@@ -114,6 +120,8 @@ class Engine:
         self._finished: list[tuple[str, str]] = []  # (tenant, lease id)
         self._background: list[asyncio.Task[None]] = []
         self._wake: asyncio.Event | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_wanted: asyncio.Event | None = None
         self._closing = False
 
@@ -129,11 +137,36 @@ class Engine:
         if self._background:
             return
         self._wake = asyncio.Event()
+        self._stop_event = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        if self.stopping:
+            self._stop_event.set()
         self._flush_wanted = asyncio.Event()
         self._background = [
             asyncio.create_task(self._flush_loop()),
             asyncio.create_task(self._heartbeat_loop()),
         ]
+
+    def request_stop(self) -> None:
+        """Stop leasing and hand back what is leased but unsent; safe from any thread (a signal handler)."""
+        self.stopping = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake_stopped)
+
+    def _wake_stopped(self) -> None:
+        if self._stop_event is not None:
+            self._stop_event.set()
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less when a stop is requested meanwhile."""
+        assert self._stop_event is not None
+        try:
+            await asyncio.wait_for(self._stop_event.wait(), seconds)
+        except TimeoutError:
+            pass
 
     # -- leasing ----------------------------------------------------------------------------------
 
@@ -234,7 +267,22 @@ class Engine:
             due_ms=self.clock() + int(self.cfg.defer_s * 1000),
         )
 
+    def _back(self, d: LeasedDelivery, lease_id: str) -> Outcome:
+        """Handed back unsent (the worker is stopping): to the head of its ready list, no attempt counted."""
+        return Outcome(
+            d.id,
+            lease_id,
+            "pending",
+            d.attempt_count,
+            d.series_attempts,
+            d.tenant_id,
+            d.endpoint_id,
+            back=True,
+        )
+
     async def _attempt(self, d: LeasedDelivery, lease_id: str) -> Outcome:
+        if self.stopping:
+            return self._back(d, lease_id)
         if time.monotonic() > self._fresh_until.get(lease_id, 0.0):
             # The lease may have expired (this process stalled, or Redis was unreachable): another
             # worker may hold the delivery now. Do not send it; if the lease is still ours after
@@ -263,7 +311,12 @@ class Engine:
             return self._outcome(d, lease_id, AttemptResult(None, 0, error=f"cannot sign: {exc}"))
         per_s = doc.get("rate_limit_per_s")
         if per_s:
-            at_ms = await self._within_rate(d.tenant_id, d.endpoint_id, per_s)
+            granted_ms = await self._within_rate(d.tenant_id, d.endpoint_id, per_s)
+            if granted_ms is None:
+                return self._back(d, lease_id)
+            at_ms = granted_ms
+        if self.stopping:
+            return self._back(d, lease_id)
         headers = build_headers(doc.get("headers") or {}, d.event_id, at_ms // 1000, body, keys)
         result = await send(self.transport, doc["url"], headers, body, self.cfg.request_timeout_s)
         self.totals.attempted += 1
@@ -271,15 +324,18 @@ class Engine:
         observe.attempt_finished(d, out.status, result, event.created_ms, self.clock())
         return out
 
-    async def _within_rate(self, tenant_id: str, endpoint_id: str, per_s: float) -> int:
+    async def _within_rate(self, tenant_id: str, endpoint_id: str, per_s: float) -> int | None:
         """Wait for a slot of the endpoint's rate limit, shared by all workers through Redis;
-        returns the time (ms) the slot was granted at, which the attempt is stamped with.
+        returns the time (ms) the slot was granted at, which the attempt is stamped with, or None
+        when the worker began stopping meanwhile (the delivery is handed back unsent).
 
         The wait holds one of the endpoint's ``max_in_flight`` slots, so a throttled endpoint
         holds back only itself. If Redis cannot be asked, the send goes ahead: a limit is a
         courtesy, losing no delivery is not.
         """
         while True:
+            if self.stopping:
+                return None
             now = self.clock()
             try:
                 wait_ms = await queue.take_send_slot(self.r, tenant_id, endpoint_id, per_s, now)
@@ -288,7 +344,7 @@ class Engine:
                 return now
             if wait_ms <= 0:
                 return now
-            await asyncio.sleep(wait_ms / 1000 + self.rng.uniform(0, 0.02))
+            await self._pause(wait_ms / 1000 + self.rng.uniform(0, 0.02))
 
     def signing_keys(self, endpoint_doc: dict[str, Any], at_ms: int) -> list[SigningKey]:
         """Keys (HMAC or Ed25519) of the endpoint's secrets valid at ``at_ms``, newest first (parsed once)."""
@@ -418,10 +474,12 @@ class Engine:
             await self._wait(0.05)
 
     async def shutdown(self) -> None:
-        """Stop leasing, let in-flight requests finish (bounded by their timeout), write every outcome."""
+        """Stop leasing, hand back what is unsent, let requests in flight finish (bounded by their
+        timeout), write every outcome."""
         self.stopping = True
         if not self._background:
             return
+        self._wake_stopped()
         await self.idle()
         self._closing = True
         assert self._flush_wanted is not None

@@ -28,11 +28,12 @@ log = logging.getLogger("webhooks.worker")
 
 
 class DeliveryWorker(SimpleWorker):
-    """Stops leasing at the first SIGINT/SIGTERM, finishes what is in flight, then exits."""
+    """At the first SIGINT/SIGTERM: stops leasing, hands back what is leased but unsent, finishes
+    what is in flight (within the request timeout), then exits."""
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         try:
-            runtime.current().engine.stopping = True
+            runtime.current().engine.request_stop()
         except RuntimeError:
             pass
         super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
