@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from cli.output import Out, Ticker
 from cli.platform_info import operator_target
 from webhooks.config import policy_of
-from webhooks.connection import async_client
+from webhooks.connection import async_client, async_rq_client
 from webhooks.errors import Invalid, StorageError
 from webhooks.models import Delivery
 from webhooks.secretbox import SecretBox
@@ -291,7 +291,13 @@ def _mib(n: int) -> str:
 
 def cmd_status(s: Settings, args: argparse.Namespace) -> int:
     async def go(r: Redis, store: Store, out: Out) -> int:
-        st = await snapshot(r, now_ms())
+        target, _ = operator_target(s)
+        rq = async_rq_client(target) if target.rq_url else None
+        try:
+            st = await snapshot(r, now_ms(), rq)
+        finally:
+            if rq is not None:
+                await rq.aclose()
         if out.json_mode:
             out.json(dataclasses.asdict(st))
             return 0

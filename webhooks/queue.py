@@ -32,6 +32,7 @@ so removals cannot race one another. Deliveries are at least once: a reclaimed d
 already have reached its receiver.
 """
 
+import asyncio
 import importlib.resources
 import math
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from webhooks import ids, keys
+from webhooks.connection import is_cluster
 from webhooks.history import StoredEvent
 
 IDEMPOTENCY_TTL_S = 24 * 3600
@@ -74,6 +76,7 @@ class Scripts:
             "trim",
             "auth",
             "global",
+            "strict",
         )
         for name in names:
             setattr(self, name, r.register_script(_script_source(name)))
@@ -87,6 +90,7 @@ class Scripts:
     heartbeat: AsyncScript
     trim: AsyncScript
     auth: AsyncScript
+    strict: AsyncScript
 
     @property
     def global_(self) -> AsyncScript:
@@ -101,6 +105,33 @@ def scripts(r: "Redis") -> Scripts:
     if found is None:
         found = _scripts[id(r)] = Scripts(r)
     return found
+
+
+ScriptCall = tuple[AsyncScript, list[str], list[str | int]]  # (script, keys, args)
+CLUSTER_SCRIPT_CONCURRENCY = 64  # a batch's script calls in flight at once on a cluster
+
+
+async def run_scripts(r: "Redis", calls: list[ScriptCall]) -> list[Any]:
+    """Run script calls, one reply per call in order: pipelined on one Redis; on a Redis Cluster
+    (whose pipelines refuse EVALSHA) as concurrent calls, each routed to its key's primary.
+
+    Neither is a transaction: on an error the other calls may have run (every script is atomic
+    on its own and tolerates being run again), and the first error is raised.
+    """
+    if not calls:
+        return []
+    if is_cluster(r):
+        gate = asyncio.Semaphore(CLUSTER_SCRIPT_CONCURRENCY)
+
+        async def one(call: ScriptCall) -> Any:
+            async with gate:
+                return await call[0](keys=call[1], args=call[2])
+
+        return list(await asyncio.gather(*(one(c) for c in calls)))
+    async with r.pipeline(transaction=False) as pipe:
+        for script, script_keys, args in calls:
+            await script(keys=script_keys, args=args, client=pipe)
+        return list(await pipe.execute())
 
 
 class StaleRoutes(Exception):
@@ -162,24 +193,24 @@ async def ingest(
     for i, ev in enumerate(events):
         by_tenant.setdefault(ev.tenant_id, []).append(i)
     script = scripts(r).ingest
-    async with r.pipeline(transaction=False) as pipe:
-        for tenant_id, positions in by_tenant.items():
-            first = events[positions[0]]
-            args: list[str | int] = [IDEMPOTENCY_TTL_S, retention_ms, first.routes_version or ""]
-            for i in positions:
-                ev = events[i]
-                args += [
-                    ("!" if ev.generated_id else "") + ("~" if ev.derived_ids else "") + ev.event_id,
-                    ev.idempotency_key,
-                    ev.event_type,
-                    ev.created_ms,
-                    ev.record,
-                    len(ev.deliveries),
-                ]
-                for delivery_id, endpoint_id in ev.deliveries:
-                    args += [delivery_id, endpoint_id]
-            await script(keys=[keys.tenant_base(tenant_id)], args=args, client=pipe)
-        replies = await pipe.execute()
+    calls: list[ScriptCall] = []
+    for tenant_id, positions in by_tenant.items():
+        first = events[positions[0]]
+        args: list[str | int] = [IDEMPOTENCY_TTL_S, retention_ms, first.routes_version or ""]
+        for i in positions:
+            ev = events[i]
+            args += [
+                ("!" if ev.generated_id else "") + ("~" if ev.derived_ids else "") + ev.event_id,
+                ev.idempotency_key,
+                ev.event_type,
+                ev.created_ms,
+                ev.record,
+                len(ev.deliveries),
+            ]
+            for delivery_id, endpoint_id in ev.deliveries:
+                args += [delivery_id, endpoint_id]
+        calls.append((script, [keys.tenant_base(tenant_id)], args))
+    replies = await run_scripts(r, calls)
     out: list[StoredEvent | StaleRoutes | None] = [None] * len(events)
     to_activate = []
     for (tenant_id, positions), reply in zip(by_tenant.items(), replies, strict=True):
@@ -248,14 +279,13 @@ async def lease(r: "Redis", tenant_id: str, n: int, ttl_ms: int, now_ms: int, qu
         eps[i]: ((orjson.loads(eps[i + 1]) if eps[i + 1] else None), eps[i + 2] == "1")
         for i in range(0, len(eps), 3)
     }
-    if int(deactivate) or deliveries:
-        script = scripts(r).global_
-        async with r.pipeline(transaction=False) as pipe:
-            if int(deactivate):
-                await script(keys=[keys.IDLE], args=["idle", tenant_id], client=pipe)
-            if deliveries:
-                await script(keys=[keys.WAKE], args=["wake", expiry, tenant_id], client=pipe)
-            await pipe.execute()
+    script = scripts(r).global_
+    calls: list[ScriptCall] = []
+    if int(deactivate):
+        calls.append((script, [keys.IDLE], ["idle", tenant_id]))
+    if deliveries:
+        calls.append((script, [keys.WAKE], ["wake", expiry, tenant_id]))
+    await run_scripts(r, calls)
     return Lease(lease_id, tenant_id, deliveries, events, endpoints)
 
 
@@ -344,11 +374,11 @@ async def complete(
         return Completed()
     script = scripts(r).complete
     head = [now_ms, retention_ms, breaker.failures, breaker.pause_ms, breaker.max_pause_ms]
-    async with r.pipeline(transaction=False) as pipe:
-        for tenant_id, (leases, records) in by_tenant.items():
-            args: list[str | int] = [*head, breaker.disable_after_ms, len(leases), *leases, *records]
-            await script(keys=[keys.tenant_base(tenant_id)], args=args, client=pipe)
-        replies = await pipe.execute()
+    calls: list[ScriptCall] = []
+    for tenant_id, (leases, records) in by_tenant.items():
+        args: list[str | int] = [*head, breaker.disable_after_ms, len(leases), *leases, *records]
+        calls.append((script, [keys.tenant_base(tenant_id)], args))
+    replies = await run_scripts(r, calls)
     done = Completed()
     to_activate = []
     wakes: dict[str, int] = {}
@@ -373,10 +403,9 @@ async def heartbeat(r: "Redis", leases: list[tuple[str, str]], expiry_ms: int) -
     if not by_tenant:
         return []
     script = scripts(r).heartbeat
-    async with r.pipeline(transaction=False) as pipe:
-        for tenant_id, lease_ids in by_tenant.items():
-            await script(keys=[keys.tenant_base(tenant_id)], args=[expiry_ms, *lease_ids], client=pipe)
-        replies = await pipe.execute()
+    replies = await run_scripts(
+        r, [(script, [keys.tenant_base(t)], [expiry_ms, *lease_ids]) for t, lease_ids in by_tenant.items()]
+    )
     return [str(x) for reply in replies for x in reply]
 
 
@@ -402,10 +431,7 @@ async def tick(r: "Redis", tenant_ids: list[str], now_ms: int, most: int = 1000)
         return out
     await r.zrem(keys.WAKE, *tenant_ids)
     script = scripts(r).tick
-    async with r.pipeline(transaction=False) as pipe:
-        for tenant_id in tenant_ids:
-            await script(keys=[keys.tenant_base(tenant_id)], args=[now_ms, most], client=pipe)
-        replies = await pipe.execute()
+    replies = await run_scripts(r, [(script, [keys.tenant_base(t)], [now_ms, most]) for t in tenant_ids])
     wakes: dict[str, int] = {}
     to_activate = []
     for tenant_id, (n_leases, n_back, n_promoted, act, wake, _) in zip(tenant_ids, replies, strict=True):
@@ -442,10 +468,7 @@ async def retire_idle(r: "Redis", most: int = 500) -> int:
     retired = [t for t, act in zip(idle, acts, strict=True) if act != "1"]
     if retired:
         script = scripts(r).global_
-        async with r.pipeline(transaction=False) as pipe:
-            for t in retired:
-                await script(keys=[keys.ACTIVE], args=["unlist", 1, t], client=pipe)
-            await pipe.execute()
+        await run_scripts(r, [(script, [keys.ACTIVE], ["unlist", 1, t]) for t in retired])
     return len(retired)
 
 
@@ -478,12 +501,9 @@ async def repair(r: "Redis", tenant_ids: list[str], now_ms: int) -> int:
     await activate(r, missing)
     if extra or idle:
         script = scripts(r).global_
-        async with r.pipeline(transaction=False) as pipe:
-            for t, n in extra:
-                await script(keys=[keys.ACTIVE], args=["unlist", n, t], client=pipe)
-            for t in idle:
-                await script(keys=[keys.IDLE], args=["idle", t], client=pipe)
-            await pipe.execute()
+        calls: list[ScriptCall] = [(script, [keys.ACTIVE], ["unlist", n, t]) for t, n in extra]
+        calls += [(script, [keys.IDLE], ["idle", t]) for t in idle]
+        await run_scripts(r, calls)
     return len(missing)
 
 
@@ -552,11 +572,8 @@ async def trim(
     if not tenant_ids:
         return out
     script = scripts(r).trim
-    async with r.pipeline(transaction=False) as pipe:
-        for tenant_id in tenant_ids:
-            args = [most, 1 if allow_dead else 0, cutoff_ms, now_ms, fresh_ms]
-            await script(keys=[keys.tenant_base(tenant_id)], args=args, client=pipe)
-        replies = await pipe.execute()
+    args: list[str | int] = [most, 1 if allow_dead else 0, cutoff_ms, now_ms, fresh_ms]
+    replies = await run_scripts(r, [(script, [keys.tenant_base(t)], args) for t in tenant_ids])
     for tenant_id, (dropped, scanned, done) in zip(tenant_ids, replies, strict=True):
         out.events += int(dropped)
         out.scanned += int(scanned)

@@ -4,6 +4,9 @@ A worker is an RQ :class:`~rq.SimpleWorker` on the single queue ``webhooks``
 (single-queue workers dequeue with an atomic BLMOVE). Each RQ job drains many
 deliveries on the process's persistent event loop. By default a worker also
 runs a scheduler in a thread; the scheduler lock lets one act at a time.
+
+RQ's queue lives where :func:`webhooks.connection.rq_client` says: the platform's Redis, or,
+on a Redis Cluster, the plain Redis of ``WEBHOOKS_RQ_REDIS_URL``. Its jobs are only triggers.
 """
 
 import asyncio
@@ -18,7 +21,7 @@ import redis
 from rq import Queue, SimpleWorker
 
 from webhooks import keys
-from webhooks.connection import RedisTarget, async_client, sync_client, warn_if_not_durable
+from webhooks.connection import RedisTarget, async_client, rq_client, sync_client, warn_if_not_durable
 from webhooks.secretbox import SecretBox
 from workers import jobs, observe, runtime
 from workers.engine import EngineConfig
@@ -46,7 +49,7 @@ def _scheduler_thread(target: RedisTarget, config: SchedulerConfig) -> tuple[thr
     def main() -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        sched = Scheduler(async_client(target), sync_client(target, decode=False), config)
+        sched = Scheduler(async_client(target), rq_client(target), config)
         holder["sched"], holder["loop"] = sched, loop
         ready.set()
         loop.run_until_complete(sched.run())
@@ -78,9 +81,15 @@ def run_worker(
     metrics_host: str = "127.0.0.1",
     per_endpoint_metrics: bool = False,
 ) -> None:
-    conn = sync_client(target, decode=False)
+    conn = rq_client(target)
     wait_for_redis(conn, "worker")
-    warn_if_not_durable(conn)
+    if target.cluster or target.rq_url:
+        data = sync_client(target)
+        wait_for_redis(data, "worker")
+        warn_if_not_durable(data)
+        data.close()
+    else:
+        warn_if_not_durable(conn)
     served = observe.serve_metrics(metrics_port, metrics_host, target, per_endpoint=per_endpoint_metrics)
     rt = runtime.build(target, box, config, allow_private=allow_private, proxy_url=proxy_url)
     runtime.install(rt)
@@ -155,10 +164,15 @@ def run_scheduler(
     conn = sync_client(target)
     wait_for_redis(conn, "scheduler")
     warn_if_not_durable(conn)
+    conn.close()
+    if target.rq_url:
+        rq = rq_client(target)
+        wait_for_redis(rq, "scheduler")
+        rq.close()
     served = observe.serve_metrics(metrics_port, metrics_host, target)
 
     async def main() -> None:
-        sched = Scheduler(async_client(target), sync_client(target, decode=False), config)
+        sched = Scheduler(async_client(target), rq_client(target), config)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, sched.stop.set)
