@@ -254,8 +254,11 @@ class Engine:
         assert self._wake is not None
         self._wake.set()
 
-    def _later(self, d: LeasedDelivery, lease_id: str) -> Outcome:
-        """Back to waiting, no attempt counted: it comes round again after ``defer_s``."""
+    @staticmethod
+    def _unsent(
+        d: LeasedDelivery, lease_id: str, *, due_ms: int | None = None, back: bool = False
+    ) -> Outcome:
+        """Not sent, no attempt counted: due again at ``due_ms``, or ``back`` at the head of its list."""
         return Outcome(
             d.id,
             lease_id,
@@ -264,21 +267,17 @@ class Engine:
             d.series_attempts,
             d.tenant_id,
             d.endpoint_id,
-            due_ms=self.clock() + int(self.cfg.defer_s * 1000),
+            due_ms=due_ms,
+            back=back,
         )
 
+    def _later(self, d: LeasedDelivery, lease_id: str) -> Outcome:
+        """Back to waiting: it comes round again after ``defer_s``."""
+        return self._unsent(d, lease_id, due_ms=self.clock() + int(self.cfg.defer_s * 1000))
+
     def _back(self, d: LeasedDelivery, lease_id: str) -> Outcome:
-        """Handed back unsent (the worker is stopping): to the head of its ready list, no attempt counted."""
-        return Outcome(
-            d.id,
-            lease_id,
-            "pending",
-            d.attempt_count,
-            d.series_attempts,
-            d.tenant_id,
-            d.endpoint_id,
-            back=True,
-        )
+        """Handed back unsent (the worker is stopping): to the head of its ready list."""
+        return self._unsent(d, lease_id, back=True)
 
     async def _attempt(self, d: LeasedDelivery, lease_id: str) -> Outcome:
         if self.stopping:

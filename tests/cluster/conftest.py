@@ -7,7 +7,6 @@ test; tests that kill nodes make their own with ``make_redis_cluster``. Everythi
 why, when ``redis-server`` or ``redis-cli`` is missing or the server cannot run a cluster.
 """
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,14 +14,10 @@ import httpx
 import pytest
 import redis.cluster
 
-from api.app import ApiConfig
-from tests.conftest import ADMIN_TOKEN, FAST_SCHEDULE, ROOT, SECRET_KEY, Processes, Tenant
-from tests.support.api_server import ApiServer
+from tests.conftest import ADMIN_TOKEN, ApiServers, Processes, Tenant, api_config, platform_env
 from tests.support.redis_cluster import RedisCluster, binaries, make_redis_cluster  # noqa: F401
 from tests.support.redis_proc import RedisProc
 from webhooks.connection import RedisTarget
-from webhooks.policy import Policy
-from webhooks.secretbox import SecretBox
 
 
 def start_cluster(base: Path, replicas: int = 0) -> RedisCluster:
@@ -77,21 +72,10 @@ def rc(cluster: RedisCluster, target: RedisTarget) -> Iterator["redis.cluster.Re
 
 def cluster_env(target: RedisTarget) -> dict[str, str]:
     """Environment of platform subprocesses on the cluster (fast retries, short timeouts)."""
-    out = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKS_")}
-    out.update(
+    return platform_env(
         WEBHOOKS_REDIS_CLUSTER_NODES=",".join(f"{h}:{p}" for h, p in target.cluster),
         WEBHOOKS_RQ_REDIS_URL=target.rq_url or "",
-        WEBHOOKS_ADMIN_TOKEN=ADMIN_TOKEN,
-        WEBHOOKS_SECRET_KEY=SECRET_KEY,
-        WEBHOOKS_ALLOW_PRIVATE_TARGETS="true",
-        WEBHOOKS_RETRY_SCHEDULE=FAST_SCHEDULE,
-        WEBHOOKS_REQUEST_TIMEOUT_S="3",
-        WEBHOOKS_LEASE_TTL_S="2",
-        WEBHOOKS_BREAKER_FAILURES="1000",
-        WEBHOOKS_LOG_LEVEL="INFO",
-        PYTHONPATH=str(ROOT),
     )
-    return out
 
 
 @pytest.fixture
@@ -104,25 +88,9 @@ def cprocs(target: RedisTarget, tmp_path: Path) -> Iterator[Processes]:
 @pytest.fixture
 def make_capi() -> Iterator[Callable[[RedisTarget], httpx.Client]]:
     """The real API (uvicorn on loopback) on a cluster target; stopped at teardown."""
-    servers: list[ApiServer] = []
-    clients: list[httpx.Client] = []
-
-    def make(target: RedisTarget) -> httpx.Client:
-        config = ApiConfig(
-            target=target,
-            box=SecretBox(SECRET_KEY),
-            policy=Policy(allow_private_targets=True),
-            admin_token=ADMIN_TOKEN,
-        )
-        servers.append(ApiServer(config).start())
-        clients.append(httpx.Client(base_url=servers[-1].url, timeout=30))
-        return clients[-1]
-
-    yield make
-    for c in clients:
-        c.close()
-    for s in servers:
-        s.stop()
+    servers = ApiServers()
+    yield lambda target: servers.start(api_config(target))
+    servers.stop_all()
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import httpx
 import redis.cluster
 from standardwebhooks.webhooks import Webhook
 
-from tests.cluster.conftest import ADMIN, ROOT, cluster_env, new_tenant
-from tests.conftest import Processes, Tenant
+from tests.cluster.conftest import ADMIN, cluster_env, new_tenant
+from tests.conftest import ROOT, Processes, Tenant
 from tests.support.poll import poll
 from tests.support.receiver import Receiver
 from webhooks import keys
@@ -117,10 +117,11 @@ def test_events_to_tenants_on_every_primary_are_delivered_signed_retried_and_dea
     assert "Traceback" not in cprocs.logs(), cprocs.logs()[-3000:]
 
 
-def test_replay_event_types_and_strict_mode_work_on_the_cluster(
+def test_replay_event_types_strict_mode_and_rate_limits_work_on_the_cluster(
     capi: httpx.Client, receiver: Receiver, cprocs: Processes
 ) -> None:
-    """The API's multi-key writes (transactions, catalogue, strict mode, replays) on the cluster."""
+    """The API's multi-key writes (transactions, catalogue, strict mode, replays) and the send
+    rate limit on the cluster."""
     t = new_tenant(capi, "catalogue")
     made = capi.post(
         "/v1/event-types", json={"name": "user.created", "description": "a user"}, headers=t.auth
@@ -142,6 +143,12 @@ def test_replay_event_types_and_strict_mode_work_on_the_cluster(
     assert replay.status_code == 202 and replay.json()["matched"] == 1, replay.text
     poll(lambda: len(receiver.to("ok/replay")) == 1, timeout_s=30, what="the replayed delivery")
     assert json.loads(receiver.to("ok/replay")[0].body)["type"] == "user.created"
+    # A rate-limited endpoint (its send windows are keys of the tenant's slot: lua/rate.lua).
+    endpoint(capi, t, receiver.url("ok/paced"), rate_limit_per_s=2, event_types=["user.created"])
+    post_batch(capi, t, "user.created", 4)
+    poll(lambda: len(receiver.to("ok/paced")) == 4, timeout_s=30, what="the paced deliveries")
+    seconds = Counter(r.headers["webhook-timestamp"] for r in receiver.to("ok/paced"))
+    assert max(seconds.values()) <= 2, seconds
 
 
 def test_a_cluster_without_an_rq_redis_fails_at_startup_with_a_clear_error(target: RedisTarget) -> None:
