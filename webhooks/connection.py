@@ -85,13 +85,17 @@ def _async_cluster(target: RedisTarget) -> "redis.asyncio.Redis":
 
 
 def _sync_cluster(target: RedisTarget, decode: bool) -> "redis.Redis":
+    """Raises ``redis.ConnectionError`` when no seed node answers (the sync client connects at once)."""
     backoff = ExponentialWithJitterBackoff(base=0.05, cap=1.0)
-    client = redis.cluster.RedisCluster(
-        startup_nodes=[redis.cluster.ClusterNode(h, p) for h, p in target.cluster],  # type: ignore[no-untyped-call]
-        decode_responses=decode,
-        socket_connect_timeout=5,
-        retry=SyncRetry(backoff, 10),
-    )
+    try:
+        client = redis.cluster.RedisCluster(
+            startup_nodes=[redis.cluster.ClusterNode(h, p) for h, p in target.cluster],  # type: ignore[no-untyped-call]
+            decode_responses=decode,
+            socket_connect_timeout=5,
+            retry=SyncRetry(backoff, 10),
+        )
+    except redis.exceptions.RedisClusterException as exc:
+        raise redis.ConnectionError(f"cannot reach the Redis Cluster at {target.describe()}: {exc}") from None
     return cast("redis.Redis", client)
 
 
@@ -191,11 +195,15 @@ def durability_problems(r: "redis.Redis") -> list[str]:
 
 
 def warn_if_not_durable(r: "redis.Redis") -> list[str]:
-    """Log each durability problem loudly; returns them. A server that hides CONFIG is reported too."""
+    """Log each durability problem loudly; returns them. A server that hides CONFIG is reported too,
+    and so is one that cannot be read right now (a cluster primary failing over as a process
+    starts): the process goes on without the check rather than exit."""
     try:
         problems = durability_problems(r)
     except redis.ResponseError:
         problems = ["cannot read the Redis configuration (CONFIG GET refused): durability unchecked"]
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        problems = [f"cannot read the Redis configuration now ({type(exc).__name__}): durability unchecked"]
     for problem in problems:
         log.warning("DURABILITY WARNING: %s", problem)
     try:
@@ -205,6 +213,6 @@ def warn_if_not_durable(r: "redis.Redis") -> list[str]:
                 "(trim settled history at 70%%, refuse new events when pending work fills it); "
                 "set maxmemory in redis.conf"
             )
-    except redis.ResponseError:
+    except redis.RedisError:
         pass
     return problems

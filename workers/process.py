@@ -84,8 +84,7 @@ def run_worker(
     conn = rq_client(target)
     wait_for_redis(conn, "worker")
     if target.cluster or target.rq_url:
-        data = sync_client(target)
-        wait_for_redis(data, "worker")
+        data = data_client_when_up(target, "worker")
         warn_if_not_durable(data)
         data.close()
     else:
@@ -155,14 +154,29 @@ def wait_for_redis(conn: "redis.Redis", who: str) -> None:
         delay_s = min(delay_s * 2, 5.0)
 
 
+def data_client_when_up(target: RedisTarget, who: str) -> "redis.Redis":
+    """A client of the platform's data once it answers; a cluster client can only be made once a
+    seed node answers, so its making is retried too (backing off up to 5 s)."""
+    delay_s = 0.1
+    while True:
+        try:
+            conn = sync_client(target)
+            break
+        except redis.RedisError as exc:
+            log.warning("%s: Redis is not reachable (%s); waiting", who, type(exc).__name__)
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, 5.0)
+    wait_for_redis(conn, who)
+    return conn
+
+
 def run_scheduler(
     target: RedisTarget,
     config: SchedulerConfig,
     metrics_port: int = 0,
     metrics_host: str = "127.0.0.1",
 ) -> None:
-    conn = sync_client(target)
-    wait_for_redis(conn, "scheduler")
+    conn = data_client_when_up(target, "scheduler")
     warn_if_not_durable(conn)
     conn.close()
     if target.rq_url:

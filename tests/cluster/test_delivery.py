@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from tests.cluster.conftest import ADMIN, cluster_env, new_tenant
 from tests.conftest import ROOT, Processes, Tenant
 from tests.support.poll import poll
 from tests.support.receiver import Receiver
+from tests.support.redis_proc import RedisProc, free_port
 from webhooks import keys
 from webhooks.connection import RedisTarget
 
@@ -160,3 +162,31 @@ def test_a_cluster_without_an_rq_redis_fails_at_startup_with_a_clear_error(targe
         assert done.returncode != 0
         said = done.stderr + done.stdout
         assert "WEBHOOKS_RQ_REDIS_URL is required with WEBHOOKS_REDIS_CLUSTER_NODES" in said, said
+
+
+def test_processes_started_before_their_cluster_is_reachable_wait_and_answer_503(
+    rq_redis: RedisProc, tmp_path: Path
+) -> None:
+    """No seed node answers: the worker waits (it does not exit), the API starts and answers 503."""
+    dead = RedisTarget("", cluster=(("127.0.0.1", free_port()),), rq_url=rq_redis.url)
+    procs = Processes(cluster_env(dead), tmp_path)
+    api_port = free_port()
+    try:
+        worker = procs.worker()
+        procs.start("api", env={"WEBHOOKS_API_PORT": str(api_port)})
+
+        def ready_status() -> int | None:
+            try:
+                return httpx.get(f"http://127.0.0.1:{api_port}/readyz", timeout=5).status_code
+            except httpx.HTTPError:
+                return None
+
+        assert poll(ready_status, timeout_s=30, what="the API to answer") == 503
+        event = {"event_type": "x.y", "payload": {}}
+        key = {"Authorization": "Bearer whk_looked-up-in-redis-which-is-away"}
+        refused = httpx.post(f"http://127.0.0.1:{api_port}/v1/events", json=event, headers=key, timeout=30)
+        assert refused.status_code == 503, refused.text
+        poll(lambda: "Redis is not reachable" in procs.logs(), timeout_s=30, what="the worker's warning")
+        assert worker.poll() is None, "the worker waits for its cluster"
+    finally:
+        procs.stop_all()

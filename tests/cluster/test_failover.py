@@ -99,6 +99,7 @@ def test_a_primary_killed_under_load_is_replaced_by_its_replica_and_nothing_ackn
 
         with Producer(api, tenants) as producer:
             poll(lambda: len(producer.acked) >= 60, timeout_s=30, what="60 events acknowledged first")
+            poll(lambda: len(receiver.all()) >= 30, timeout_s=30, what="the workers delivering")
             cluster.kill_primary(victim)
             killed_at, acked_at_kill = time.monotonic(), len(producer.acked)
             promoted = cluster.wait_for_promotion(victim, timeout_s=30)
@@ -114,7 +115,10 @@ def test_a_primary_killed_under_load_is_replaced_by_its_replica_and_nothing_ackn
             got = {r.headers["webhook-id"] for r in receiver.all()}
             return set(acked) - got
 
-        poll(lambda: not missing(), timeout_s=90, what="every acknowledged event delivered")
+        try:
+            poll(lambda: not missing(), timeout_s=90, what="every acknowledged event delivered")
+        except AssertionError:
+            raise AssertionError(explain(api, acked, missing(), procs)) from None
         per_event = Counter(r.headers["webhook-id"] for r in receiver.all())
         duplicates = sum(n - 1 for n in per_event.values())
         print(
@@ -128,6 +132,19 @@ def test_a_primary_killed_under_load_is_replaced_by_its_replica_and_nothing_ackn
         assert any(rc_port_of(cluster, acked[e]) == promoted for e in later)
     finally:
         procs.stop_all()
+
+
+def explain(api: httpx.Client, acked: dict[str, Tenant], lost: set[str], procs: Processes) -> str:
+    """What became of the acknowledged events that were not delivered (for the failure message)."""
+    lines = [f"{len(lost)} of {len(acked)} acknowledged events not delivered:"]
+    for event_id in sorted(lost)[:10]:
+        tenant = acked[event_id]
+        resp = api.get(f"/v1/events/{event_id}", headers=tenant.auth)
+        deliveries = api.get(f"/v1/deliveries?event_id={event_id}", headers=tenant.auth)
+        lines.append(f"  {event_id} of {tenant.id}: event {resp.status_code} {resp.text[:200]}")
+        lines.append(f"    deliveries {deliveries.status_code} {deliveries.text[:400]}")
+    lines.append(procs.logs()[-4000:])
+    return "\n".join(lines)
 
 
 def rc_port_of(cluster: RedisCluster, tenant: Tenant) -> int:
