@@ -111,12 +111,14 @@ ScriptCall = tuple[AsyncScript, list[str], list[str | int]]  # (script, keys, ar
 CLUSTER_SCRIPT_CONCURRENCY = 64  # a batch's script calls in flight at once on a cluster
 
 
-async def run_scripts(r: "Redis", calls: list[ScriptCall]) -> list[Any]:
+async def run_scripts(r: "Redis", calls: list[ScriptCall], *, errors_in_place: bool = False) -> list[Any]:
     """Run script calls, one reply per call in order: pipelined on one Redis; on a Redis Cluster
     (whose pipelines refuse EVALSHA) as concurrent calls, each routed to its key's primary.
 
     Neither is a transaction: on an error the other calls may have run (every script is atomic
-    on its own and tolerates being run again), and the first error is raised.
+    on its own and tolerates being run again). The first error is raised, or, with
+    ``errors_in_place``, each failed call's exception is its reply (on a cluster, a primary that
+    is failing over fails its tenants' calls only).
     """
     if not calls:
         return []
@@ -127,11 +129,21 @@ async def run_scripts(r: "Redis", calls: list[ScriptCall]) -> list[Any]:
             async with gate:
                 return await call[0](keys=call[1], args=call[2])
 
-        return list(await asyncio.gather(*(one(c) for c in calls)))
+        return list(await asyncio.gather(*(one(c) for c in calls), return_exceptions=errors_in_place))
     async with r.pipeline(transaction=False) as pipe:
         for script, script_keys, args in calls:
             await script(keys=script_keys, args=args, client=pipe)
-        return list(await pipe.execute())
+        return list(await pipe.execute(raise_on_error=not errors_in_place))
+
+
+class PartlyApplied(Exception):
+    """Some tenants' scripts of a batch failed (e.g. their cluster primary is away); the others'
+    were applied. ``result`` is what the applied part returned."""
+
+    def __init__(self, failed: set[str], first: BaseException, result: Any) -> None:
+        super().__init__(f"{len(failed)} tenants not written: {type(first).__name__}: {first}")
+        self.failed = failed
+        self.result = result
 
 
 class StaleRoutes(Exception):
@@ -363,7 +375,9 @@ async def complete(
     """Apply outcomes (only those whose lease still holds) and release finished ``(tenant, lease)``s.
 
     One script per tenant, pipelined; each is atomic. Settled deliveries expire ``retention_ms``
-    later. Tenants that have runnable work again are put back on the active list.
+    later. Tenants that have runnable work again are put back on the active list. When some
+    tenants' scripts fail and others' are applied, :class:`PartlyApplied` names the failed tenants
+    (to write again) and carries the :class:`Completed` of the rest.
     """
     by_tenant: dict[str, tuple[list[str], list[str]]] = {}
     for o in outcomes:
@@ -378,11 +392,17 @@ async def complete(
     for tenant_id, (leases, records) in by_tenant.items():
         args: list[str | int] = [*head, breaker.disable_after_ms, len(leases), *leases, *records]
         calls.append((script, [keys.tenant_base(tenant_id)], args))
-    replies = await run_scripts(r, calls)
+    replies = await run_scripts(r, calls, errors_in_place=True)
+    failed = {t: rep for t, rep in zip(by_tenant, replies, strict=True) if isinstance(rep, BaseException)}
+    if len(failed) == len(by_tenant):
+        raise next(iter(failed.values()))
     done = Completed()
     to_activate = []
     wakes: dict[str, int] = {}
-    for tenant_id, (applied, act, opened, disabled, wake) in zip(by_tenant, replies, strict=True):
+    for tenant_id, reply in zip(by_tenant, replies, strict=True):
+        if tenant_id in failed:
+            continue
+        applied, act, opened, disabled, wake = reply
         if int(wake) >= 0:
             wakes[tenant_id] = int(wake)
         done.applied += int(applied)
@@ -392,21 +412,33 @@ async def complete(
             to_activate.append(tenant_id)
     await activate(r, to_activate)
     await wake_at(r, wakes)
+    if failed:
+        raise PartlyApplied(set(failed), next(iter(failed.values())), done)
     return done
 
 
 async def heartbeat(r: "Redis", leases: list[tuple[str, str]], expiry_ms: int) -> list[str]:
-    """Extend live ``(tenant, lease)``s to ``expiry_ms``; the ids of those already reclaimed (not revived)."""
+    """Extend live ``(tenant, lease)``s to ``expiry_ms``; the ids of those already reclaimed (not revived).
+
+    When some tenants' scripts fail, :class:`PartlyApplied` names them and carries the reclaimed
+    ids among the others (whose leases were extended)."""
     by_tenant: dict[str, list[str]] = {}
     for tenant_id, lease_id in leases:
         by_tenant.setdefault(tenant_id, []).append(lease_id)
     if not by_tenant:
         return []
     script = scripts(r).heartbeat
-    replies = await run_scripts(
-        r, [(script, [keys.tenant_base(t)], [expiry_ms, *lease_ids]) for t, lease_ids in by_tenant.items()]
-    )
-    return [str(x) for reply in replies for x in reply]
+    calls: list[ScriptCall] = [
+        (script, [keys.tenant_base(t)], [expiry_ms, *lease_ids]) for t, lease_ids in by_tenant.items()
+    ]
+    replies = await run_scripts(r, calls, errors_in_place=True)
+    failed = {t: rep for t, rep in zip(by_tenant, replies, strict=True) if isinstance(rep, BaseException)}
+    gone = [str(x) for reply in replies if not isinstance(reply, BaseException) for x in reply]
+    if failed:
+        if len(failed) == len(by_tenant):
+            raise next(iter(failed.values()))
+        raise PartlyApplied(set(failed), next(iter(failed.values())), gone)
+    return gone
 
 
 # -- the scheduler's side ---------------------------------------------------------------------------

@@ -19,10 +19,11 @@ sent yet (waiting for its endpoint's rate limit, or not started) is *handed back
 outcome ``back`` puts it at the head of its endpoint's ready list, for another worker to take
 now rather than after the lease expires.
 
-Failure behaviour: a Redis error while recording is retried until it succeeds
-(the outcomes stay in memory and the leases keep their heartbeat); if the
-process dies, its leases expire and the scheduler's :func:`webhooks.queue.tick`
-hands the deliveries to another worker: at least once, never lost.
+Failure behaviour: a Redis error while recording is retried until it succeeds (the outcomes
+stay in memory and the leases, recorded or not, keep their heartbeat); on a Redis Cluster, the
+tenants whose primary answered are recorded at once and only the others retried. If the process
+dies, its leases expire and the scheduler's :func:`webhooks.queue.tick` hands the deliveries to
+another worker: at least once, never lost.
 """
 
 import asyncio
@@ -50,6 +51,7 @@ log = logging.getLogger("webhooks.worker")
 # A lease is used for sending only while it is surely unexpired: within this share of its TTL
 # since it was taken or last extended.
 FRESH_SHARE = 0.8
+MAX_HEARTBEAT_ROUNDS = 3  # heartbeat rounds in flight at once (a round may wait for a failover)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,7 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._buffer: list[Outcome] = []
         self._finished: list[tuple[str, str]] = []  # (tenant, lease id)
+        self._writing: list[tuple[str, str]] = []  # finished leases the writer holds (heartbeated too)
         self._background: list[asyncio.Task[None]] = []
         self._wake: asyncio.Event | None = None
         self._stop_event: asyncio.Event | None = None
@@ -424,17 +427,35 @@ class Engine:
                 return
 
     async def _write(self, outcomes: list[Outcome], finished: list[tuple[str, str]]) -> None:
+        """Record until written. Tenants whose write failed while others' went through (a cluster
+        primary failing over) are retried alone; their finished leases keep their heartbeat."""
         delay_s = 0.1
+        self._writing = finished
         while True:
             try:
-                done = await queue.complete(
-                    self.r, outcomes, finished, self.clock(), self.cfg.retention_ms, self.cfg.breaker
+                self._report(
+                    await queue.complete(
+                        self.r, outcomes, finished, self.clock(), self.cfg.retention_ms, self.cfg.breaker
+                    )
                 )
                 break
+            except queue.PartlyApplied as exc:
+                self._report(exc.result)
+                outcomes = [o for o in outcomes if o.tenant_id in exc.failed]
+                finished = self._writing = [f for f in finished if f[0] in exc.failed]
+                log.warning(
+                    "recording outcomes of %d tenants failed (%s); retrying in %.1fs",
+                    len(exc.failed),
+                    exc,
+                    delay_s,
+                )
             except Exception:
                 log.exception("recording %d outcomes failed; retrying in %.1fs", len(outcomes), delay_s)
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, 5.0)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 5.0)
+        self._writing = []
+
+    def _report(self, done: queue.Completed) -> None:
         if done.breakers_opened:
             log.warning(
                 "%d endpoint breakers opened: their deliveries wait for a probe", done.breakers_opened
@@ -443,27 +464,51 @@ class Engine:
             log.warning("endpoint %s of tenant %s disabled: %s", endpoint_id, tenant_id, reason)
 
     async def _heartbeat_loop(self) -> None:
+        """Extend every lease held each third of the TTL. Each round runs on its own, so one that
+        waits for an unreachable primary (a cluster failing over) does not hold back the next
+        rounds, which extend the other primaries' leases meanwhile."""
         period_s = self.cfg.lease_ttl_s / 3
-        while True:
-            await asyncio.sleep(period_s)
-            if not self._leases:
-                continue
-            held = [(s.lease.tenant_id, lease_id) for lease_id, s in self._leases.items()]
-            sent_at = time.monotonic()
-            try:
-                expiry_ms = self.clock() + int(self.cfg.lease_ttl_s * 1000)
-                gone = set(await queue.heartbeat(self.r, held, expiry_ms))
-            except Exception:
-                log.exception("lease heartbeat failed")
-                continue
-            fresh_until = sent_at + FRESH_SHARE * self.cfg.lease_ttl_s
-            for _, lease_id in held:
-                if lease_id in self._fresh_until:
-                    self._fresh_until[lease_id] = 0.0 if lease_id in gone else fresh_until
-            if gone:
-                log.warning(
-                    "%d leases expired while held (a stall?): their unsent deliveries stay unsent", len(gone)
+        rounds: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await asyncio.sleep(period_s)
+                held = [(s.lease.tenant_id, lease_id) for lease_id, s in self._leases.items()]
+                # Done but not recorded yet (the writer may be waiting for a primary that is
+                # failing over): a reclaim would send them again.
+                held += self._writing + self._finished
+                if not held or len(rounds) >= MAX_HEARTBEAT_ROUNDS:
+                    continue
+                task = asyncio.create_task(self._heartbeat(held))
+                rounds.add(task)
+                task.add_done_callback(rounds.discard)
+        finally:
+            for task in list(rounds):
+                task.cancel()
+
+    async def _heartbeat(self, held: list[tuple[str, str]]) -> None:
+        sent_at = time.monotonic()
+        failed: set[str] = set()
+        try:
+            expiry_ms = self.clock() + int(self.cfg.lease_ttl_s * 1000)
+            gone = set(await queue.heartbeat(self.r, held, expiry_ms))
+        except queue.PartlyApplied as exc:
+            log.warning("lease heartbeat of %d tenants failed: %s", len(exc.failed), exc)
+            gone, failed = set(exc.result), exc.failed
+        except Exception:
+            log.exception("lease heartbeat failed")
+            return
+        fresh_until = sent_at + FRESH_SHARE * self.cfg.lease_ttl_s
+        for tenant_id, lease_id in held:
+            if lease_id in self._fresh_until and tenant_id not in failed:
+                self._fresh_until[lease_id] = (
+                    0.0 if lease_id in gone else max(fresh_until, self._fresh_until[lease_id])
                 )
+        expired = [lease_id for lease_id in gone if lease_id in self._leases]  # not just released
+        if expired:
+            log.warning(
+                "%d leases expired while held (a stall?): their unsent deliveries stay unsent",
+                len(expired),
+            )
 
     # -- shutdown ---------------------------------------------------------------------------------
 

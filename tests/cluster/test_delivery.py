@@ -151,6 +151,13 @@ def test_replay_event_types_strict_mode_and_rate_limits_work_on_the_cluster(
     poll(lambda: len(receiver.to("ok/paced")) == 4, timeout_s=30, what="the paced deliveries")
     seconds = Counter(r.headers["webhook-timestamp"] for r in receiver.to("ok/paced"))
     assert max(seconds.values()) <= 2, seconds
+    # The operator's view: queue figures from the cluster, the workers from RQ's own Redis.
+    argv = [sys.executable, "-m", "cli", "status", "--json"]
+    shown = subprocess.run(argv, env=cprocs.env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    status = json.loads(shown.stdout)
+    assert len(status["workers"]) == 1 and status["dead_letters"] == 0, status
+    assert status["redis_server"].startswith(("redis", "valkey")) and status["maxmemory_bytes"] >= 0
 
 
 def test_a_cluster_without_an_rq_redis_fails_at_startup_with_a_clear_error(target: RedisTarget) -> None:
