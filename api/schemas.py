@@ -47,10 +47,13 @@ class SecretRotate(_In):
     signing: Literal["hmac-sha256", "ed25519"] | None = None
 
 
+EVENT_FIELD_MAX = 256  # characters of an event's type and id (api/ingest.py checks it too)
+
+
 class EventCreate(_In):
-    event_type: str = Field(max_length=256)
+    event_type: str = Field(max_length=EVENT_FIELD_MAX)
     payload: Any = Field(...)
-    id: str | None = Field(None, max_length=256)
+    id: str | None = Field(None, max_length=EVENT_FIELD_MAX)
 
 
 class EventBatch(_In):
@@ -62,6 +65,7 @@ class ReplayRequest(_In):
     event_type: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    status_code: str | None = Field(None, max_length=8)  # 500, a class (5xx), or none
     ids: list[str] | None = Field(None, max_length=10000)
     dry_run: bool = False
     rate_per_s: float | None = Field(None, ge=0.001, le=100000)

@@ -1,9 +1,9 @@
 """The ``webhooks`` console script (also ``python -m cli``): arguments, settings, errors, exit codes.
 
 Settings are read once here (:func:`webhooks.settings.load`) and passed down. A bad setting
-prints one line naming the variable and exits with status 2; a domain error or an unreachable
-Redis prints one line and exits with status 1. Each command's module is imported only when that
-command runs, so operator commands start quickly.
+prints one line naming the variable and exits with status 2; a domain error, an unreachable
+Redis or API, or an error answer of the API prints one line and exits with status 1. Each
+command's module is imported only when that command runs, so operator commands start quickly.
 """
 
 import argparse
@@ -40,6 +40,13 @@ def _dead_filters(c: argparse.ArgumentParser) -> None:
     c.add_argument("--until", type=_iso, help="died before this ISO 8601 time")
 
 
+def _api(c: argparse.ArgumentParser) -> None:
+    c.add_argument(
+        "--api-url",
+        help="the platform's API (default: WEBHOOKS_API_URL, else the `webhooks up` of WEBHOOKS_DATA_DIR)",
+    )
+
+
 def _json(c: argparse.ArgumentParser, what: str = "one JSON document") -> None:
     c.add_argument("--json", action="store_true", help=f"print {what} (for scripts)")
 
@@ -67,16 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
         "ops:cmd_tenant_create",
     )
     tc.add_argument("name")
+    _api(tc)
     _json(tc)
 
     dlq = sub.add_parser("dlq", help="dead letters").add_subparsers(dest="dlq_command", required=True)
     ls = _command(dlq.add_parser("list", help="dead deliveries, newest first"), "ops:cmd_dlq_list")
     _dead_filters(ls)
     ls.add_argument("--limit", type=int, default=100, help="show at most this many (default 100)")
+    _api(ls)
     _json(ls, "one JSON object per line")
     show = _command(dlq.add_parser("show", help="one delivery and its attempts"), "ops:cmd_dlq_show")
     show.add_argument("id", help="delivery id")
     show.add_argument("--tenant", help="tenant id (default: any)")
+    _api(show)
     _json(show)
     rp = _command(dlq.add_parser("replay", help="send dead deliveries again"), "ops:cmd_dlq_replay")
     _dead_filters(rp)
@@ -85,11 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--rate", type=float, help="deliveries per second")
     rp.add_argument("--wait", action="store_true", help="follow the replayed deliveries until they settle")
     rp.add_argument("--wait-s", type=float, default=600.0, help="longest --wait (default 600 s)")
+    _api(rp)
     _json(rp)
 
     st = _command(
         sub.add_parser("status", help="workers, scheduler, queues, dead letters, Redis memory"),
-        "ops:cmd_status",
+        "status:cmd_status",
     )
     _json(st)
     demo = _command(

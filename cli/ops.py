@@ -1,58 +1,50 @@
-"""Operator commands: ``tenant create``, ``dlq list|show|replay``, ``status``.
+"""Operator commands the API serves: ``tenant create`` and ``dlq list|show|replay``.
 
-Each finds its Redis with :func:`cli.platform_info.operator_target` (explicit settings, else the
-``platform.json`` of a running ``webhooks up``), checks that it answers, and says so on stderr
-with a non-zero exit when it does not: never an empty answer from the wrong store.
+Each calls the running platform's HTTP API through :class:`webhooks.client.AsyncClient` with
+the admin token, both found by :func:`cli.platform_info.operator_api` (``--api-url`` or
+``WEBHOOKS_API_URL``, else the ``platform.json`` of a running ``webhooks up``). When nothing
+answers, or the API refuses a call, one line on stderr and a non-zero exit (cli/main.py):
+never an empty answer from the wrong place. ``webhooks status`` reads Redis (cli/status.py).
 """
 
 import argparse
 import asyncio
-import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-import redis
-from redis.asyncio import Redis
-
 from cli.output import Out, Ticker
-from cli.platform_info import operator_target
-from webhooks.config import policy_of
-from webhooks.connection import async_client, async_rq_client
-from webhooks.errors import Invalid, StorageError
-from webhooks.models import Delivery
-from webhooks.secretbox import SecretBox
+from cli.platform_info import operator_api
+from webhooks.client import ApiConnectionError, ApiError, AsyncClient, Delivery
+from webhooks.errors import WebhooksError
 from webhooks.settings import Settings
-from webhooks.status import delivery_states, snapshot
-from webhooks.store import DeadFilter, Store
-from webhooks.timefmt import iso_from_ms, ms_from_datetime
 
-MAX_IDS_PER_REPLAY = 10000  # the store's limit for one replay by ids
+MAX_IDS_PER_REPLAY = 10000  # the API's limit on the ids of one replay
+PAGE_SIZE = 1000  # the API's largest page
+FOLLOW_CONCURRENCY = 16  # deliveries read at once while following a replay
 SETTLED = ("succeeded", "dead", "gone")
 
-Command = Callable[[Redis, Store, Out], Coroutine[Any, Any, int]]
+Command = Callable[[AsyncClient, Out], Coroutine[Any, Any, int]]
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def run_ops(s: Settings, args: argparse.Namespace, fn: Command) -> int:
-    target, source = operator_target(s)
+def run_api(s: Settings, args: argparse.Namespace, fn: Command) -> int:
+    """Run ``fn`` with a client of the platform's API; its failures become one-line errors."""
+    target = operator_api(s, getattr(args, "api_url", None))
+    where = f"the API at {target.url} (from {target.source})"
 
     async def main() -> int:
-        r = async_client(target)
-        try:
+        api = AsyncClient(
+            target.url, target.token, tenant_id=getattr(args, "tenant", None), max_retries=2, backoff_s=0.25
+        )
+        async with api:
             try:
-                await r.ping()
-            except redis.RedisError as exc:
-                raise StorageError(
-                    f"cannot reach Redis at {target.describe()} (from {source}): {type(exc).__name__}"
-                ) from None
-            box = SecretBox(s.secret_key.get_secret_value() if s.secret_key else None)
-            return await fn(r, Store(r, box, policy_of(s)), Out(getattr(args, "json", False)))
-        finally:
-            await r.aclose()
+                return await fn(api, Out(getattr(args, "json", False)))
+            except ApiConnectionError as exc:
+                cause = exc.__cause__
+                reason = f"{type(cause).__name__}: {cause}" if cause else str(exc)
+                raise WebhooksError(f"cannot reach {where}: {reason}".replace("\n", " ")) from None
+            except ApiError as exc:
+                raise WebhooksError(f"{where} answered {exc}".replace("\n", " ")) from None
 
     return asyncio.run(main())
 
@@ -61,8 +53,8 @@ def run_ops(s: Settings, args: argparse.Namespace, fn: Command) -> int:
 
 
 def cmd_tenant_create(s: Settings, args: argparse.Namespace) -> int:
-    async def go(r: Redis, store: Store, out: Out) -> int:
-        t = await store.create_tenant(args.name, now_ms())
+    async def go(api: AsyncClient, out: Out) -> int:
+        t = await api.tenants.create(args.name)
         if out.json_mode:
             out.json(t.model_dump())
         else:
@@ -71,60 +63,42 @@ def cmd_tenant_create(s: Settings, args: argparse.Namespace) -> int:
         out.note("(the API key is shown once; keep it safe)")
         return 0
 
-    return run_ops(s, args, go)
+    return run_api(s, args, go)
 
 
 # -- dead letters ----------------------------------------------------------------------------------
 
 
-def status_code_matcher(spec: str | None) -> Callable[[int | None], bool]:
-    """``500`` exactly, ``5xx`` a class, ``none`` no response at all (timeout, connection error)."""
-    if spec is None:
-        return lambda code: True
-    spec = spec.strip().lower()
-    if spec == "none":
-        return lambda code: code is None
-    if len(spec) == 3 and spec[0].isdigit() and spec[1:] == "xx":
-        return lambda code: code is not None and code // 100 == int(spec[0])
-    if spec.isdigit() and 100 <= int(spec) <= 599:
-        return lambda code: code == int(spec)
-    raise Invalid(f"--status-code: a status (500), a class (5xx) or none, not {spec!r}")
-
-
-def dead_filter(args: argparse.Namespace) -> DeadFilter:
-    return DeadFilter(
-        endpoint_id=args.endpoint,
-        event_type=args.event_type,
-        since_ms=ms_from_datetime(args.since) if args.since else None,
-        until_ms=ms_from_datetime(args.until) if args.until else None,
-    )
+def dead_filters(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``dlq`` filters as the API's parameters (``--tenant`` travels as the client's tenant)."""
+    return {
+        "endpoint_id": args.endpoint,
+        "event_type": args.event_type,
+        "since": args.since,
+        "until": args.until,
+        "status_code": args.status_code,
+    }
 
 
 async def matching_dead(
-    store: Store, args: argparse.Namespace, limit: int | None, tick: Ticker
+    api: AsyncClient, args: argparse.Namespace, limit: int | None, tick: Ticker
 ) -> AsyncIterator[Delivery]:
-    """Dead deliveries matching the filters, newest first (``--status-code`` applied here)."""
-    f, wanted = dead_filter(args), status_code_matcher(args.status_code)
-    found, cursor = 0, None
-    while limit is None or found < limit:
-        page = await store.list_dead(args.tenant, f, 1000, cursor)
-        tick.advance(len(page.data))
-        for d in page.data:
-            if wanted(d.last_status_code):
-                found += 1
-                yield d
-                if limit is not None and found >= limit:
-                    return
-        cursor = page.next_cursor
-        if not cursor:
+    """Dead deliveries matching the filters, newest first, every page of the API's list."""
+    page_size = PAGE_SIZE if limit is None else min(PAGE_SIZE, max(50, limit))
+    found = 0
+    async for d in api.dead_letters.list(**dead_filters(args), page_size=page_size):
+        tick.advance(1)
+        found += 1
+        yield d
+        if limit is not None and found >= limit:
             return
 
 
 def cmd_dlq_list(s: Settings, args: argparse.Namespace) -> int:
-    async def go(r: Redis, store: Store, out: Out) -> int:
+    async def go(api: AsyncClient, out: Out) -> int:
         rows: list[Delivery] = []
         with out.progress("reading dead letters", None) as tick:
-            async for d in matching_dead(store, args, args.limit + 1, tick):
+            async for d in matching_dead(api, args, args.limit + 1, tick):
                 rows.append(d)
         more, rows = len(rows) > args.limit, rows[: args.limit]
         if out.json_mode:
@@ -153,7 +127,7 @@ def cmd_dlq_list(s: Settings, args: argparse.Namespace) -> int:
         out.note(f"{len(rows)} dead deliveries shown" + (" (more exist; raise --limit)" if more else ""))
         return 0
 
-    return run_ops(s, args, go)
+    return run_api(s, args, go)
 
 
 def _when(iso: str | None) -> str | None:
@@ -162,8 +136,8 @@ def _when(iso: str | None) -> str | None:
 
 
 def cmd_dlq_show(s: Settings, args: argparse.Namespace) -> int:
-    async def go(r: Redis, store: Store, out: Out) -> int:
-        d = await store.get_delivery(args.tenant, args.id)
+    async def go(api: AsyncClient, out: Out) -> int:
+        d = await api.deliveries.get(args.id)
         if out.json_mode:
             out.json(d.model_dump())
             return 0
@@ -197,43 +171,44 @@ def cmd_dlq_show(s: Settings, args: argparse.Namespace) -> int:
         )
         return 0
 
-    return run_ops(s, args, go)
+    return run_api(s, args, go)
+
+
+def _chunks(ids: list[str]) -> list[list[str]]:
+    return [ids[i : i + MAX_IDS_PER_REPLAY] for i in range(0, len(ids), MAX_IDS_PER_REPLAY)]
 
 
 def cmd_dlq_replay(s: Settings, args: argparse.Namespace) -> int:
-    async def go(r: Redis, store: Store, out: Out) -> int:
-        if args.ids:
-            ids = list(dict.fromkeys(i.strip() for i in args.ids.split(",") if i.strip()))
-        else:
-            with out.progress("finding dead letters", None) as tick:
-                ids = [d.id async for d in matching_dead(store, args, None, tick)]
-        if args.dry_run:
-            matched = len(ids)
-            if args.ids:  # named ids: the store checks each (404 for an unknown one) and counts the dead
-                f = dead_filter(args)
-                matched = (
-                    await store.replay(args.tenant, f, ids, dry_run=True, rate_per_s=None, now_ms=now_ms())
-                ).matched
+    async def go(api: AsyncClient, out: Out) -> int:
+        named = list(dict.fromkeys(i.strip() for i in args.ids.split(",") if i.strip())) if args.ids else None
+        if args.dry_run:  # the API counts (and checks each named id: 404 for an unknown one)
+            matched = 0
+            for part in _chunks(named) if named else [None]:
+                result = await api.dead_letters.replay(**dead_filters(args), ids=part, dry_run=True)
+                matched += result.matched
             text = f"dry run: {matched} dead deliveries match; nothing was replayed"
             _say(out, {"dry_run": True, "matched": matched}, text)
             return 0
+        if named is not None:
+            ids = named
+        else:  # listed first, so that a replay of many is shown progressing and can be followed
+            with out.progress("finding dead letters", None) as tick:
+                ids = [d.id async for d in matching_dead(api, args, None, tick)]
         replays, requeued = [], 0
         with out.progress("requeueing", len(ids)) as tick:
-            for start in range(0, len(ids), MAX_IDS_PER_REPLAY):
-                part = ids[start : start + MAX_IDS_PER_REPLAY]
-                result = await store.replay(
-                    args.tenant, dead_filter(args), part, dry_run=False, rate_per_s=args.rate, now_ms=now_ms()
-                )
+            for part in _chunks(ids):
+                filters = {"endpoint_id": args.endpoint, "event_type": args.event_type}
+                result = await api.dead_letters.replay(**filters, ids=part, rate_per_s=args.rate)
                 requeued += result.matched
                 replays.append(result.replay_id)
                 tick.advance(len(part))
         pace = f" at {args.rate:g}/s (about {requeued / args.rate:.0f}s)" if args.rate and requeued else ""
         report: dict[str, Any] = {"replay_ids": replays, "matched": requeued}
         if not args.json:
-            named = ", ".join(str(i) for i in replays) or "-"
-            out.line(f"replay {named}: {requeued} dead deliveries requeued{pace}")
+            names = ", ".join(str(i) for i in replays) or "-"
+            out.line(f"replay {names}: {requeued} dead deliveries requeued{pace}")
         if args.wait and requeued:
-            report["outcome"] = await _follow(r, ids, out, args.wait_s, args.tenant)
+            report["outcome"] = await _follow(api, ids, out, args.wait_s)
             if not args.json:
                 o = report["outcome"]
                 again, waiting = o["dead"], o["waiting"]
@@ -242,7 +217,7 @@ def cmd_dlq_replay(s: Settings, args: argparse.Namespace) -> int:
             out.json(report)
         return 0
 
-    return run_ops(s, args, go)
+    return run_api(s, args, go)
 
 
 def _say(out: Out, value: dict[str, Any], text: str) -> None:
@@ -252,22 +227,29 @@ def _say(out: Out, value: dict[str, Any], text: str) -> None:
         out.line(text)
 
 
-async def _follow(
-    r: Redis, ids: list[str], out: Out, timeout_s: float, tenant: str | None = None
-) -> dict[str, int]:
+async def _state(api: AsyncClient, delivery_id: str, gate: asyncio.Semaphore) -> str:
+    """A delivery's status, ``gone`` when it no longer exists (expired or trimmed)."""
+    async with gate:
+        try:
+            return (await api.deliveries.get(delivery_id)).status.value
+        except ApiError as exc:
+            if exc.status == 404:
+                return "gone"
+            raise
+
+
+async def _follow(api: AsyncClient, ids: list[str], out: Out, timeout_s: float) -> dict[str, int]:
     """Poll the replayed deliveries until each has succeeded or died again (or ``timeout_s``)."""
     deadline = time.monotonic() + timeout_s
-    states: dict[str, str] = {}
+    gate = asyncio.Semaphore(FOLLOW_CONCURRENCY)
+    states: dict[str, str] = dict.fromkeys(ids, "pending")
     with out.progress("delivering", len(ids)) as tick:
-        settled = 0
         while True:
-            states = {}
-            for start in range(0, len(ids), 1000):
-                states.update(await delivery_states(r, ids[start : start + 1000], tenant))
-            now_settled = sum(1 for v in states.values() if v in SETTLED)
-            tick.advance(now_settled - settled)
-            settled = now_settled
-            if settled == len(ids) or time.monotonic() > deadline:
+            waiting = [i for i, st in states.items() if st not in SETTLED]
+            found = await asyncio.gather(*(_state(api, i, gate) for i in waiting))
+            states.update(zip(waiting, found, strict=True))
+            tick.advance(sum(1 for st in found if st in SETTLED))
+            if all(st in SETTLED for st in states.values()) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.5)
     values = list(states.values())
@@ -276,69 +258,3 @@ async def _follow(
         "dead": values.count("dead"),
         "waiting": sum(1 for v in values if v not in SETTLED),
     }
-
-
-# -- status ----------------------------------------------------------------------------------------
-
-
-def _age(ms: int | None, now: int) -> str | None:
-    return None if ms is None else f"{max(0.0, (now - ms) / 1000):.1f}s ago"
-
-
-def _mib(n: int) -> str:
-    return f"{n / 1048576:.1f} MiB"
-
-
-def cmd_status(s: Settings, args: argparse.Namespace) -> int:
-    async def go(r: Redis, store: Store, out: Out) -> int:
-        target, _ = operator_target(s)
-        rq = async_rq_client(target) if target.rq_url else None
-        try:
-            st = await snapshot(r, now_ms(), rq)
-        finally:
-            if rq is not None:
-                await rq.aclose()
-        if out.json_mode:
-            out.json(dataclasses.asdict(st))
-            return 0
-        now = st.now_ms
-        out.table(
-            f"workers ({len(st.workers)} registered with RQ)",
-            ["name", "host", "pid", "state", "last heartbeat", "started"],
-            [
-                (w.name, w.hostname, w.pid, w.state, _age(w.last_heartbeat_ms, now), iso_from_ms(w.birth_ms))
-                for w in st.workers
-            ],
-        )
-        leader = st.scheduler_leader
-        out.fields(
-            "scheduler",
-            [
-                (
-                    "leader",
-                    f"pid {leader.split(':')[0]} (lock {leader}, {st.scheduler_lock_ttl_ms} ms left)"
-                    if leader
-                    else "none: retries and reclaims wait",
-                )
-            ],
-        )
-        oldest = f"{st.oldest_ready_age_s:.1f}s" if st.oldest_ready_age_s is not None else None
-        nxt = f"in {st.next_retry_in_s:.1f}s" if st.next_retry_in_s is not None else None
-        maxmem = _mib(st.maxmemory_bytes) if st.maxmemory_bytes else "no limit"
-        out.fields(
-            "queues",
-            [
-                ("ready", f"{st.ready} (oldest waiting {oldest or '-'})"),
-                ("in flight", f"{st.leased} deliveries under {st.leases} leases"),
-                ("retry backlog", f"{st.retry_backlog} ({st.retries_overdue} due now, next {nxt or '-'})"),
-                ("dead letters", st.dead_letters),
-                ("drain jobs", f"{st.drain_jobs} queued for workers"),
-            ],
-        )
-        out.fields(
-            "redis",
-            [("server", st.redis_server), ("memory", f"{_mib(st.used_memory_bytes)} used of {maxmem}")],
-        )
-        return 0
-
-    return run_ops(s, args, go)

@@ -4,9 +4,12 @@
 it when it stops cleanly. A file left by an ``up`` that was killed is *stale*: its pid is gone,
 or the data folder's lock (webhooks/datalock.py) is no longer held.
 
-:func:`operator_target` is how ``dlq``, ``status`` and ``tenant create`` find their Redis: the
-settings when ``WEBHOOKS_REDIS_URL``/``WEBHOOKS_REDIS_SENTINELS`` say so explicitly, else this
-file; never a silent default.
+:func:`operator_api` is how ``tenant create`` and ``dlq`` find the API and its admin token: the
+URL from ``--api-url`` or ``WEBHOOKS_API_URL`` when given, else this file's ``api_url``; the
+token from ``WEBHOOKS_ADMIN_TOKEN``, else the ``admin-token`` file ``up`` keeps beside it.
+:func:`operator_target` is how ``status`` finds its Redis (it reads what the API does not
+offer: workers, leases, memory): the settings when ``WEBHOOKS_REDIS_URL``/
+``WEBHOOKS_REDIS_SENTINELS`` say so explicitly, else this file. Never a silent default.
 """
 
 import json
@@ -14,13 +17,15 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from webhooks.client import ApiConnectionError
 from webhooks.config import target_of
 from webhooks.connection import RedisTarget
 from webhooks.datalock import DataLock
-from webhooks.errors import StorageError
+from webhooks.errors import ConfigError, StorageError, WebhooksError
 from webhooks.settings import Settings
 
 FILE = "platform.json"
+ADMIN_TOKEN_FILE = "admin-token"  # where `up` keeps the admin token it generated
 
 
 @dataclass
@@ -78,6 +83,56 @@ def is_live(data_dir: Path, info: PlatformInfo) -> bool:
     return pid_alive(info.pid) and DataLock.held(data_dir)
 
 
+def running_platform(s: Settings, variable: str, error: type[WebhooksError]) -> PlatformInfo:
+    """The live ``platform.json`` of the data folder, or ``error`` saying why there is none
+    (``variable`` is the setting that would name the platform explicitly)."""
+    data_dir = s.data_dir.resolve()
+    info = read(data_dir)
+    hint = f"start `webhooks up` there, or set {variable} (or WEBHOOKS_DATA_DIR)"
+    if info is None:
+        raise error(f"no platform found: {variable} is not set and {data_dir / FILE} does not exist; {hint}")
+    if not is_live(data_dir, info):
+        raise error(
+            f"no platform found: {data_dir / FILE} was left by `webhooks up` pid {info.pid}, "
+            f"which is not running any more; {hint}"
+        )
+    return info
+
+
+@dataclass(frozen=True)
+class ApiTarget:
+    url: str
+    token: str = field(repr=False)
+    source: str  # where the URL came from, for messages
+
+
+def operator_api(s: Settings, api_url: str | None = None) -> ApiTarget:
+    """The API an operator command calls and the admin token it calls with (module doc)."""
+    if api_url or s.api_url:
+        url, source = (api_url, "--api-url") if api_url else (s.api_url, "WEBHOOKS_API_URL")
+        assert url is not None
+    else:
+        url = running_platform(s, "WEBHOOKS_API_URL", ApiConnectionError).api_url
+        source = str(s.data_dir.resolve() / FILE)
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{source}: the API URL must start with http:// or https://, not {url!r}")
+    # `up` may listen on every address; it is reached on this machine's loopback.
+    url = url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:").rstrip("/")
+    if s.admin_token is not None:
+        return ApiTarget(url, s.admin_token.get_secret_value(), source)
+    token_file = s.data_dir.resolve() / ADMIN_TOKEN_FILE
+    try:
+        token = token_file.read_text().strip()
+    except OSError:
+        token = ""
+    if not token:
+        raise ConfigError(
+            f"WEBHOOKS_ADMIN_TOKEN is not set and {token_file} (written by `webhooks up`) is not "
+            "readable: set WEBHOOKS_ADMIN_TOKEN to the API's admin token"
+        )
+    return ApiTarget(url, token, source)
+
+
 def operator_target(s: Settings) -> tuple[RedisTarget, str]:
     """The Redis an operator command should use, and a phrase saying where it came from.
 
@@ -93,17 +148,7 @@ def operator_target(s: Settings) -> tuple[RedisTarget, str]:
         )
         return target_of(s), source
     data_dir = s.data_dir.resolve()
-    info = read(data_dir)
-    hint = "start `webhooks up` there, or set WEBHOOKS_REDIS_URL (or WEBHOOKS_DATA_DIR)"
-    if info is None:
-        raise StorageError(
-            f"no platform found: WEBHOOKS_REDIS_URL is not set and {data_dir / FILE} does not exist; {hint}"
-        )
-    if not is_live(data_dir, info):
-        raise StorageError(
-            f"no platform found: {data_dir / FILE} was left by `webhooks up` pid {info.pid}, "
-            f"which is not running any more; {hint}"
-        )
+    info = running_platform(s, "WEBHOOKS_REDIS_URL", StorageError)
     if info.redis_sentinels:
         sentinels = []
         for part in info.redis_sentinels.split(","):

@@ -26,6 +26,7 @@ def engine_config_of(s: Settings) -> "EngineConfig":
         lease_ttl_s=s.lease_ttl_s,
         retention_ms=s.retention_ms,
         breaker=s.breaker,
+        ops_window_ms=s.operational.window_ms if s.operational else 0,
     )
 
 
@@ -37,6 +38,8 @@ def scheduler_config_of(s: Settings) -> "SchedulerConfig":
         retention_ms=s.retention_ms,
         memory_high_share=s.memory_high_watermark,
         trim_dead_letters=s.trim_dead_letters,
+        ops_target=s.operational,
+        box=box_of(s) if s.operational else None,
     )
 
 

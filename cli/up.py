@@ -189,7 +189,7 @@ class Up:
             token_line = "set by WEBHOOKS_ADMIN_TOKEN"
             self.env["WEBHOOKS_ADMIN_TOKEN"] = self.s.admin_token.get_secret_value()
         else:
-            path = self.data_dir / "admin-token"
+            path = self.data_dir / platform_info.ADMIN_TOKEN_FILE
             self.env["WEBHOOKS_ADMIN_TOKEN"] = persisted(path, lambda: secrets.token_urlsafe(32))
             token_line = f"{self.env['WEBHOOKS_ADMIN_TOKEN']}  (in {short(path)})"
         if self.s.secret_key is None:

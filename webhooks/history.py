@@ -39,6 +39,11 @@ def event_record(event_type: str, created_ms: int, stem: str, n: int, payload_js
     return (header + b"\n" + payload_json).decode()
 
 
+def payload_json_of(record: str) -> str:
+    """The payload's JSON as :func:`event_record` stored it."""
+    return record.partition("\n")[2]
+
+
 def wire_body(event_type: str, created_ms: int, payload_json: bytes) -> bytes:
     """The body POSTed to receivers: ``{"type":…,"timestamp":…,"data":…}`` (what orjson would write)."""
     return b"".join(

@@ -4,6 +4,7 @@ Ids of one prefix sort by creation time as plain strings (Crockford base32 keeps
 the order), which the storage layer relies on for newest-first pagination.
 """
 
+import hashlib
 import os
 import random
 import time
@@ -50,6 +51,13 @@ def new_id(prefix: str, now_ms: int | None = None) -> str:
     return f"{prefix}_{_last_time}{_rng.getrandbits(64):016x}"
 
 
+def fixed_id(prefix: str, ms: int, seed: str) -> str:
+    """The id ``seed`` always gets: the shape of :func:`new_id` (``ms`` for the time part), its random
+    part taken from SHA-256 of ``seed`` (an operational notification's event id, so that emitting
+    it twice stores it once)."""
+    return f"{prefix}_{_encode(ms, 10)}{hashlib.sha256(seed.encode()).hexdigest()[:16]}"
+
+
 def new_stem(n: int, now_ms: int | None = None) -> str:
     """The common start of the ids of ``n`` deliveries of one event (see :func:`stem_member`).
 
@@ -58,6 +66,9 @@ def new_stem(n: int, now_ms: int | None = None) -> str:
     sorts by creation time, and an event stores one stem instead of ``n`` ids.
     """
     return new_id(DELIVERY, now_ms)[: -_index_width(n)]
+
+
+_INDEX2 = [_encode(i, 2) for i in range(32**2)]  # the 2-character indexes, made once
 
 
 def _index_width(n: int) -> int:
@@ -82,10 +93,15 @@ def derived(stem: str) -> bool:
 
 def stem_member(stem: str, i: int) -> str:
     """The id of delivery ``i`` of the stem's event."""
-    return stem + _encode(i, len(DELIVERY) + 27 - len(stem))
+    width = len(DELIVERY) + 27 - len(stem)
+    if width == 2 and i < len(_INDEX2):
+        return stem + _INDEX2[i]
+    return stem + _encode(i, width)
 
 
 def stem_members(stem: str, n: int) -> list[str]:
+    if len(stem) == len(DELIVERY) + 25 and n <= len(_INDEX2):  # the common, 2-character index
+        return [stem + suffix for suffix in _INDEX2[:n]]
     return [stem_member(stem, i) for i in range(n)]
 
 

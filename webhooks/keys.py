@@ -9,9 +9,10 @@ and in ``webhooks/lua/``.
 
 A few small global keys live outside any tenant's slot: the tenant list, the
 *active* rotation of tenants with work to lease, the *wake* index of tenants the
-scheduler must visit, the scheduler lock, API key lookups and replays. They are
-kept right by separate idempotent calls; ``docs/architecture.md`` says how a
-crash between a tenant's script and such a call is repaired.
+scheduler must visit, the scheduler lock, API key lookups, replays, and when
+tenants' operational notifications are due. They are kept right by separate
+idempotent calls; ``docs/architecture.md`` says how a crash between a tenant's
+script and such a call is repaired.
 """
 
 PREFIX = "wh:"
@@ -24,6 +25,7 @@ WAKE = PREFIX + "wake"  # zset tenant id -> unix ms at which the scheduler must 
 SCHEDULER_LOCK = PREFIX + "sched:lock"
 MEMORY = PREFIX + "memory"  # hash written by the scheduler: used, max, level (ok|trimming|full), at
 RQ_QUEUE = "webhooks"  # RQ queue name (RQ owns its own rq:* keys)
+OPS_DUE = PREFIX + "opsdue"  # zset tenant id -> ms at which its operational notifications are due
 
 
 def api_key(key_hash: str) -> str:
@@ -73,7 +75,8 @@ def idempotency(tenant_id: str, key: str) -> str:
 def endpoint(tenant_id: str, endpoint_id: str) -> str:
     """Hash: ``doc`` (JSON), ``disabled``, ``disabled_reason``, and the scheduling state the scripts
     keep (``if`` requests in flight, ``mif`` max in flight, ``cap`` throttled cap, ``fifo``,
-    ``q`` on the runnable list, ``pu`` paused until ms, breaker fields ``f``, ``fs``, ``bo``, ``h``)."""
+    ``q`` on the runnable list, ``pu`` paused until ms, breaker fields ``f``, ``fs``, ``bo``, ``h``;
+    ``od`` failing since, from the breaker opening or the engine disabling it to the next success)."""
     return tenant_base(tenant_id) + "ep:" + endpoint_id
 
 
@@ -196,3 +199,24 @@ def tenant_replays(tenant_id: str) -> str:
 def replay_members(tenant_id: str, replay_id: str) -> str:
     """List of this tenant's delivery ids a replay requeued (its progress is read from them)."""
     return tenant_base(tenant_id) + "rp:" + replay_id
+
+
+# -- operational webhooks (webhooks/operational.py, lua/complete.lua, lua/ops.lua) -------------------
+# Recorded only while WEBHOOKS_OPERATIONAL_WEBHOOK_URL is set, never for the operator tenant itself.
+
+
+def ops_outbox(tenant_id: str) -> str:
+    """List of notifications (JSON) waiting to become events of the operator tenant, oldest first;
+    bounded (lua/complete.lua keeps the newest ``OPS_OUTBOX_MAX``)."""
+    return tenant_base(tenant_id) + "ops"
+
+
+def ops_dead(tenant_id: str) -> str:
+    """Hash endpoint id -> JSON summary of the deliveries that died there in the open window
+    (``n``, ``first``, ``last`` ms, ``ids`` samples, last ``code`` and ``err``): one field per endpoint."""
+    return tenant_base(tenant_id) + "opsdead"
+
+
+def ops_sequence(tenant_id: str) -> str:
+    """Counter numbering the tenant's notifications (their event ids derive from it)."""
+    return tenant_base(tenant_id) + "opsn"

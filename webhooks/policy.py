@@ -17,4 +17,4 @@ class Policy:
     tenant_rate_per_s: float = 0.0  # API requests per second per tenant; 0 = unlimited
     tenant_burst: float = 0.0
     retention_ms: int = queue.DEFAULT_RETENTION_MS
-    default_max_in_flight: int = 256
+    default_max_in_flight: int = 1024

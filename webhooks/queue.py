@@ -48,6 +48,7 @@ from webhooks.history import StoredEvent
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 DEFAULT_RETENTION_MS = 30 * 86400 * 1000
+ERROR_CHARS = 200  # the most of an error kept with a dead delivery's operational summary
 
 
 def _script_source(name: str) -> str:
@@ -77,6 +78,7 @@ class Scripts:
             "auth",
             "global",
             "strict",
+            "ops",
         )
         for name in names:
             setattr(self, name, r.register_script(_script_source(name)))
@@ -91,6 +93,7 @@ class Scripts:
     trim: AsyncScript
     auth: AsyncScript
     strict: AsyncScript
+    ops: AsyncScript
 
     @property
     def global_(self) -> AsyncScript:
@@ -160,19 +163,22 @@ async def activate(r: "Redis", tenant_ids: list[str]) -> None:
         await scripts(r).global_(keys=[keys.ACTIVE], args=["push", *tenant_ids])
 
 
-async def wake_at(r: "Redis", wakes: dict[str, int]) -> None:
-    """Ask the scheduler to tick these tenants by the given times (keeping any earlier time)."""
+async def wake_at(r: "Redis", wakes: dict[str, int], key: str = keys.WAKE) -> None:
+    """Ask the scheduler to tick these tenants by the given times (keeping any earlier time); with
+    ``key`` = :data:`keys.OPS_DUE`, to emit their operational notifications by then."""
     if wakes:
         args: list[str | int] = ["wake"]
         for tenant_id, at_ms in wakes.items():
             args += [at_ms, tenant_id]
-        await scripts(r).global_(keys=[keys.WAKE], args=args)
+        await scripts(r).global_(keys=[key], args=args)
 
 
 # -- ingest ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per event or delivery on the hot path, and a frozen dataclass's
+# __init__ costs about three times as much. Treated as immutable all the same.
+@dataclass(slots=True)
 class NewEvent:
     """An event ready to store: routed, its record (webhooks/history.py) built once."""
 
@@ -211,16 +217,17 @@ async def ingest(
         args: list[str | int] = [IDEMPOTENCY_TTL_S, retention_ms, first.routes_version or ""]
         for i in positions:
             ev = events[i]
-            args += [
+            fields = [
                 ("!" if ev.generated_id else "") + ("~" if ev.derived_ids else "") + ev.event_id,
                 ev.idempotency_key,
                 ev.event_type,
-                ev.created_ms,
-                ev.record,
-                len(ev.deliveries),
+                str(ev.created_ms),
+                str(len(ev.deliveries)),
             ]
             for delivery_id, endpoint_id in ev.deliveries:
-                args += [delivery_id, endpoint_id]
+                fields += [delivery_id, endpoint_id]
+            fields.append("")  # the head ends with a newline
+            args += ["\n".join(fields), ev.record]
         calls.append((script, [keys.tenant_base(tenant_id)], args))
     replies = await run_scripts(r, calls)
     out: list[StoredEvent | StaleRoutes | None] = [None] * len(events)
@@ -232,10 +239,10 @@ async def ingest(
             continue
         if int(reply[0]):
             to_activate.append(tenant_id)
-        for i, item in zip(positions, reply[1], strict=True):
-            if item:
-                event_id, _, record = item.partition("\n")
-                out[i] = StoredEvent(tenant_id, event_id, record)
+        existing = reply[1]
+        for j in range(0, len(existing), 2):
+            event_id, _, record = existing[j + 1].partition("\n")
+            out[positions[int(existing[j]) - 1]] = StoredEvent(tenant_id, event_id, record)
     await activate(r, to_activate)
     return out
 
@@ -243,7 +250,9 @@ async def ingest(
 # -- leasing --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per event or delivery on the hot path, and a frozen dataclass's
+# __init__ costs about three times as much. Treated as immutable all the same.
+@dataclass(slots=True)
 class LeasedDelivery:
     id: str
     tenant_id: str
@@ -320,6 +329,7 @@ class Outcome:
     throttle: bool = False
     pause_ms: int | None = None  # the whole endpoint waits until then (a Retry-After)
     back: bool = False  # handed back unsent (a stopping worker): to the head of the ready list
+    error: str | None = None  # why it died (kept for operational summaries when status is dead)
 
     def record(self) -> str:
         rec: dict[str, Any] = {
@@ -344,6 +354,8 @@ class Outcome:
             rec["back"] = 1
         if self.status_code is not None:
             rec["code"] = self.status_code
+        if self.error is not None and self.status == "dead":
+            rec["err"] = self.error[:ERROR_CHARS]
         return orjson.dumps(rec).decode()
 
 
@@ -362,6 +374,7 @@ class Completed:
     applied: int = 0
     breakers_opened: int = 0
     disabled: list[tuple[str, str, str]] = field(default_factory=list)  # (tenant, endpoint, reason)
+    ops_due: dict[str, int] = field(default_factory=dict)  # tenant -> ms its notifications are due
 
 
 async def complete(
@@ -371,13 +384,18 @@ async def complete(
     now_ms: int,
     retention_ms: int = DEFAULT_RETENTION_MS,
     breaker: Breaker = Breaker(),
+    ops_window_ms: int = 0,
+    ops_skip: str = "",
 ) -> Completed:
     """Apply outcomes (only those whose lease still holds) and release finished ``(tenant, lease)``s.
 
     One script per tenant, pipelined; each is atomic. Settled deliveries expire ``retention_ms``
-    later. Tenants that have runnable work again are put back on the active list. When some
-    tenants' scripts fail and others' are applied, :class:`PartlyApplied` names the failed tenants
-    (to write again) and carries the :class:`Completed` of the rest.
+    later. Tenants that have runnable work again are put back on the active list. With
+    ``ops_window_ms`` > 0 the scripts record operational notifications (``webhooks.operational``)
+    for every tenant but ``ops_skip`` (the operator tenant), and their due times go to
+    :data:`keys.OPS_DUE`. When some tenants' scripts fail and others' are applied,
+    :class:`PartlyApplied` names the failed tenants (to write again) and carries the
+    :class:`Completed` of the rest.
     """
     by_tenant: dict[str, tuple[list[str], list[str]]] = {}
     for o in outcomes:
@@ -390,7 +408,8 @@ async def complete(
     head = [now_ms, retention_ms, breaker.failures, breaker.pause_ms, breaker.max_pause_ms]
     calls: list[ScriptCall] = []
     for tenant_id, (leases, records) in by_tenant.items():
-        args: list[str | int] = [*head, breaker.disable_after_ms, len(leases), *leases, *records]
+        window = 0 if tenant_id == ops_skip else ops_window_ms
+        args: list[str | int] = [*head, breaker.disable_after_ms, window, len(leases), *leases, *records]
         calls.append((script, [keys.tenant_base(tenant_id)], args))
     replies = await run_scripts(r, calls, errors_in_place=True)
     failed = {t: rep for t, rep in zip(by_tenant, replies, strict=True) if isinstance(rep, BaseException)}
@@ -402,9 +421,11 @@ async def complete(
     for tenant_id, reply in zip(by_tenant, replies, strict=True):
         if tenant_id in failed:
             continue
-        applied, act, opened, disabled, wake = reply
+        applied, act, opened, disabled, wake, ops_at = reply
         if int(wake) >= 0:
             wakes[tenant_id] = int(wake)
+        if int(ops_at) >= 0:
+            done.ops_due[tenant_id] = int(ops_at)
         done.applied += int(applied)
         done.breakers_opened += int(opened)
         done.disabled += [(tenant_id, disabled[i], disabled[i + 1]) for i in range(0, len(disabled), 2)]
@@ -412,6 +433,7 @@ async def complete(
             to_activate.append(tenant_id)
     await activate(r, to_activate)
     await wake_at(r, wakes)
+    await wake_at(r, done.ops_due, keys.OPS_DUE)
     if failed:
         raise PartlyApplied(set(failed), next(iter(failed.values())), done)
     return done
@@ -485,10 +507,14 @@ async def tick(r: "Redis", tenant_ids: list[str], now_ms: int, most: int = 1000)
 async def retire_idle(r: "Redis", most: int = 500) -> int:
     """Take tenants reported idle off the active list, one entry each, if still not marked active.
 
-    The scheduler is the only caller, so removals never race each other: a tenant on the list
-    is on it at least once for every activation (``act`` 0 -> 1 pushes one entry), and one entry
-    is removed only after ``act`` was read as 0 while the entry was there, so a tenant with work
-    always keeps an entry. Returns the number retired.
+    Every activation (``act`` 0 -> 1) pushes one entry after it. Reading ``act`` and removing an
+    entry are two calls (the flag and the list live in different slots), and a report can be stale
+    (two idle workers reported the same entry; the first report already removed it): an activation
+    landing between the read and the removal could then lose its own entry. So after removing,
+    ``act`` is read again, and a tenant marked active by then with no entry left is pushed back
+    (:func:`_relist_active`). An activation after that second read pushes its own entry, so a
+    tenant with work always keeps one; a surplus entry costs one empty visit and the sweep trims
+    it. Returns the number retired.
     """
     idle = [str(t) for t in await r.spop(keys.IDLE, most) or []]
     if not idle:
@@ -501,7 +527,21 @@ async def retire_idle(r: "Redis", most: int = 500) -> int:
     if retired:
         script = scripts(r).global_
         await run_scripts(r, [(script, [keys.ACTIVE], ["unlist", 1, t]) for t in retired])
+        await _relist_active(r, retired)
     return len(retired)
+
+
+async def _relist_active(r: "Redis", tenant_ids: list[str]) -> int:
+    """Push back those of these tenants marked active that have no entry on the active list (after
+    a removal that may have raced their activation); returns how many were pushed."""
+    async with r.pipeline(transaction=False) as pipe:
+        for t in tenant_ids:
+            pipe.hget(keys.tenant(t), "act")
+            pipe.lpos(keys.ACTIVE, t)
+        rows = await pipe.execute()
+    lost = [t for i, t in enumerate(tenant_ids) if rows[2 * i] == "1" and rows[2 * i + 1] is None]
+    await activate(r, lost)
+    return len(lost)
 
 
 async def due_tenants(r: "Redis", now_ms: int, most: int = 200) -> list[str]:
@@ -536,6 +576,7 @@ async def repair(r: "Redis", tenant_ids: list[str], now_ms: int) -> int:
         calls: list[ScriptCall] = [(script, [keys.ACTIVE], ["unlist", n, t]) for t, n in extra]
         calls += [(script, [keys.IDLE], ["idle", t]) for t in idle]
         await run_scripts(r, calls)
+        await _relist_active(r, [t for t, _ in extra])  # the removals may have raced a retirement
     return len(missing)
 
 

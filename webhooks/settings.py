@@ -13,9 +13,12 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from webhooks.egress import parse_proxy_url
-from webhooks.errors import ConfigError
+from webhooks.errors import ConfigError, Invalid
+from webhooks.netguard import check_target_url
+from webhooks.operational import Target
 from webhooks.queue import Breaker
 from webhooks.retry import parse_schedule
+from webhooks.signing import secret_key_bytes
 
 ENV_PREFIX = "WEBHOOKS_"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -38,6 +41,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
     admin_token: SecretStr | None = None
+    api_url: str | None = None  # where operator commands reach the API (else platform.json)
     retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
     request_timeout_s: float = Field(15.0, gt=0, le=300)
     max_payload_bytes: int = Field(262144, ge=1, le=16 * 1024 * 1024)
@@ -46,7 +50,7 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     # Engine tuning (not in the contract; defaults suit most machines).
     worker_concurrency: int = Field(512, ge=1, le=10000)
-    endpoint_max_in_flight: int = Field(256, ge=1, le=10000)  # an endpoint's default max_in_flight
+    endpoint_max_in_flight: int = Field(1024, ge=1, le=10000)  # an endpoint's default max_in_flight
     disable_after_s: float = Field(432000.0, ge=0, le=365 * 86400)  # 0: never disable
     breaker_failures: int = Field(5, ge=1, le=1000)
     breaker_pause_s: float = Field(5.0, gt=0, le=3600)
@@ -70,6 +74,10 @@ class Settings(BaseSettings):
     metrics_port: int = Field(0, ge=0, le=65535)  # a worker's or scheduler's own /metrics; 0 = off
     metrics_host: str = "127.0.0.1"
     metrics_per_endpoint: bool = False  # per-endpoint series for the busiest endpoints
+    # Operational webhooks (issue 10; webhooks/operational.py): both set, or neither.
+    operational_webhook_url: str | None = None
+    operational_webhook_secret: SecretStr | None = None
+    operational_summary_s: float = Field(60.0, ge=0.1, le=86400)  # delivery.dead summary window
 
     @field_validator("retry_schedule")
     @classmethod
@@ -106,6 +114,31 @@ class Settings(BaseSettings):
             parse_proxy_url(value.get_secret_value())
         except ValueError as exc:
             raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # WEBHOOKS_API_URL= (empty) is unset
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("an http:// or https:// URL, e.g. http://127.0.0.1:8000")
+        return value
+
+    @field_validator("operational_webhook_url")
+    @classmethod
+    def _operational_url(cls, value: str | None) -> str | None:
+        return value or None  # WEBHOOKS_OPERATIONAL_WEBHOOK_URL= (empty) is unset
+
+    @field_validator("operational_webhook_secret")
+    @classmethod
+    def _operational_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        try:
+            secret_key_bytes(value.get_secret_value())
+        except Invalid as exc:
+            raise ValueError(f"a whsec_ secret: {exc}") from None
         return value
 
     @field_validator("embedded_server")
@@ -151,6 +184,19 @@ class Settings(BaseSettings):
                     raise ValueError("WEBHOOKS_REDIS_CLUSTER_NODES: host:port pairs separated by commas")
         if self.rq_redis_url and not self.rq_redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("WEBHOOKS_RQ_REDIS_URL is a redis:// (or rediss://, unix://) URL")
+        if bool(self.operational_webhook_url) != bool(self.operational_webhook_secret):
+            raise ValueError(
+                "WEBHOOKS_OPERATIONAL_WEBHOOK_URL and WEBHOOKS_OPERATIONAL_WEBHOOK_SECRET go together"
+            )
+        if self.operational_webhook_url:
+            try:
+                check_target_url(
+                    self.operational_webhook_url,
+                    allow_private=self.allow_private_targets,
+                    https_only=self.https_only,
+                )
+            except Invalid as exc:
+                raise ValueError(f"WEBHOOKS_OPERATIONAL_WEBHOOK_URL: {exc}") from None
         if self.redis_sentinels:
             for part in self.redis_sentinels.split(","):
                 host, _, port = part.strip().rpartition(":")
@@ -165,6 +211,17 @@ class Settings(BaseSettings):
             pause_ms=int(self.breaker_pause_s * 1000),
             max_pause_ms=int(max(self.breaker_max_pause_s, self.breaker_pause_s) * 1000),
             disable_after_ms=int(self.disable_after_s * 1000),
+        )
+
+    @property
+    def operational(self) -> "Target | None":
+        """Where operational webhooks go (None: off)."""
+        if not self.operational_webhook_url or self.operational_webhook_secret is None:
+            return None
+        return Target(
+            self.operational_webhook_url,
+            self.operational_webhook_secret.get_secret_value(),
+            int(self.operational_summary_s * 1000),
         )
 
     @property

@@ -120,21 +120,3 @@ async def snapshot(r: "Redis", now_ms: int, rq: "Redis | None" = None) -> Platfo
         drain_jobs=int(drain_jobs),
         counters=d.counters,
     )
-
-
-async def delivery_states(
-    r: "Redis", delivery_ids: list[str], tenant_id: str | None = None
-) -> dict[str, str]:
-    """The current status of each delivery (``gone`` when it no longer exists), for progress views;
-    with no tenant, whichever tenant holds it."""
-    tenants = [tenant_id] if tenant_id else await queue.tenant_ids(r)
-    out = dict.fromkeys(delivery_ids, "gone")
-    async with r.pipeline(transaction=False) as pipe:
-        for t in tenants:
-            for delivery_id in delivery_ids:
-                pipe.hget(keys.delivery(t, delivery_id), "s")
-        found = await pipe.execute()
-    for i, status in enumerate(found):
-        if status:
-            out[delivery_ids[i % len(delivery_ids)]] = status
-    return out

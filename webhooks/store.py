@@ -31,6 +31,7 @@ from webhooks.models import (
     Tenant,
     TenantCreated,
 )
+from webhooks.operational import OPERATOR_TENANT
 from webhooks.policy import Policy
 from webhooks.secretbox import SecretBox
 from webhooks.store_deliveries import DeadFilter, DeliveriesMixin
@@ -87,6 +88,8 @@ class Store(DeliveriesMixin):
         )
         tenants = []
         for tenant_id in page_ids:
+            if tenant_id == OPERATOR_TENANT:
+                continue  # reserved (webhooks/operational.py): reachable by id, not listed
             try:
                 tenants.append(await self.get_tenant(tenant_id))
             except NotFound:
@@ -95,8 +98,11 @@ class Store(DeliveriesMixin):
 
     async def delete_tenant(self, tenant_id: str) -> None:
         """Delete the tenant, its keys and endpoints; its history expires by retention (or is trimmed
-        first under memory pressure) and queued deliveries end ``dead`` ("endpoint deleted")."""
+        first under memory pressure) and queued deliveries end ``dead`` ("endpoint deleted"). The
+        operator tenant (``webhooks.operational``) is refused with :class:`Conflict`."""
         await self.get_tenant(tenant_id)
+        if tenant_id == OPERATOR_TENANT:
+            raise Conflict("this tenant is reserved for operational webhooks and cannot be deleted")
         key_docs = await self.r.hgetall(keys.tenant_api_keys(tenant_id))
         endpoint_ids = cast(list[str], await self.r.zrange(keys.tenant_endpoints(tenant_id), 0, -1))
         for doc in key_docs.values():

@@ -31,10 +31,29 @@ MIN_REPLAY_RATE = 0.001  # deliveries per second; spacing stays below 1000 s
 
 @dataclass(frozen=True, slots=True)
 class DeadFilter:
+    """Which dead letters: ``status_code`` is the last attempt's response status, ``500``
+    exactly, a class like ``5xx``, or ``none`` (no response: timeout, connection error)."""
+
     endpoint_id: str | None = None
     event_type: str | None = None
     since_ms: int | None = None
     until_ms: int | None = None
+    status_code: str | None = None
+
+    def __post_init__(self) -> None:
+        self.status_matches(None)  # a bad status_code is refused before anything is read
+
+    def status_matches(self, code: int | None) -> bool:
+        if self.status_code is None:
+            return True
+        spec = self.status_code.strip().lower()
+        if spec == "none":
+            return code is None
+        if len(spec) == 3 and spec[0] in "12345" and spec[1:] == "xx":
+            return code is not None and code // 100 == int(spec[0])
+        if spec.isdigit() and 100 <= int(spec) <= 599:
+            return code == int(spec)
+        raise Invalid(f"status_code: a status (500), a class (5xx) or none, not {self.status_code!r}")
 
 
 def _split(value: str) -> tuple[int, str]:
@@ -283,7 +302,9 @@ class DeliveriesMixin(EndpointsMixin):
                     continue
                 if f.event_type and h.get("y") != f.event_type:
                     continue
-                chunk.append((history.delivery(tenant_id, member, h), score))
+                d = history.delivery(tenant_id, member, h)
+                if f.status_matches(d.last_status_code):
+                    chunk.append((d, score))
             yield chunk
 
     async def _dead_page(

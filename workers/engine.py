@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from webhooks import history, queue, retry
+from webhooks import history, operational, queue, retry
 from webhooks.errors import ConfigError
 from webhooks.logs import delivery_log
 from webhooks.queue import Lease, LeasedDelivery, Outcome
@@ -67,6 +67,7 @@ class EngineConfig:
     defer_s: float = 1.0
     retention_ms: int = queue.DEFAULT_RETENTION_MS
     breaker: queue.Breaker = field(default_factory=queue.Breaker)
+    ops_window_ms: int = 0  # > 0: record operational notifications (webhooks.operational); 0: off
 
 
 @dataclass(slots=True)
@@ -303,7 +304,14 @@ class Engine:
             )
             delivery_log(d).info("delivery is dead without an attempt", reason=reason)
             return Outcome(
-                d.id, lease_id, "dead", d.attempt_count, d.series_attempts, d.tenant_id, d.endpoint_id
+                d.id,
+                lease_id,
+                "dead",
+                d.attempt_count,
+                d.series_attempts,
+                d.tenant_id,
+                d.endpoint_id,
+                error=reason,
             )
         body = event.body()
         at_ms = self.clock()
@@ -391,6 +399,7 @@ class Engine:
             ok=decision.status == "succeeded",
             throttle=retry.is_throttle(result.status_code, result.retry_after),
             pause_ms=pause_ms,
+            error=result.error,
         )
 
     # -- recording --------------------------------------------------------------------------------
@@ -433,11 +442,17 @@ class Engine:
         self._writing = finished
         while True:
             try:
-                self._report(
-                    await queue.complete(
-                        self.r, outcomes, finished, self.clock(), self.cfg.retention_ms, self.cfg.breaker
-                    )
+                done = await queue.complete(
+                    self.r,
+                    outcomes,
+                    finished,
+                    self.clock(),
+                    self.cfg.retention_ms,
+                    self.cfg.breaker,
+                    ops_window_ms=self.cfg.ops_window_ms,
+                    ops_skip=operational.OPERATOR_TENANT,
                 )
+                self._report(done)
                 break
             except queue.PartlyApplied as exc:
                 self._report(exc.result)

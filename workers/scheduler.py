@@ -7,7 +7,10 @@ harmless. Each tick it visits the tenants whose wake time has come
 (:func:`webhooks.queue.tick`); every ``SWEEP_EVERY_S`` it sweeps all tenants
 (:func:`webhooks.queue.repair`), which repairs an activation or wake time lost
 to a crash between a tenant's script and the global call after it; every
-second it keeps the memory budget (:mod:`webhooks.memory`).
+second it keeps the memory budget (:mod:`webhooks.memory`). With operational webhooks on, it
+creates or corrects the operator tenant when it first acts, emits every tick the notifications
+whose time has come (:func:`webhooks.operational.emit_due`), and its sweep marks due any tenant
+still holding some (:func:`webhooks.operational.rescan`).
 """
 
 import asyncio
@@ -21,7 +24,8 @@ import redis
 from redis.asyncio import Redis
 from rq import Queue
 
-from webhooks import keys, memory, queue
+from webhooks import keys, memory, operational, queue
+from webhooks.secretbox import SecretBox
 from workers import jobs
 
 log = logging.getLogger("webhooks.scheduler")
@@ -55,6 +59,8 @@ class SchedulerConfig:
     retention_ms: int = queue.DEFAULT_RETENTION_MS
     memory_high_share: float = 0.7  # trim settled history above this share of maxmemory
     trim_dead_letters: bool = False  # may dead letters go too when memory runs short
+    ops_target: operational.Target | None = None  # where operational webhooks go (None: off)
+    box: SecretBox | None = None  # seals the operational webhook secret (needed with ``ops_target``)
 
 
 class Scheduler:
@@ -69,6 +75,9 @@ class Scheduler:
         self.retention_ms = config.retention_ms
         self.memory_high_share = config.memory_high_share
         self.trim_dead_letters = config.trim_dead_letters
+        self.ops_target = config.ops_target
+        self.box = config.box or SecretBox(None)
+        self._operator_ready = False
         self.memory_level = "ok"
         self.stop = asyncio.Event()
         self.active = False
@@ -102,11 +111,15 @@ class Scheduler:
             repaired = await queue.repair(self.r, chunk, now)
             if repaired:
                 log.warning("sweep: %d tenants with work were missing from the active list", repaired)
+            if self.ops_target:
+                await operational.rescan(self.r, chunk, now)
             if not self._sweep:
                 self._next_sweep = mono + SWEEP_EVERY_S
         if mono >= self._next_trim:
             self._next_trim = mono + TRIM_EVERY_S
             await queue.trim(self.r, await queue.tenant_ids(self.r), now - self.retention_ms)
+        if self.ops_target:
+            await self.emit_operational(now, self.ops_target)
         if mono >= self._next_memory:
             self._next_memory = mono + MEMORY_EVERY_S
             await self.keep_memory_budget(now)
@@ -118,6 +131,16 @@ class Scheduler:
                 result_ttl=0,
                 failure_ttl=3600,
             )
+
+    async def emit_operational(self, now: int, target: operational.Target) -> None:
+        """Make sure the operator tenant exists (once), then send the notifications now due."""
+        if not self._operator_ready:
+            if await operational.ensure(self.r, self.box, target, now):
+                log.info("operational webhooks: the operator endpoint now points at the configured URL")
+            self._operator_ready = True
+        sent = await operational.emit_due(self.r, now, target.window_ms, self.retention_ms)
+        if sent:
+            log.info("operational webhooks: %d events queued", sent)
 
     async def keep_memory_budget(self, now: int) -> None:
         """Above the high watermark, drop settled history oldest first; publish the level."""

@@ -33,11 +33,12 @@ async def list_dead_letters(
     event_type: Annotated[str | None, Query(max_length=256)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    status_code: Annotated[str | None, Query(max_length=8, description="500, a class (5xx), or none")] = None,
     limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Page[Delivery]:
     scope = await scope_of(who, store, tenant_id)
-    f = DeadFilter(endpoint_id, event_type, _ms(since), _ms(until))
+    f = DeadFilter(endpoint_id, event_type, _ms(since), _ms(until), status_code)
     return await store.list_dead(scope, f, limit, cursor)
 
 
@@ -49,7 +50,7 @@ async def replay(
     tenant_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> ReplayResult:
     scope = await scope_of(who, store, tenant_id)
-    f = DeadFilter(body.endpoint_id, body.event_type, _ms(body.since), _ms(body.until))
+    f = DeadFilter(body.endpoint_id, body.event_type, _ms(body.since), _ms(body.until), body.status_code)
     return await store.replay(
         scope, f, body.ids, dry_run=body.dry_run, rate_per_s=body.rate_per_s, now_ms=now_ms()
     )

@@ -3,8 +3,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from api.deps import StoreDep, TenantDep, now_ms
+from api.deps import CallerDep, StoreDep, TenantDep, now_ms
 from api.errors import responses
+from api.routes.dead_letters import scope_of
 from webhooks.models import Delivery, DeliveryDetail, DeliveryStatus, Page
 
 router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"], responses=responses(401, 404, 422, 503))
@@ -26,8 +27,15 @@ async def list_deliveries(
 
 
 @router.get("/{delivery_id}", response_model=DeliveryDetail)
-async def get_delivery(delivery_id: str, tenant: TenantDep, store: StoreDep) -> DeliveryDetail:
-    return await store.get_delivery(tenant, delivery_id)
+async def get_delivery(
+    delivery_id: str,
+    who: CallerDep,
+    store: StoreDep,
+    tenant_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> DeliveryDetail:
+    """A tenant reads its own; the admin token without ``tenant_id`` finds it in whichever
+    tenant holds it (the operator's ``webhooks dlq show``)."""
+    return await store.get_delivery(await scope_of(who, store, tenant_id), delivery_id)
 
 
 @router.post("/{delivery_id}/retry", status_code=202, response_model=DeliveryDetail, responses=responses(409))

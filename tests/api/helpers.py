@@ -20,6 +20,7 @@ OUTCOMES: dict[str, tuple[str, int | None, str | None]] = {
     "retrying": ("retrying", 500, None),
     "timeout": ("retrying", None, "timeout: no complete answer within 3s"),
     "dead": ("dead", 500, None),
+    "dead_timeout": ("dead", None, "timeout: no complete answer within 3s"),
     "gone": ("dead", 410, None),
 }
 RETRY_IN_MS = 60_000

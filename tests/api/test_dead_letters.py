@@ -127,6 +127,36 @@ def test_filters_combine(api: httpx.Client, tenant: Any, graveyard: Graveyard) -
     assert len(items) == 1
 
 
+def test_filter_by_last_status_code(
+    api: httpx.Client, tenant: Any, make_endpoint: Callable[..., dict[str, Any]], settle: Callable[..., int]
+) -> None:
+    make_endpoint(URL)
+    (a,), (b,), (c,) = (delivery_ids([post_event(api, tenant.auth)]) for _ in range(3))
+    assert settle({a: "dead", b: "gone", c: "dead_timeout"}) == 3  # last answers 500, 410, none
+
+    def listed(**params: str) -> set[str]:
+        return {d["id"] for d in list_dead(api, tenant.auth, **params)[0]}
+
+    assert listed() == {a, b, c}
+    assert listed(status_code="500") == listed(status_code="5xx") == {a}
+    assert listed(status_code="4XX") == listed(status_code="410") == {b}
+    assert listed(status_code="none") == {c}
+    assert listed(status_code="404") == set()
+    dry = api.post(
+        "/v1/dead-letters/replay", json={"status_code": "4xx", "dry_run": True}, headers=tenant.auth
+    )
+    assert dry.json()["matched"] == 1
+    for bad in ("teapot", "600", "6xx", "50", ""):
+        resp = api.get("/v1/dead-letters", params={"status_code": bad}, headers=tenant.auth)
+        assert_error(resp, 422, "status_code")
+    assert_error(
+        api.post("/v1/dead-letters/replay", json={"status_code": "5x"}, headers=tenant.auth),
+        422,
+        "status_code",
+    )
+    assert listed() == {a, b, c}, "a refused replay changes nothing"
+
+
 @pytest.mark.parametrize("limit", [1, 2, 4, 6])
 def test_cursor_pagination_visits_each_once(
     api: httpx.Client, tenant: Any, graveyard: Graveyard, limit: int

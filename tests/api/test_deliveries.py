@@ -245,3 +245,26 @@ def test_retry_while_an_attempt_is_under_way_is_409(
 def test_retry_of_unknown_delivery_is_404(api: httpx.Client, tenant: Any, rds: "redis.Redis") -> None:
     assert_error(api.post("/v1/deliveries/dlv_nothere/retry", headers=tenant.auth), 404)
     assert len(ready_ids(rds)) == 0
+
+
+def test_the_admin_reads_a_delivery_of_any_tenant_without_tenant_id(
+    api: httpx.Client,
+    admin: dict[str, str],
+    tenant: Any,
+    make_endpoint: Callable[..., dict[str, Any]],
+    make_tenant: Callable[..., Any],
+) -> None:
+    make_endpoint(URL)
+    (delivery,) = post_event(api, tenant.auth)["deliveries"]
+    other = make_tenant("other")
+
+    found = api.get(f"/v1/deliveries/{delivery['id']}", headers=admin)
+
+    assert found.status_code == 200, found.text
+    assert found.json()["tenant_id"] == tenant.id and found.json()["attempts"] == []
+    assert_error(api.get("/v1/deliveries/dlv_nothere", headers=admin), 404)
+    # Naming a tenant still scopes the read, and a tenant key still sees only its own.
+    assert_error(
+        api.get(f"/v1/deliveries/{delivery['id']}", params={"tenant_id": other.id}, headers=admin), 404
+    )
+    assert_error(api.get(f"/v1/deliveries/{delivery['id']}", headers=other.auth), 404)

@@ -133,7 +133,10 @@ def test_delivered_dead_replayed_and_retried_with_a_worker(
     assert list(client.dead_letters.list(event_type="other.type")) == []
     later = datetime.now(UTC) + timedelta(hours=1)
     assert list(client.dead_letters.list(since=later)) == []
+    assert [d.id for d in client.dead_letters.list(status_code=500)] == [delivery_id]
+    assert list(client.dead_letters.list(status_code="4xx")) == []
 
+    assert client.dead_letters.replay(dry_run=True, status_code="none").matched == 0
     assert client.dead_letters.replay(dry_run=True).matched == 1
     assert client.deliveries.get(delivery_id).status == "dead", "a dry run changes nothing"
     client.endpoints.update(ep.id, url=receiver.url("ok/x"))

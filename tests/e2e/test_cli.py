@@ -1,5 +1,6 @@
 """The console script as a new user runs it."""
 
+import json
 import os
 import re
 import signal
@@ -11,7 +12,8 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.conftest import ROOT
+from tests.conftest import ADMIN_TOKEN, ROOT
+from tests.support.api_server import ApiServer
 from tests.support.poll import poll
 from tests.support.receiver import Receiver
 from tests.support.redis_proc import free_port
@@ -110,16 +112,64 @@ def test_api_refuses_to_start_without_an_admin_token() -> None:
     assert result.returncode == 2 and "WEBHOOKS_ADMIN_TOKEN" in result.stderr
 
 
-def test_tenant_create_and_dlq_commands(redis_url: str) -> None:
-    env = clean_env(WEBHOOKS_REDIS_URL=redis_url)
+def api_env(url: str, token: str = ADMIN_TOKEN) -> dict[str, str]:
+    """The operator commands pointed at an API explicitly, with the admin token."""
+    return clean_env(WEBHOOKS_API_URL=url, WEBHOOKS_ADMIN_TOKEN=token)
+
+
+def test_tenant_create_and_dlq_commands_call_the_api(
+    api_server: ApiServer, api: httpx.Client, admin: dict[str, str]
+) -> None:
+    env = api_env(api_server.url)
     created = run("tenant", "create", "acme", env=env)
     assert created.returncode == 0, created.stderr
-    assert re.search(r"tenant id: ten_\w+", created.stdout) and re.search(
-        r"api key:\s+whk_\S+", created.stdout
+    found = re.search(r"tenant id: (ten_\w+)", created.stdout)
+    assert found and re.search(r"api key:\s+whk_\S+", created.stdout), created.stdout
+    got = api.get(f"/v1/tenants/{found.group(1)}", headers=admin)
+    assert got.status_code == 200 and got.json()["name"] == "acme", "the tenant is the API's"
+    as_json = json.loads(run("tenant", "create", "beta", "--json", env=env).stdout)
+    assert api.get(f"/v1/tenants/{as_json['id']}", headers=admin).json()["name"] == "beta"
+    assert (
+        api.get("/v1/endpoints", headers={"Authorization": f"Bearer {as_json['api_key']}"}).status_code == 200
     )
+
     listed = run("dlq", "list", env=env)
-    assert listed.returncode == 0 and "0 dead deliveries shown" in listed.stderr
+    assert listed.returncode == 0 and "0 dead deliveries shown" in listed.stderr, listed.stderr
     dry = run("dlq", "replay", "--dry-run", env=env)
     assert dry.returncode == 0 and "dry run: 0 dead deliveries match" in dry.stdout
     bad = run("dlq", "list", "--since", "yesterday", env=env)
     assert bad.returncode == 2 and "not an ISO 8601 time" in bad.stderr
+
+    # --api-url names the API without WEBHOOKS_API_URL.
+    no_url = clean_env(WEBHOOKS_ADMIN_TOKEN=ADMIN_TOKEN)
+    flag = run("tenant", "create", "gamma", "--api-url", api_server.url, env=no_url)
+    assert flag.returncode == 0 and "tenant id: ten_" in flag.stdout, flag.stderr
+
+
+def test_operator_commands_with_the_api_down_exit_non_zero_saying_so() -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    for args in (["tenant", "create", "x"], ["dlq", "list"], ["dlq", "show", "dlv_x"], ["dlq", "replay"]):
+        done = run(*args, env=api_env(url))
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        assert done.stdout == "", "never an empty answer"
+        (line,) = done.stderr.strip().splitlines()
+        assert f"cannot reach the API at {url} (from WEBHOOKS_API_URL)" in line, line
+
+
+def test_an_api_error_is_one_line_and_a_non_zero_exit(api_server: ApiServer, tmp_path: Path) -> None:
+    missing = run("dlq", "show", "dlv_nothere", env=api_env(api_server.url))
+    assert missing.returncode == 1 and missing.stdout == ""
+    (line,) = missing.stderr.strip().splitlines()
+    assert f"the API at {api_server.url}" in line and "404 not_found" in line and "no such delivery" in line
+
+    teapot = run("dlq", "list", "--status-code", "teapot", env=api_env(api_server.url))
+    assert teapot.returncode == 1 and "422" in teapot.stderr and "status_code" in teapot.stderr
+
+    wrong = "wrong-admin-token-0123456789"
+    refused = run("dlq", "list", env=api_env(api_server.url, wrong))
+    assert refused.returncode == 1 and "401" in refused.stderr and wrong not in refused.stderr
+
+    # No token anywhere: the command says which setting to give, before calling anything.
+    env = clean_env(WEBHOOKS_API_URL=api_server.url, WEBHOOKS_DATA_DIR=str(tmp_path))
+    tokenless = run("dlq", "list", env=env)
+    assert tokenless.returncode == 2 and "WEBHOOKS_ADMIN_TOKEN" in tokenless.stderr

@@ -1,10 +1,12 @@
 """Operator commands find the platform a ``webhooks up`` in the same folder runs, or say they cannot.
 
-No ``WEBHOOKS_REDIS_URL`` anywhere here: the commands must read ``<data>/platform.json``.
+No ``WEBHOOKS_REDIS_URL``, ``WEBHOOKS_API_URL`` or admin token anywhere here: the commands must
+read ``<data>/platform.json`` (and the admin-token file beside it).
 """
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -98,6 +100,10 @@ def test_dlq_and_status_next_to_up(up: UpProcess, receiver: Receiver) -> None:
     listed = cli(data, "dlq", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert sorted(json.loads(line)["id"] for line in listed.stdout.splitlines()) == dead_ids
+    # Through the API `up` recorded, not Redis: pointed at an API that is not there, it fails.
+    elsewhere = cli(data, "dlq", "list", "--api-url", f"http://127.0.0.1:{free_port()}")
+    assert elsewhere.returncode == 1 and elsewhere.stdout == ""
+    assert "cannot reach the API" in elsewhere.stderr, elsewhere.stderr
     plain = cli(data, "dlq", "list", "--endpoint", ep["id"])
     assert all(i in plain.stdout for i in dead_ids) and "2 dead deliveries shown" in plain.stderr
     assert cli(data, "dlq", "list", "--status-code", "5xx", "--json").stdout.count("\n") == 2
@@ -106,6 +112,9 @@ def test_dlq_and_status_next_to_up(up: UpProcess, receiver: Receiver) -> None:
 
     shown = cli(data, "dlq", "show", dead_ids[0])
     assert shown.returncode == 0 and "dead" in shown.stdout and "500" in shown.stdout, shown.stdout
+    as_json = json.loads(cli(data, "dlq", "show", dead_ids[0], "--json").stdout)
+    with httpx.Client(base_url=up.url, timeout=10) as api:
+        assert as_json == api.get(f"/v1/deliveries/{dead_ids[0]}", headers=auth).json()
 
     status = json.loads(cli(data, "status", "--json").stdout)
     assert status["dead_letters"] == 2
@@ -122,7 +131,11 @@ def test_dlq_and_status_next_to_up(up: UpProcess, receiver: Receiver) -> None:
     assert json.loads(cli(data, "status", "--json").stdout)["dead_letters"] == 0
 
     created = cli(data, "tenant", "create", "second")
-    assert created.returncode == 0 and "tenant id: ten_" in created.stdout
+    assert created.returncode == 0, created.stderr
+    found = re.search(r"tenant id: (ten_\w+)", created.stdout)
+    assert found, created.stdout
+    with httpx.Client(base_url=up.url, timeout=10) as api:
+        assert api.get(f"/v1/tenants/{found.group(1)}", headers=up.admin()).json()["name"] == "second"
 
     assert up.interrupt() == 0
     after = cli(data, "dlq", "list")

@@ -303,3 +303,34 @@ def test_racing_deactivations_never_drop_a_tenant_with_work(ar, loop, rds) -> No
     assert A in rds.lrange(keys.ACTIVE, 0, -1)
     second = lease_next(ar, loop)
     assert second is not None and len(second.deliveries) == 1
+
+
+def test_stale_idle_reports_racing_activations_never_drop_a_tenant_with_work(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    """Two idle workers rotate onto the same entry and both report the tenant idle; the scheduler
+    retires it on the first report and reads the second (stale) one while an ingest activates the
+    tenant again. Run as it happens, concurrently, many times: every time the tenant has ready
+    work it must be marked active and on the rotation, or it waits for the next sweep."""
+    endpoint(rds, A, "ep_1", mif=1000)
+    stranded: list[int] = []
+
+    async def worker() -> None:
+        tenant = await queue.next_tenant(ar)
+        if tenant is not None:
+            got = await queue.lease(ar, tenant, 10, 2000, NOW, quantum=10)
+            if got.deliveries:
+                done = [outcome(got, i) for i in range(len(got.deliveries))]
+                await queue.complete(ar, done, [(A, got.id)], NOW)
+
+    async def scenario(i: int) -> None:
+        await asyncio.gather(
+            worker(), worker(), queue.retire_idle(ar), queue.ingest(ar, [event(A, f"e{i}", ["ep_1"])])
+        )
+        await asyncio.gather(worker(), worker(), queue.retire_idle(ar))
+        # Quiet now: whatever is ready must be reachable through the rotation.
+        if rds.llen(keys.tenant_base(A) + "r:ep_1") and A not in rds.lrange(keys.ACTIVE, 0, -1):
+            stranded.append(i)
+            rds.rpush(keys.ACTIVE, A)  # as the sweep would, so the next rounds test afresh
+
+    for i in range(400):
+        run(loop, scenario(i))
+    assert stranded == []

@@ -126,10 +126,14 @@ class DeadLetters(Resource[M]):
         event_type: str | None = None,
         since: When | None = None,
         until: When | None = None,
+        status_code: int | str | None = None,
         page_size: int | None = None,
     ) -> Listing[Delivery]:
-        """``GET /v1/dead-letters``: newest first; ``since``/``until`` bound the time they died."""
-        params = compact(endpoint_id=endpoint_id, event_type=event_type, since=since, until=until)
+        """``GET /v1/dead-letters``: newest first; ``since``/``until`` bound the time they died;
+        ``status_code`` the last answer (``500``, ``"5xx"``, or ``"none"`` for no answer)."""
+        params = compact(
+            endpoint_id=endpoint_id, event_type=event_type, since=since, until=until, status_code=status_code
+        )
         return Listing("/v1/dead-letters", Delivery.model_validate, params=params, page_size=page_size)
 
     @operation
@@ -140,6 +144,7 @@ class DeadLetters(Resource[M]):
         event_type: str | None = None,
         since: When | None = None,
         until: When | None = None,
+        status_code: int | str | None = None,
         ids: Sequence[str] | None = None,
         dry_run: bool = False,
         rate_per_s: float | None = None,
@@ -151,6 +156,7 @@ class DeadLetters(Resource[M]):
             event_type=event_type,
             since=since,
             until=until,
+            status_code=None if status_code is None else str(status_code),
             ids=None if ids is None else list(ids),
             dry_run=dry_run,
             rate_per_s=rate_per_s,

@@ -9,6 +9,7 @@
 --   'unlist' count member    LREM that many entries of the member from the active list (the
 --                            scheduler only: it is the one remover, see webhooks/queue.py)
 --   'wake' ms member ...     ZADD LT (keeps the earliest wake time), pairs of score and member
+--                            (the wake index, or wh:opsdue: when operational notifications are due)
 --   'level' ttl_ms field value ...   HSET then PEXPIRE (the published memory level)
 -- Returns what the command returned.
 local op = ARGV[1]

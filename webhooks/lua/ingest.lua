@@ -1,30 +1,38 @@
 -- Atomic ingest of one tenant's events with their deliveries (webhooks/queue.py: ingest).
 -- KEYS[1] the tenant's key base. ARGV[1] idempotency ttl in seconds, ARGV[2] retention ms (the
--- event's time to live), ARGV[3] the endpoint version the routing used, or "" (no check), then per
--- event, flat: event id ("!" first when the platform generated it, so it cannot exist yet and is not
--- looked up; then "~" when the delivery ids derive from it, so deliveries need not store it),
--- idempotency key or "", event type, created ms, the event record (webhooks/history.py),
--- the number N of deliveries, then N pairs of delivery id and endpoint id.
+-- event's time to live), ARGV[3] the endpoint version the routing used, or "" (no check), then two
+-- arguments per event: its head, newline-terminated fields,
+--   event id ("!" first when the platform generated it, so it cannot exist yet and is not looked
+--   up; then "~" when the delivery ids derive from it, so deliveries need not store it),
+--   idempotency key or "", event type, created ms, the number N of deliveries, then N pairs of
+--   delivery id and endpoint id
+-- (no field can hold a newline: ids, event types and idempotency keys are validated printable
+-- text), then the event record (webhooks/history.py), stored as it comes. Few, large arguments keep
+-- the client's command encoding and Redis' argument parsing cheap; the record is never copied.
 -- Deliveries join their endpoint's ready list; endpoints that can run join the tenant's runnable list.
--- Returns {activate, results}: activate is 1 when the caller must put the tenant on the global
--- active list; results holds, per event in order, "" when it was stored now, or
--- "<event id>\n<stored record>" of the event its id (or key) already names: nothing new is
--- delivered for it. When the routing version is no longer current nothing at all is written and
--- the reply is {"stale"}: the caller re-reads the endpoints and tries again.
-local ttl = tonumber(ARGV[1])
-local retention = tonumber(ARGV[2])
+-- Returns {activate, existing}: activate is 1 when the caller must put the tenant on the global
+-- active list; existing is flat, {position, "<event id>\n<stored record>", ...}, for each event
+-- (its 1-based position among the call's events) whose id or key names an event stored before:
+-- nothing new is delivered for it. Events not named there were stored now. When the routing
+-- version is no longer current nothing at all is written and the reply is {"stale"}: the caller
+-- re-reads the endpoints and tries again.
+local ttl = ARGV[1]  -- both passed on as they came: a Lua number would be formatted back per call
+local retention = ARGV[2]
 if ARGV[3] ~= '' and (redis.call('GET', B .. 'epver') or '0') ~= ARGV[3] then return {'stale'} end
 
 local out, queued, order, index = {}, {}, {}, {}
 local created, now = 0, 0
-local i = 4
-while i <= #ARGV do
-  local event_id, key, event_type, created_ms, record = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local n = tonumber(ARGV[i + 5])
+local match, sub = string.match, string.sub
+local HEAD = '^([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n()'
+local PAIR = '^([^\n]*)\n([^\n]*)\n()'
+for i = 4, #ARGV, 2 do
+  local arg = ARGV[i]
+  local event_id, key, event_type, created_ms, count, pos = match(arg, HEAD)
+  local n = tonumber(count)
   local fresh = string.byte(event_id, 1) == 33  -- '!'
-  if fresh then event_id = string.sub(event_id, 2) end
+  if fresh then event_id = sub(event_id, 2) end
   local derived = string.byte(event_id, 1) == 126  -- '~'
-  if derived then event_id = string.sub(event_id, 2) end
+  if derived then event_id = sub(event_id, 2) end
   local existing, existing_id = false, event_id
   local ikey = nil
   if key ~= '' then
@@ -40,14 +48,19 @@ while i <= #ARGV do
     existing_id = event_id
   end
   if existing then
+    out[#out + 1] = (i - 2) / 2
     out[#out + 1] = existing_id .. '\n' .. existing
   else
-    redis.call('SET', B .. 'e:' .. event_id, record, 'PX', retention)
+    local dids, eps = {}, {}
+    for j = 1, n do
+      dids[j], eps[j], pos = match(arg, PAIR, pos)
+    end
+    redis.call('SET', B .. 'e:' .. event_id, ARGV[i + 1], 'PX', retention)
     if ikey then redis.call('SET', ikey, event_id, 'EX', ttl) end
     index[#index + 1] = created_ms
     index[#index + 1] = event_id
-    for j = 0, n - 1 do
-      local did, ep = ARGV[i + 6 + 2 * j], ARGV[i + 7 + 2 * j]
+    for j = 1, n do
+      local did, ep = dids[j], eps[j]
       if derived then
         redis.call('HSET', B .. 'd:' .. did, 'p', ep, 'y', event_type, 's', 'pending')
       else
@@ -59,9 +72,7 @@ while i <= #ARGV do
     end
     created = created + 1
     now = tonumber(created_ms)
-    out[#out + 1] = ''
   end
-  i = i + 6 + 2 * n
 end
 local CHUNK = 4000  -- Lua's unpack() has a stack limit
 for j = 1, #index, CHUNK do

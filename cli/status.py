@@ -1,0 +1,99 @@
+"""``webhooks status``: workers, scheduler leader, queues, dead letters, Redis memory.
+
+What it shows the API does not serve (RQ's worker registry, leases, the scheduler's lock, Redis
+memory), so it reads Redis itself: the one found by :func:`cli.platform_info.operator_target`
+(explicit settings, else the ``platform.json`` of a running ``webhooks up``); on a Redis
+Cluster, RQ's registry from RQ's own Redis (``WEBHOOKS_RQ_REDIS_URL``). It checks that Redis
+answers and says so on stderr with a non-zero exit when it does not.
+"""
+
+import argparse
+import asyncio
+import dataclasses
+import time
+
+import redis
+
+from cli.output import Out
+from cli.platform_info import operator_target
+from webhooks.connection import async_client, async_rq_client
+from webhooks.errors import StorageError
+from webhooks.settings import Settings
+from webhooks.status import PlatformStatus, snapshot
+from webhooks.timefmt import iso_from_ms
+
+
+def _age(ms: int | None, now: int) -> str | None:
+    return None if ms is None else f"{max(0.0, (now - ms) / 1000):.1f}s ago"
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1048576:.1f} MiB"
+
+
+async def read_status(s: Settings) -> PlatformStatus:
+    target, source = operator_target(s)
+    r = async_client(target)
+    try:
+        try:
+            await r.ping()
+        except redis.RedisError as exc:
+            raise StorageError(
+                f"cannot reach Redis at {target.describe()} (from {source}): {type(exc).__name__}"
+            ) from None
+        # On a Redis Cluster, RQ's registry of workers is on its own Redis (WEBHOOKS_RQ_REDIS_URL).
+        rq = async_rq_client(target) if target.rq_url else None
+        try:
+            return await snapshot(r, int(time.time() * 1000), rq)
+        finally:
+            if rq is not None:
+                await rq.aclose()
+    finally:
+        await r.aclose()
+
+
+def cmd_status(s: Settings, args: argparse.Namespace) -> int:
+    st = asyncio.run(read_status(s))
+    out = Out(args.json)
+    if out.json_mode:
+        out.json(dataclasses.asdict(st))
+        return 0
+    now = st.now_ms
+    out.table(
+        f"workers ({len(st.workers)} registered with RQ)",
+        ["name", "host", "pid", "state", "last heartbeat", "started"],
+        [
+            (w.name, w.hostname, w.pid, w.state, _age(w.last_heartbeat_ms, now), iso_from_ms(w.birth_ms))
+            for w in st.workers
+        ],
+    )
+    leader = st.scheduler_leader
+    out.fields(
+        "scheduler",
+        [
+            (
+                "leader",
+                f"pid {leader.split(':')[0]} (lock {leader}, {st.scheduler_lock_ttl_ms} ms left)"
+                if leader
+                else "none: retries and reclaims wait",
+            )
+        ],
+    )
+    oldest = f"{st.oldest_ready_age_s:.1f}s" if st.oldest_ready_age_s is not None else None
+    nxt = f"in {st.next_retry_in_s:.1f}s" if st.next_retry_in_s is not None else None
+    maxmem = _mib(st.maxmemory_bytes) if st.maxmemory_bytes else "no limit"
+    out.fields(
+        "queues",
+        [
+            ("ready", f"{st.ready} (oldest waiting {oldest or '-'})"),
+            ("in flight", f"{st.leased} deliveries under {st.leases} leases"),
+            ("retry backlog", f"{st.retry_backlog} ({st.retries_overdue} due now, next {nxt or '-'})"),
+            ("dead letters", st.dead_letters),
+            ("drain jobs", f"{st.drain_jobs} queued for workers"),
+        ],
+    )
+    out.fields(
+        "redis",
+        [("server", st.redis_server), ("memory", f"{_mib(st.used_memory_bytes)} used of {maxmem}")],
+    )
+    return 0
