@@ -18,6 +18,7 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.cluster.conftest import ADMIN, cluster_env, new_tenant
 from tests.conftest import ROOT, Processes, Tenant
+from tests.e2e.test_operational import ops_env, ops_events
 from tests.support.poll import poll
 from tests.support.receiver import Receiver
 from tests.support.redis_proc import RedisProc, free_port
@@ -80,8 +81,10 @@ def test_events_to_tenants_on_every_primary_are_delivered_signed_retried_and_dea
         endpoint(capi, t, receiver.url(f"fail/{t.id}"), event_types=["order.lost"])
         dying[t.id] = post_batch(capi, t, "order.lost", 1)[0]
 
-    cprocs.worker()
-    cprocs.worker("--no-scheduler")
+    # Operational webhooks too: each dead letter's tenant is summarised to the operator's endpoint,
+    # on the operator tenant's own slot.
+    cprocs.worker(env=ops_env(receiver))
+    cprocs.worker("--no-scheduler", env=ops_env(receiver))
     total = len(tenants) * N_EVENTS
     poll(
         lambda: sum(len(receiver.to(f"ok/{t.id}")) for t in tenants) >= total,
@@ -103,6 +106,12 @@ def test_events_to_tenants_on_every_primary_are_delivered_signed_retried_and_dea
         d = wait_status(capi, t, dead_id, "dead")
         assert len(d["attempts"]) == 1 + SCHEDULE_LEN
         assert [x["id"] for x in get(capi, t, "/v1/dead-letters")["data"]] == [dead_id]
+    summaries = poll(
+        lambda: (found := ops_events(receiver, "delivery.dead")) and len(found) >= len(dying) and found,
+        timeout_s=30,
+        what="a signed delivery.dead summary per dying tenant",
+    )
+    assert {e["data"]["tenant_id"] for e in summaries} == set(dying)
 
     # The API reads each tenant's history back from whichever primary holds it.
     for t in tenants:
