@@ -115,7 +115,12 @@ def domain_error_response(exc: errors.WebhooksError) -> JSONResponse:
     return response
 
 
-def redis_error_response(exc: redis.RedisError) -> JSONResponse:
+# What "Redis is unavailable" raises: redis-py's errors, and on a Redis Cluster its cluster errors,
+# some of which (a slot not covered during a failover) are not RedisErrors.
+REDIS_ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException)
+
+
+def redis_error_response(exc: Exception) -> JSONResponse:
     """503: ``storage_full`` (with ``Retry-After``) when Redis refused a write for memory, else
     ``storage_unavailable``."""
     if isinstance(exc, redis.exceptions.OutOfMemoryError):
@@ -164,7 +169,8 @@ def install(app: FastAPI) -> None:
         return response
 
     @app.exception_handler(redis.RedisError)
-    async def _redis(request: Request, exc: redis.RedisError) -> JSONResponse:
+    @app.exception_handler(redis.exceptions.RedisClusterException)
+    async def _redis(request: Request, exc: Exception) -> JSONResponse:
         # Handled here, not by the catch-all below: Starlette re-raises what reaches that one, and
         # uvicorn would log a traceback for every request while Redis is away.
         log.error("Redis error on %s %s: %s", request.method, request.url.path, type(exc).__name__)

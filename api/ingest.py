@@ -19,7 +19,6 @@ from urllib.parse import parse_qs
 
 import orjson
 import pydantic_core
-import redis
 from fastapi import FastAPI
 from pydantic import ValidationError
 from starlette.responses import Response
@@ -64,7 +63,7 @@ class FastIngest:
             response = await self._ingest(scope, receive, batch=path == BATCH)
         except WebhooksError as exc:
             response = errors.domain_error_response(exc)
-        except redis.RedisError as exc:
+        except errors.REDIS_ERRORS as exc:
             log.error("Redis error on POST %s: %s", path, type(exc).__name__)
             response = errors.redis_error_response(exc)
         except Exception:

@@ -138,8 +138,14 @@ def operator_target(s: Settings) -> tuple[RedisTarget, str]:
 
     Raises :class:`StorageError` when neither the settings nor a live ``platform.json`` name one.
     """
-    if s.redis_url or s.redis_sentinels:
-        source = "WEBHOOKS_REDIS_URL" if s.redis_url else "WEBHOOKS_REDIS_SENTINELS"
+    if s.redis_url or s.redis_sentinels or s.redis_cluster_nodes:
+        source = (
+            "WEBHOOKS_REDIS_URL"
+            if s.redis_url
+            else "WEBHOOKS_REDIS_SENTINELS"
+            if s.redis_sentinels
+            else "WEBHOOKS_REDIS_CLUSTER_NODES"
+        )
         return target_of(s), source
     data_dir = s.data_dir.resolve()
     info = running_platform(s, "WEBHOOKS_REDIS_URL", StorageError)

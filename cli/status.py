@@ -2,8 +2,9 @@
 
 What it shows the API does not serve (RQ's worker registry, leases, the scheduler's lock, Redis
 memory), so it reads Redis itself: the one found by :func:`cli.platform_info.operator_target`
-(explicit settings, else the ``platform.json`` of a running ``webhooks up``). It checks that
-Redis answers and says so on stderr with a non-zero exit when it does not.
+(explicit settings, else the ``platform.json`` of a running ``webhooks up``); on a Redis
+Cluster, RQ's registry from RQ's own Redis (``WEBHOOKS_RQ_REDIS_URL``). It checks that Redis
+answers and says so on stderr with a non-zero exit when it does not.
 """
 
 import argparse
@@ -15,7 +16,7 @@ import redis
 
 from cli.output import Out
 from cli.platform_info import operator_target
-from webhooks.connection import async_client
+from webhooks.connection import async_client, async_rq_client
 from webhooks.errors import StorageError
 from webhooks.settings import Settings
 from webhooks.status import PlatformStatus, snapshot
@@ -40,7 +41,13 @@ async def read_status(s: Settings) -> PlatformStatus:
             raise StorageError(
                 f"cannot reach Redis at {target.describe()} (from {source}): {type(exc).__name__}"
             ) from None
-        return await snapshot(r, int(time.time() * 1000))
+        # On a Redis Cluster, RQ's registry of workers is on its own Redis (WEBHOOKS_RQ_REDIS_URL).
+        rq = async_rq_client(target) if target.rq_url else None
+        try:
+            return await snapshot(r, int(time.time() * 1000), rq)
+        finally:
+            if rq is not None:
+                await rq.aclose()
     finally:
         await r.aclose()
 

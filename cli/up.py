@@ -92,6 +92,11 @@ class StopFlag:
 
 
 def cmd_up(s: Settings, args: argparse.Namespace) -> int:
+    if s.redis_cluster_nodes:
+        raise ConfigError(
+            "WEBHOOKS_REDIS_CLUSTER_NODES: `webhooks up` runs one machine's platform; on a Redis Cluster "
+            "run `webhooks api`, `webhooks worker` and `webhooks scheduler` (docs/scaling.md)"
+        )
     data_dir = s.data_dir.resolve()
     lock = DataLock.acquire(data_dir)
     try:

@@ -63,9 +63,14 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture
 def env(redis_url: str) -> dict[str, str]:
     """Environment for platform subprocesses: fast retries, short timeouts and leases."""
+    return platform_env(WEBHOOKS_REDIS_URL=redis_url)
+
+
+def platform_env(**redis: str) -> dict[str, str]:
+    """The environment of platform subprocesses, with ``redis`` saying where Redis is."""
     out = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKS_")}
     out.update(
-        WEBHOOKS_REDIS_URL=redis_url,
+        **redis,
         WEBHOOKS_ADMIN_TOKEN=ADMIN_TOKEN,
         WEBHOOKS_SECRET_KEY=SECRET_KEY,
         WEBHOOKS_ALLOW_PRIVATE_TARGETS="true",
@@ -81,13 +86,32 @@ def env(redis_url: str) -> dict[str, str]:
     return out
 
 
-def api_config(redis_url: str, **policy: Any) -> ApiConfig:
+def api_config(redis: str | RedisTarget, **policy: Any) -> ApiConfig:
     return ApiConfig(
-        target=RedisTarget(redis_url),
+        target=RedisTarget(redis) if isinstance(redis, str) else redis,
         box=SecretBox(SECRET_KEY),
         policy=Policy(**{"allow_private_targets": True, **policy}),
         admin_token=ADMIN_TOKEN,
     )
+
+
+class ApiServers:
+    """API servers started by a test, each with a client; all stopped at teardown."""
+
+    def __init__(self) -> None:
+        self.servers: list[ApiServer] = []
+        self.clients: list[httpx.Client] = []
+
+    def start(self, config: ApiConfig) -> httpx.Client:
+        self.servers.append(ApiServer(config).start())
+        self.clients.append(httpx.Client(base_url=self.servers[-1].url, timeout=30))
+        return self.clients[-1]
+
+    def stop_all(self) -> None:
+        for c in self.clients:
+            c.close()
+        for s in self.servers:
+            s.stop()
 
 
 @pytest.fixture(scope="session")
@@ -107,20 +131,9 @@ def api(api_server: ApiServer, redis_url: str) -> Iterator[httpx.Client]:
 @pytest.fixture
 def make_api(redis_url: str) -> Iterator[Callable[..., httpx.Client]]:
     """An API server with its own policy (e.g. private targets refused), for the test's duration."""
-    servers: list[ApiServer] = []
-    clients: list[httpx.Client] = []
-
-    def make(**policy: Any) -> httpx.Client:
-        server = ApiServer(api_config(redis_url, **policy)).start()
-        servers.append(server)
-        clients.append(httpx.Client(base_url=server.url, timeout=30))
-        return clients[-1]
-
-    yield make
-    for c in clients:
-        c.close()
-    for s in servers:
-        s.stop()
+    servers = ApiServers()
+    yield lambda **policy: servers.start(api_config(redis_url, **policy))
+    servers.stop_all()
 
 
 @pytest.fixture

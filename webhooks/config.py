@@ -15,8 +15,15 @@ log = logging.getLogger("webhooks")
 
 
 def target_of(s: Settings) -> RedisTarget:
-    """Where Redis is: ``WEBHOOKS_REDIS_URL`` (or its default), or the Sentinel settings."""
-    return RedisTarget(s.effective_redis_url, tuple(s.sentinel_addresses), s.redis_sentinel_master)
+    """Where Redis is: ``WEBHOOKS_REDIS_URL`` (or its default), the Sentinel settings, or the
+    cluster nodes (``WEBHOOKS_REDIS_CLUSTER_NODES``, with RQ on ``WEBHOOKS_RQ_REDIS_URL``)."""
+    return RedisTarget(
+        "" if s.redis_cluster_nodes else s.effective_redis_url,
+        tuple(s.sentinel_addresses),
+        s.redis_sentinel_master,
+        cluster=tuple(s.cluster_addresses),
+        rq_url=s.rq_redis_url,
+    )
 
 
 def box_of(s: Settings) -> SecretBox:

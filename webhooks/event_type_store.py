@@ -13,9 +13,8 @@ from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
 
-from webhooks import keys, routing, validation
+from webhooks import keys, queue, routing, validation
 from webhooks.errors import Conflict, Invalid, NotFound
 from webhooks.event_types import EventType, compile_schema
 from webhooks.models import Page
@@ -24,7 +23,6 @@ from webhooks.timefmt import iso_from_ms
 
 NAME_CURSOR = re.compile(routing.EVENT_TYPE_RE.pattern.strip("^$"))
 MAX_TYPES_PER_TENANT = 10_000
-WATCH_RETRIES = 5
 
 
 def _out(tenant_id: str, doc: dict[str, Any]) -> EventType:
@@ -137,19 +135,9 @@ class EventTypeStore:
 
     async def set_strict(self, tenant_id: str, strict: bool) -> None:
         """Turn the tenant's strict mode on or off; :class:`NotFound` for a missing (or just deleted)
-        tenant, whose hash is never re-created by this."""
-        tenant_key = keys.tenant(tenant_id)
-        for _ in range(WATCH_RETRIES):
-            async with self.r.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(tenant_key)
-                    if not await pipe.exists(tenant_key):
-                        raise NotFound("no such tenant")
-                    pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
-                    pipe.hset(tenant_key, "strict_event_types", "1" if strict else "0")
-                    pipe.incr(keys.endpoint_version(tenant_id))
-                    await pipe.execute()
-                    return
-                except WatchError:
-                    continue
-        raise Conflict("the tenant keeps changing; try again")
+        tenant, whose hash is never re-created by this (one script: ``lua/strict.lua``)."""
+        done = await queue.scripts(self.r).strict(
+            keys=[keys.tenant_base(tenant_id)], args=["1" if strict else "0"]
+        )
+        if not int(done):
+            raise NotFound("no such tenant")

@@ -141,11 +141,12 @@ def rate_window(tenant_id: str, endpoint_id: str, window: int) -> str:
 
 
 # -- web console (webhooks/console_state.py): sessions, portal links, replays started there ---------
-# A tenant's records carry its hash tag; an operator's (all tenants) are global.
+# A tenant's records carry its hash tag; an operator's (all tenants) carry the tag ``{console}``, so
+# that a replay's record and the list of replays, written in one transaction, share a slot.
 
 
 def _console(tenant_id: str | None) -> str:
-    return f"{PREFIX}console:" if tenant_id is None else f"{PREFIX}{{t:{tenant_id}}}:console:"
+    return f"{PREFIX}{{console}}:" if tenant_id is None else f"{PREFIX}{{t:{tenant_id}}}:console:"
 
 
 def console_session(tenant_id: str | None, session_hash: str) -> str:

@@ -14,17 +14,22 @@ publishes a *level* in :data:`webhooks.keys.MEMORY`:
   reads, deliveries and outcome writes go on, and the level falls back by itself once the work
   drains below the high watermark less a margin.
 
+On a Redis Cluster each primary has its own ``maxmemory``; the level follows the fullest primary
+(the first to refuse writes). Trimming drops the oldest settled history over all tenants, not
+the fullest primary's first: a primary whose tenants hold only recent history is trimmed later.
+
 With ``maxmemory`` 0 (no limit) there is no budget to keep: the level stays ``ok`` and the
 processes warn at start (see :func:`webhooks.connection.warn_if_not_durable`).
 """
 
 import time
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
 from webhooks import keys
+from webhooks.connection import is_cluster
 
 LOW_GAP = 0.10  # trimming goes on until usage is this share of maxmemory below the high watermark
 FULL_EXIT_GAP = 0.05  # "full" ends once usage is this share below the high watermark
@@ -67,6 +72,11 @@ def level(usage: Usage, previous: str, *, high_share: float, history_left: bool)
 
 
 async def usage(r: "Redis") -> Usage:
+    """Redis memory use; on a Redis Cluster, the fullest primary's (the first to refuse writes)."""
+    if is_cluster(r):
+        per_node = await cast(Any, r).info("memory", target_nodes="primaries")
+        found = [Usage(int(i.get("used_memory", 0)), int(i.get("maxmemory", 0))) for i in per_node.values()]
+        return max(found, key=lambda u: (u.share, u.used_bytes))
     info = cast(dict[str, int], await r.info("memory"))
     return Usage(int(info.get("used_memory", 0)), int(info.get("maxmemory", 0)))
 

@@ -156,12 +156,8 @@ async def emit_due(
 
 async def _emit(r: "Redis", due: list[str], now_ms: int, window_ms: int, retention_ms: int) -> int:
     script = queue.scripts(r).ops
-    async with r.pipeline(transaction=False) as pipe:
-        for t in due:
-            await script(
-                keys=[keys.tenant_base(t)], args=["take", now_ms, window_ms, ENTRIES_PER_TENANT], client=pipe
-            )
-        replies = await pipe.execute()
+    take: list[str | int] = ["take", now_ms, window_ms, ENTRIES_PER_TENANT]
+    replies = await queue.run_scripts(r, [(script, [keys.tenant_base(t)], take) for t in due])
     taken = [
         (t, [orjson.loads(e) for e in entries], int(next_due))
         for t, (entries, next_due) in zip(due, replies, strict=True)
@@ -181,12 +177,12 @@ async def _emit(r: "Redis", due: list[str], now_ms: int, window_ms: int, retenti
             events.append(prepare(OPERATOR_TENANT, new, route, now_ms, MAX_BODY_BYTES))
     for i in range(0, len(events), INGEST_CHUNK):  # one script call each, on the operator's slot
         await queue.ingest(r, events[i : i + INGEST_CHUNK], retention_ms)
-    async with r.pipeline(transaction=False) as pipe:
-        for t, entries, _ in taken:
-            if entries:
-                acked = ["ack", *[e["n"] for e in entries]]
-                await script(keys=[keys.tenant_base(t)], args=acked, client=pipe)
-        await pipe.execute()
+    acks: list[queue.ScriptCall] = [
+        (script, [keys.tenant_base(t)], ["ack", *[e["n"] for e in entries]])
+        for t, entries, _ in taken
+        if entries
+    ]
+    await queue.run_scripts(r, acks)
     await queue.wake_at(r, {t: nd for t, _, nd in taken if nd >= 0}, keys.OPS_DUE)
     return len(events)
 

@@ -32,6 +32,7 @@ so removals cannot race one another. Deliveries are at least once: a reclaimed d
 already have reached its receiver.
 """
 
+import asyncio
 import importlib.resources
 import math
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from webhooks import ids, keys
+from webhooks.connection import is_cluster
 from webhooks.history import StoredEvent
 
 IDEMPOTENCY_TTL_S = 24 * 3600
@@ -75,6 +77,7 @@ class Scripts:
             "trim",
             "auth",
             "global",
+            "strict",
             "ops",
         )
         for name in names:
@@ -89,6 +92,7 @@ class Scripts:
     heartbeat: AsyncScript
     trim: AsyncScript
     auth: AsyncScript
+    strict: AsyncScript
     ops: AsyncScript
 
     @property
@@ -104,6 +108,45 @@ def scripts(r: "Redis") -> Scripts:
     if found is None:
         found = _scripts[id(r)] = Scripts(r)
     return found
+
+
+ScriptCall = tuple[AsyncScript, list[str], list[str | int]]  # (script, keys, args)
+CLUSTER_SCRIPT_CONCURRENCY = 64  # a batch's script calls in flight at once on a cluster
+
+
+async def run_scripts(r: "Redis", calls: list[ScriptCall], *, errors_in_place: bool = False) -> list[Any]:
+    """Run script calls, one reply per call in order: pipelined on one Redis; on a Redis Cluster
+    (whose pipelines refuse EVALSHA) as concurrent calls, each routed to its key's primary.
+
+    Neither is a transaction: on an error the other calls may have run (every script is atomic
+    on its own and tolerates being run again). The first error is raised, or, with
+    ``errors_in_place``, each failed call's exception is its reply (on a cluster, a primary that
+    is failing over fails its tenants' calls only).
+    """
+    if not calls:
+        return []
+    if is_cluster(r):
+        gate = asyncio.Semaphore(CLUSTER_SCRIPT_CONCURRENCY)
+
+        async def one(call: ScriptCall) -> Any:
+            async with gate:
+                return await call[0](keys=call[1], args=call[2])
+
+        return list(await asyncio.gather(*(one(c) for c in calls), return_exceptions=errors_in_place))
+    async with r.pipeline(transaction=False) as pipe:
+        for script, script_keys, args in calls:
+            await script(keys=script_keys, args=args, client=pipe)
+        return list(await pipe.execute(raise_on_error=not errors_in_place))
+
+
+class PartlyApplied(Exception):
+    """Some tenants' scripts of a batch failed (e.g. their cluster primary is away); the others'
+    were applied. ``result`` is what the applied part returned."""
+
+    def __init__(self, failed: set[str], first: BaseException, result: Any) -> None:
+        super().__init__(f"{len(failed)} tenants not written: {type(first).__name__}: {first}")
+        self.failed = failed
+        self.result = result
 
 
 class StaleRoutes(Exception):
@@ -168,25 +211,25 @@ async def ingest(
     for i, ev in enumerate(events):
         by_tenant.setdefault(ev.tenant_id, []).append(i)
     script = scripts(r).ingest
-    async with r.pipeline(transaction=False) as pipe:
-        for tenant_id, positions in by_tenant.items():
-            first = events[positions[0]]
-            args: list[str | int] = [IDEMPOTENCY_TTL_S, retention_ms, first.routes_version or ""]
-            for i in positions:
-                ev = events[i]
-                fields = [
-                    ("!" if ev.generated_id else "") + ("~" if ev.derived_ids else "") + ev.event_id,
-                    ev.idempotency_key,
-                    ev.event_type,
-                    str(ev.created_ms),
-                    str(len(ev.deliveries)),
-                ]
-                for delivery_id, endpoint_id in ev.deliveries:
-                    fields += [delivery_id, endpoint_id]
-                fields.append("")  # the head ends with a newline
-                args += ["\n".join(fields), ev.record]
-            await script(keys=[keys.tenant_base(tenant_id)], args=args, client=pipe)
-        replies = await pipe.execute()
+    calls: list[ScriptCall] = []
+    for tenant_id, positions in by_tenant.items():
+        first = events[positions[0]]
+        args: list[str | int] = [IDEMPOTENCY_TTL_S, retention_ms, first.routes_version or ""]
+        for i in positions:
+            ev = events[i]
+            fields = [
+                ("!" if ev.generated_id else "") + ("~" if ev.derived_ids else "") + ev.event_id,
+                ev.idempotency_key,
+                ev.event_type,
+                str(ev.created_ms),
+                str(len(ev.deliveries)),
+            ]
+            for delivery_id, endpoint_id in ev.deliveries:
+                fields += [delivery_id, endpoint_id]
+            fields.append("")  # the head ends with a newline
+            args += ["\n".join(fields), ev.record]
+        calls.append((script, [keys.tenant_base(tenant_id)], args))
+    replies = await run_scripts(r, calls)
     out: list[StoredEvent | StaleRoutes | None] = [None] * len(events)
     to_activate = []
     for (tenant_id, positions), reply in zip(by_tenant.items(), replies, strict=True):
@@ -257,14 +300,13 @@ async def lease(r: "Redis", tenant_id: str, n: int, ttl_ms: int, now_ms: int, qu
         eps[i]: ((orjson.loads(eps[i + 1]) if eps[i + 1] else None), eps[i + 2] == "1")
         for i in range(0, len(eps), 3)
     }
-    if int(deactivate) or deliveries:
-        script = scripts(r).global_
-        async with r.pipeline(transaction=False) as pipe:
-            if int(deactivate):
-                await script(keys=[keys.IDLE], args=["idle", tenant_id], client=pipe)
-            if deliveries:
-                await script(keys=[keys.WAKE], args=["wake", expiry, tenant_id], client=pipe)
-            await pipe.execute()
+    script = scripts(r).global_
+    calls: list[ScriptCall] = []
+    if int(deactivate):
+        calls.append((script, [keys.IDLE], ["idle", tenant_id]))
+    if deliveries:
+        calls.append((script, [keys.WAKE], ["wake", expiry, tenant_id]))
+    await run_scripts(r, calls)
     return Lease(lease_id, tenant_id, deliveries, events, endpoints)
 
 
@@ -286,6 +328,7 @@ class Outcome:
     ok: bool = False
     throttle: bool = False
     pause_ms: int | None = None  # the whole endpoint waits until then (a Retry-After)
+    back: bool = False  # handed back unsent (a stopping worker): to the head of the ready list
     error: str | None = None  # why it died (kept for operational summaries when status is dead)
 
     def record(self) -> str:
@@ -307,6 +350,8 @@ class Outcome:
             rec["pause"] = self.pause_ms
         if self.gone:
             rec["gone"] = True
+        if self.back:
+            rec["back"] = 1
         if self.status_code is not None:
             rec["code"] = self.status_code
         if self.error is not None and self.status == "dead":
@@ -348,7 +393,9 @@ async def complete(
     later. Tenants that have runnable work again are put back on the active list. With
     ``ops_window_ms`` > 0 the scripts record operational notifications (``webhooks.operational``)
     for every tenant but ``ops_skip`` (the operator tenant), and their due times go to
-    :data:`keys.OPS_DUE`.
+    :data:`keys.OPS_DUE`. When some tenants' scripts fail and others' are applied,
+    :class:`PartlyApplied` names the failed tenants (to write again) and carries the
+    :class:`Completed` of the rest.
     """
     by_tenant: dict[str, tuple[list[str], list[str]]] = {}
     for o in outcomes:
@@ -359,16 +406,22 @@ async def complete(
         return Completed()
     script = scripts(r).complete
     head = [now_ms, retention_ms, breaker.failures, breaker.pause_ms, breaker.max_pause_ms]
-    async with r.pipeline(transaction=False) as pipe:
-        for tenant_id, (leases, records) in by_tenant.items():
-            window = 0 if tenant_id == ops_skip else ops_window_ms
-            args: list[str | int] = [*head, breaker.disable_after_ms, window, len(leases), *leases, *records]
-            await script(keys=[keys.tenant_base(tenant_id)], args=args, client=pipe)
-        replies = await pipe.execute()
+    calls: list[ScriptCall] = []
+    for tenant_id, (leases, records) in by_tenant.items():
+        window = 0 if tenant_id == ops_skip else ops_window_ms
+        args: list[str | int] = [*head, breaker.disable_after_ms, window, len(leases), *leases, *records]
+        calls.append((script, [keys.tenant_base(tenant_id)], args))
+    replies = await run_scripts(r, calls, errors_in_place=True)
+    failed = {t: rep for t, rep in zip(by_tenant, replies, strict=True) if isinstance(rep, BaseException)}
+    if len(failed) == len(by_tenant):
+        raise next(iter(failed.values()))
     done = Completed()
     to_activate = []
     wakes: dict[str, int] = {}
-    for tenant_id, (applied, act, opened, disabled, wake, ops_at) in zip(by_tenant, replies, strict=True):
+    for tenant_id, reply in zip(by_tenant, replies, strict=True):
+        if tenant_id in failed:
+            continue
+        applied, act, opened, disabled, wake, ops_at = reply
         if int(wake) >= 0:
             wakes[tenant_id] = int(wake)
         if int(ops_at) >= 0:
@@ -381,22 +434,33 @@ async def complete(
     await activate(r, to_activate)
     await wake_at(r, wakes)
     await wake_at(r, done.ops_due, keys.OPS_DUE)
+    if failed:
+        raise PartlyApplied(set(failed), next(iter(failed.values())), done)
     return done
 
 
 async def heartbeat(r: "Redis", leases: list[tuple[str, str]], expiry_ms: int) -> list[str]:
-    """Extend live ``(tenant, lease)``s to ``expiry_ms``; the ids of those already reclaimed (not revived)."""
+    """Extend live ``(tenant, lease)``s to ``expiry_ms``; the ids of those already reclaimed (not revived).
+
+    When some tenants' scripts fail, :class:`PartlyApplied` names them and carries the reclaimed
+    ids among the others (whose leases were extended)."""
     by_tenant: dict[str, list[str]] = {}
     for tenant_id, lease_id in leases:
         by_tenant.setdefault(tenant_id, []).append(lease_id)
     if not by_tenant:
         return []
     script = scripts(r).heartbeat
-    async with r.pipeline(transaction=False) as pipe:
-        for tenant_id, lease_ids in by_tenant.items():
-            await script(keys=[keys.tenant_base(tenant_id)], args=[expiry_ms, *lease_ids], client=pipe)
-        replies = await pipe.execute()
-    return [str(x) for reply in replies for x in reply]
+    calls: list[ScriptCall] = [
+        (script, [keys.tenant_base(t)], [expiry_ms, *lease_ids]) for t, lease_ids in by_tenant.items()
+    ]
+    replies = await run_scripts(r, calls, errors_in_place=True)
+    failed = {t: rep for t, rep in zip(by_tenant, replies, strict=True) if isinstance(rep, BaseException)}
+    gone = [str(x) for reply in replies if not isinstance(reply, BaseException) for x in reply]
+    if failed:
+        if len(failed) == len(by_tenant):
+            raise next(iter(failed.values()))
+        raise PartlyApplied(set(failed), next(iter(failed.values())), gone)
+    return gone
 
 
 # -- the scheduler's side ---------------------------------------------------------------------------
@@ -421,10 +485,7 @@ async def tick(r: "Redis", tenant_ids: list[str], now_ms: int, most: int = 1000)
         return out
     await r.zrem(keys.WAKE, *tenant_ids)
     script = scripts(r).tick
-    async with r.pipeline(transaction=False) as pipe:
-        for tenant_id in tenant_ids:
-            await script(keys=[keys.tenant_base(tenant_id)], args=[now_ms, most], client=pipe)
-        replies = await pipe.execute()
+    replies = await run_scripts(r, [(script, [keys.tenant_base(t)], [now_ms, most]) for t in tenant_ids])
     wakes: dict[str, int] = {}
     to_activate = []
     for tenant_id, (n_leases, n_back, n_promoted, act, wake, _) in zip(tenant_ids, replies, strict=True):
@@ -465,10 +526,7 @@ async def retire_idle(r: "Redis", most: int = 500) -> int:
     retired = [t for t, act in zip(idle, acts, strict=True) if act != "1"]
     if retired:
         script = scripts(r).global_
-        async with r.pipeline(transaction=False) as pipe:
-            for t in retired:
-                await script(keys=[keys.ACTIVE], args=["unlist", 1, t], client=pipe)
-            await pipe.execute()
+        await run_scripts(r, [(script, [keys.ACTIVE], ["unlist", 1, t]) for t in retired])
         await _relist_active(r, retired)
     return len(retired)
 
@@ -515,12 +573,9 @@ async def repair(r: "Redis", tenant_ids: list[str], now_ms: int) -> int:
     await activate(r, missing)
     if extra or idle:
         script = scripts(r).global_
-        async with r.pipeline(transaction=False) as pipe:
-            for t, n in extra:
-                await script(keys=[keys.ACTIVE], args=["unlist", n, t], client=pipe)
-            for t in idle:
-                await script(keys=[keys.IDLE], args=["idle", t], client=pipe)
-            await pipe.execute()
+        calls: list[ScriptCall] = [(script, [keys.ACTIVE], ["unlist", n, t]) for t, n in extra]
+        calls += [(script, [keys.IDLE], ["idle", t]) for t in idle]
+        await run_scripts(r, calls)
         await _relist_active(r, [t for t, _ in extra])  # the removals may have raced a retirement
     return len(missing)
 
@@ -590,11 +645,8 @@ async def trim(
     if not tenant_ids:
         return out
     script = scripts(r).trim
-    async with r.pipeline(transaction=False) as pipe:
-        for tenant_id in tenant_ids:
-            args = [most, 1 if allow_dead else 0, cutoff_ms, now_ms, fresh_ms]
-            await script(keys=[keys.tenant_base(tenant_id)], args=args, client=pipe)
-        replies = await pipe.execute()
+    args: list[str | int] = [most, 1 if allow_dead else 0, cutoff_ms, now_ms, fresh_ms]
+    replies = await run_scripts(r, [(script, [keys.tenant_base(t)], args) for t in tenant_ids])
     for tenant_id, (dropped, scanned, done) in zip(tenant_ids, replies, strict=True):
         out.events += int(dropped)
         out.scanned += int(scanned)

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_sentinels: str | None = None
     redis_sentinel_master: str | None = None
+    # Redis Cluster (issue 14): seed nodes; RQ's trigger queue then needs a plain Redis of its own.
+    redis_cluster_nodes: str | None = None
+    rq_redis_url: str | None = None
     data_dir: Path = Path("./.webhooks")
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
@@ -165,6 +168,22 @@ class Settings(BaseSettings):
                 "WEBHOOKS_RETENTION_DAYS must be longer than the whole WEBHOOKS_RETRY_SCHEDULE, "
                 "or events would expire before their last attempt"
             )
+        if self.redis_cluster_nodes:
+            if self.redis_url or self.redis_sentinels:
+                raise ValueError(
+                    "set one of WEBHOOKS_REDIS_URL, WEBHOOKS_REDIS_SENTINELS, WEBHOOKS_REDIS_CLUSTER_NODES"
+                )
+            if not self.rq_redis_url:
+                raise ValueError(
+                    "WEBHOOKS_RQ_REDIS_URL is required with WEBHOOKS_REDIS_CLUSTER_NODES: RQ cannot run on "
+                    "a Redis Cluster, so its trigger queue needs a small plain Redis (redis://host:port/0)"
+                )
+            for part in self.redis_cluster_nodes.split(","):
+                host, _, port = part.strip().rpartition(":")
+                if part.strip() and (not host or not port.isdigit()):
+                    raise ValueError("WEBHOOKS_REDIS_CLUSTER_NODES: host:port pairs separated by commas")
+        if self.rq_redis_url and not self.rq_redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("WEBHOOKS_RQ_REDIS_URL is a redis:// (or rediss://, unix://) URL")
         if bool(self.operational_webhook_url) != bool(self.operational_webhook_secret):
             raise ValueError(
                 "WEBHOOKS_OPERATIONAL_WEBHOOK_URL and WEBHOOKS_OPERATIONAL_WEBHOOK_SECRET go together"
@@ -214,17 +233,26 @@ class Settings(BaseSettings):
         return int(self.retention_days * 86400 * 1000)
 
     @property
+    def cluster_addresses(self) -> list[tuple[str, int]]:
+        return _addresses(self.redis_cluster_nodes)
+
+    @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:
-        out = []
-        for part in (self.redis_sentinels or "").split(","):
-            if part.strip():
-                host, _, port = part.strip().rpartition(":")
-                out.append((host.strip("[]"), int(port)))
-        return out
+        return _addresses(self.redis_sentinels)
 
     @property
     def effective_redis_url(self) -> str:
         return self.redis_url or DEFAULT_REDIS_URL
+
+
+def _addresses(setting: str | None) -> list[tuple[str, int]]:
+    """``host:port,host:port`` (IPv6 hosts in brackets) as pairs."""
+    out = []
+    for part in (setting or "").split(","):
+        if part.strip():
+            host, _, port = part.strip().rpartition(":")
+            out.append((host.strip("[]"), int(port)))
+    return out
 
 
 def load(**overrides: object) -> Settings:

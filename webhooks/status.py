@@ -13,7 +13,7 @@ from rq.utils import utcparse
 from rq.worker import Worker
 from rq.worker_registration import REDIS_WORKER_KEYS
 
-from webhooks import keys, queue
+from webhooks import keys, memory, queue
 
 
 @dataclass(slots=True)
@@ -82,26 +82,29 @@ async def _workers(r: "Redis") -> list[WorkerStatus]:
     return out
 
 
-async def snapshot(r: "Redis", now_ms: int) -> PlatformStatus:
+async def snapshot(r: "Redis", now_ms: int, rq: "Redis | None" = None) -> PlatformStatus:
     """Workers, scheduler leader, queue depths and oldest age, retries, dead letters, Redis memory.
 
-    ``r`` decodes responses. Raises ``redis.RedisError`` when Redis cannot be read. The queue
-    figures are summed over every tenant by :func:`webhooks.queue.depths`.
+    ``r`` decodes responses; ``rq`` is the Redis RQ lives on when it is another one (a cluster's
+    ``WEBHOOKS_RQ_REDIS_URL``). Raises ``redis.RedisError`` when Redis cannot be read. The queue
+    figures are summed over every tenant by :func:`webhooks.queue.depths`; on a cluster the
+    memory is the fullest primary's.
     """
+    rq = rq or r
     d = await queue.depths(r, now_ms)
+    server = await r.info("server")  # on a cluster: one node's (they run the same server)
+    use = await memory.usage(r)
     async with r.pipeline(transaction=False) as pipe:
-        pipe.info("server")
-        pipe.info("memory")
         pipe.get(keys.SCHEDULER_LOCK)
         pipe.pttl(keys.SCHEDULER_LOCK)
-        pipe.llen(Queue.redis_queue_namespace_prefix + keys.RQ_QUEUE)
-        server, memory, leader, ttl, drain_jobs = await pipe.execute()
+        leader, ttl = await pipe.execute()
+    drain_jobs = await rq.llen(Queue.redis_queue_namespace_prefix + keys.RQ_QUEUE)
     return PlatformStatus(
         now_ms=now_ms,
         redis_server=server_name(server),
-        used_memory_bytes=int(memory.get("used_memory", 0)),
-        maxmemory_bytes=int(memory.get("maxmemory", 0)),
-        workers=await _workers(r),
+        used_memory_bytes=use.used_bytes,
+        maxmemory_bytes=use.max_bytes,
+        workers=await _workers(rq),
         scheduler_leader=leader,
         scheduler_lock_ttl_ms=ttl if leader else None,
         ready=d.ready,

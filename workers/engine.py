@@ -13,10 +13,17 @@ to ``concurrency`` requests in flight and returns when its budget is spent or
 no tenant has work; requests still in flight finish in the background and
 their outcomes are written by the same writer.
 
-Failure behaviour: a Redis error while recording is retried until it succeeds
-(the outcomes stay in memory and the leases keep their heartbeat); if the
-process dies, its leases expire and the scheduler's :func:`webhooks.queue.tick`
-hands the deliveries to another worker: at least once, never lost.
+Shutdown (SIGTERM, :meth:`Engine.request_stop`): leasing stops at once; requests already sent
+finish (bounded by ``request_timeout_s``) and their outcomes are written; a leased delivery not
+sent yet (waiting for its endpoint's rate limit, or not started) is *handed back* at once: an
+outcome ``back`` puts it at the head of its endpoint's ready list, for another worker to take
+now rather than after the lease expires.
+
+Failure behaviour: a Redis error while recording is retried until it succeeds (the outcomes
+stay in memory and the leases, recorded or not, keep their heartbeat); on a Redis Cluster, the
+tenants whose primary answered are recorded at once and only the others retried. If the process
+dies, its leases expire and the scheduler's :func:`webhooks.queue.tick` hands the deliveries to
+another worker: at least once, never lost.
 """
 
 import asyncio
@@ -44,6 +51,7 @@ log = logging.getLogger("webhooks.worker")
 # A lease is used for sending only while it is surely unexpired: within this share of its TTL
 # since it was taken or last extended.
 FRESH_SHARE = 0.8
+MAX_HEARTBEAT_ROUNDS = 3  # heartbeat rounds in flight at once (a round may wait for a failover)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +121,11 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._buffer: list[Outcome] = []
         self._finished: list[tuple[str, str]] = []  # (tenant, lease id)
+        self._writing: list[tuple[str, str]] = []  # finished leases the writer holds (heartbeated too)
         self._background: list[asyncio.Task[None]] = []
         self._wake: asyncio.Event | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_wanted: asyncio.Event | None = None
         self._closing = False
 
@@ -130,11 +141,36 @@ class Engine:
         if self._background:
             return
         self._wake = asyncio.Event()
+        self._stop_event = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        if self.stopping:
+            self._stop_event.set()
         self._flush_wanted = asyncio.Event()
         self._background = [
             asyncio.create_task(self._flush_loop()),
             asyncio.create_task(self._heartbeat_loop()),
         ]
+
+    def request_stop(self) -> None:
+        """Stop leasing and hand back what is leased but unsent; safe from any thread (a signal handler)."""
+        self.stopping = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake_stopped)
+
+    def _wake_stopped(self) -> None:
+        if self._stop_event is not None:
+            self._stop_event.set()
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less when a stop is requested meanwhile."""
+        assert self._stop_event is not None
+        try:
+            await asyncio.wait_for(self._stop_event.wait(), seconds)
+        except TimeoutError:
+            pass
 
     # -- leasing ----------------------------------------------------------------------------------
 
@@ -222,8 +258,11 @@ class Engine:
         assert self._wake is not None
         self._wake.set()
 
-    def _later(self, d: LeasedDelivery, lease_id: str) -> Outcome:
-        """Back to waiting, no attempt counted: it comes round again after ``defer_s``."""
+    @staticmethod
+    def _unsent(
+        d: LeasedDelivery, lease_id: str, *, due_ms: int | None = None, back: bool = False
+    ) -> Outcome:
+        """Not sent, no attempt counted: due again at ``due_ms``, or ``back`` at the head of its list."""
         return Outcome(
             d.id,
             lease_id,
@@ -232,10 +271,21 @@ class Engine:
             d.series_attempts,
             d.tenant_id,
             d.endpoint_id,
-            due_ms=self.clock() + int(self.cfg.defer_s * 1000),
+            due_ms=due_ms,
+            back=back,
         )
 
+    def _later(self, d: LeasedDelivery, lease_id: str) -> Outcome:
+        """Back to waiting: it comes round again after ``defer_s``."""
+        return self._unsent(d, lease_id, due_ms=self.clock() + int(self.cfg.defer_s * 1000))
+
+    def _back(self, d: LeasedDelivery, lease_id: str) -> Outcome:
+        """Handed back unsent (the worker is stopping): to the head of its ready list."""
+        return self._unsent(d, lease_id, back=True)
+
     async def _attempt(self, d: LeasedDelivery, lease_id: str) -> Outcome:
+        if self.stopping:
+            return self._back(d, lease_id)
         if time.monotonic() > self._fresh_until.get(lease_id, 0.0):
             # The lease may have expired (this process stalled, or Redis was unreachable): another
             # worker may hold the delivery now. Do not send it; if the lease is still ours after
@@ -271,7 +321,12 @@ class Engine:
             return self._outcome(d, lease_id, AttemptResult(None, 0, error=f"cannot sign: {exc}"))
         per_s = doc.get("rate_limit_per_s")
         if per_s:
-            at_ms = await self._within_rate(d.tenant_id, d.endpoint_id, per_s)
+            granted_ms = await self._within_rate(d.tenant_id, d.endpoint_id, per_s)
+            if granted_ms is None:
+                return self._back(d, lease_id)
+            at_ms = granted_ms
+        if self.stopping:
+            return self._back(d, lease_id)
         headers = build_headers(doc.get("headers") or {}, d.event_id, at_ms // 1000, body, keys)
         result = await send(self.transport, doc["url"], headers, body, self.cfg.request_timeout_s)
         self.totals.attempted += 1
@@ -279,15 +334,18 @@ class Engine:
         observe.attempt_finished(d, out.status, result, event.created_ms, self.clock())
         return out
 
-    async def _within_rate(self, tenant_id: str, endpoint_id: str, per_s: float) -> int:
+    async def _within_rate(self, tenant_id: str, endpoint_id: str, per_s: float) -> int | None:
         """Wait for a slot of the endpoint's rate limit, shared by all workers through Redis;
-        returns the time (ms) the slot was granted at, which the attempt is stamped with.
+        returns the time (ms) the slot was granted at, which the attempt is stamped with, or None
+        when the worker began stopping meanwhile (the delivery is handed back unsent).
 
         The wait holds one of the endpoint's ``max_in_flight`` slots, so a throttled endpoint
         holds back only itself. If Redis cannot be asked, the send goes ahead: a limit is a
         courtesy, losing no delivery is not.
         """
         while True:
+            if self.stopping:
+                return None
             now = self.clock()
             try:
                 wait_ms = await queue.take_send_slot(self.r, tenant_id, endpoint_id, per_s, now)
@@ -296,7 +354,7 @@ class Engine:
                 return now
             if wait_ms <= 0:
                 return now
-            await asyncio.sleep(wait_ms / 1000 + self.rng.uniform(0, 0.02))
+            await self._pause(wait_ms / 1000 + self.rng.uniform(0, 0.02))
 
     def signing_keys(self, endpoint_doc: dict[str, Any], at_ms: int) -> list[SigningKey]:
         """Keys (HMAC or Ed25519) of the endpoint's secrets valid at ``at_ms``, newest first (parsed once)."""
@@ -378,7 +436,10 @@ class Engine:
                 return
 
     async def _write(self, outcomes: list[Outcome], finished: list[tuple[str, str]]) -> None:
+        """Record until written. Tenants whose write failed while others' went through (a cluster
+        primary failing over) are retried alone; their finished leases keep their heartbeat."""
         delay_s = 0.1
+        self._writing = finished
         while True:
             try:
                 done = await queue.complete(
@@ -391,11 +452,25 @@ class Engine:
                     ops_window_ms=self.cfg.ops_window_ms,
                     ops_skip=operational.OPERATOR_TENANT,
                 )
+                self._report(done)
                 break
+            except queue.PartlyApplied as exc:
+                self._report(exc.result)
+                outcomes = [o for o in outcomes if o.tenant_id in exc.failed]
+                finished = self._writing = [f for f in finished if f[0] in exc.failed]
+                log.warning(
+                    "recording outcomes of %d tenants failed (%s); retrying in %.1fs",
+                    len(exc.failed),
+                    exc,
+                    delay_s,
+                )
             except Exception:
                 log.exception("recording %d outcomes failed; retrying in %.1fs", len(outcomes), delay_s)
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, 5.0)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 5.0)
+        self._writing = []
+
+    def _report(self, done: queue.Completed) -> None:
         if done.breakers_opened:
             log.warning(
                 "%d endpoint breakers opened: their deliveries wait for a probe", done.breakers_opened
@@ -404,27 +479,51 @@ class Engine:
             log.warning("endpoint %s of tenant %s disabled: %s", endpoint_id, tenant_id, reason)
 
     async def _heartbeat_loop(self) -> None:
+        """Extend every lease held each third of the TTL. Each round runs on its own, so one that
+        waits for an unreachable primary (a cluster failing over) does not hold back the next
+        rounds, which extend the other primaries' leases meanwhile."""
         period_s = self.cfg.lease_ttl_s / 3
-        while True:
-            await asyncio.sleep(period_s)
-            if not self._leases:
-                continue
-            held = [(s.lease.tenant_id, lease_id) for lease_id, s in self._leases.items()]
-            sent_at = time.monotonic()
-            try:
-                expiry_ms = self.clock() + int(self.cfg.lease_ttl_s * 1000)
-                gone = set(await queue.heartbeat(self.r, held, expiry_ms))
-            except Exception:
-                log.exception("lease heartbeat failed")
-                continue
-            fresh_until = sent_at + FRESH_SHARE * self.cfg.lease_ttl_s
-            for _, lease_id in held:
-                if lease_id in self._fresh_until:
-                    self._fresh_until[lease_id] = 0.0 if lease_id in gone else fresh_until
-            if gone:
-                log.warning(
-                    "%d leases expired while held (a stall?): their unsent deliveries stay unsent", len(gone)
+        rounds: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await asyncio.sleep(period_s)
+                held = [(s.lease.tenant_id, lease_id) for lease_id, s in self._leases.items()]
+                # Done but not recorded yet (the writer may be waiting for a primary that is
+                # failing over): a reclaim would send them again.
+                held += self._writing + self._finished
+                if not held or len(rounds) >= MAX_HEARTBEAT_ROUNDS:
+                    continue
+                task = asyncio.create_task(self._heartbeat(held))
+                rounds.add(task)
+                task.add_done_callback(rounds.discard)
+        finally:
+            for task in list(rounds):
+                task.cancel()
+
+    async def _heartbeat(self, held: list[tuple[str, str]]) -> None:
+        sent_at = time.monotonic()
+        failed: set[str] = set()
+        try:
+            expiry_ms = self.clock() + int(self.cfg.lease_ttl_s * 1000)
+            gone = set(await queue.heartbeat(self.r, held, expiry_ms))
+        except queue.PartlyApplied as exc:
+            log.warning("lease heartbeat of %d tenants failed: %s", len(exc.failed), exc)
+            gone, failed = set(exc.result), exc.failed
+        except Exception:
+            log.exception("lease heartbeat failed")
+            return
+        fresh_until = sent_at + FRESH_SHARE * self.cfg.lease_ttl_s
+        for tenant_id, lease_id in held:
+            if lease_id in self._fresh_until and tenant_id not in failed:
+                self._fresh_until[lease_id] = (
+                    0.0 if lease_id in gone else max(fresh_until, self._fresh_until[lease_id])
                 )
+        expired = [lease_id for lease_id in gone if lease_id in self._leases]  # not just released
+        if expired:
+            log.warning(
+                "%d leases expired while held (a stall?): their unsent deliveries stay unsent",
+                len(expired),
+            )
 
     # -- shutdown ---------------------------------------------------------------------------------
 
@@ -434,10 +533,12 @@ class Engine:
             await self._wait(0.05)
 
     async def shutdown(self) -> None:
-        """Stop leasing, let in-flight requests finish (bounded by their timeout), write every outcome."""
+        """Stop leasing, hand back what is unsent, let requests in flight finish (bounded by their
+        timeout), write every outcome."""
         self.stopping = True
         if not self._background:
             return
+        self._wake_stopped()
         await self.idle()
         self._closing = True
         assert self._flush_wanted is not None

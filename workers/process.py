@@ -4,6 +4,9 @@ A worker is an RQ :class:`~rq.SimpleWorker` on the single queue ``webhooks``
 (single-queue workers dequeue with an atomic BLMOVE). Each RQ job drains many
 deliveries on the process's persistent event loop. By default a worker also
 runs a scheduler in a thread; the scheduler lock lets one act at a time.
+
+RQ's queue lives where :func:`webhooks.connection.rq_client` says: the platform's Redis, or,
+on a Redis Cluster, the plain Redis of ``WEBHOOKS_RQ_REDIS_URL``. Its jobs are only triggers.
 """
 
 import asyncio
@@ -18,7 +21,7 @@ import redis
 from rq import Queue, SimpleWorker
 
 from webhooks import keys
-from webhooks.connection import RedisTarget, async_client, sync_client, warn_if_not_durable
+from webhooks.connection import RedisTarget, async_client, rq_client, sync_client, warn_if_not_durable
 from webhooks.secretbox import SecretBox
 from workers import jobs, observe, runtime
 from workers.engine import EngineConfig
@@ -28,11 +31,12 @@ log = logging.getLogger("webhooks.worker")
 
 
 class DeliveryWorker(SimpleWorker):
-    """Stops leasing at the first SIGINT/SIGTERM, finishes what is in flight, then exits."""
+    """At the first SIGINT/SIGTERM: stops leasing, hands back what is leased but unsent, finishes
+    what is in flight (within the request timeout), then exits."""
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         try:
-            runtime.current().engine.stopping = True
+            runtime.current().engine.request_stop()
         except RuntimeError:
             pass
         super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
@@ -45,7 +49,7 @@ def _scheduler_thread(target: RedisTarget, config: SchedulerConfig) -> tuple[thr
     def main() -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        sched = Scheduler(async_client(target), sync_client(target, decode=False), config)
+        sched = Scheduler(async_client(target), rq_client(target), config)
         holder["sched"], holder["loop"] = sched, loop
         ready.set()
         loop.run_until_complete(sched.run())
@@ -77,9 +81,14 @@ def run_worker(
     metrics_host: str = "127.0.0.1",
     per_endpoint_metrics: bool = False,
 ) -> None:
-    conn = sync_client(target, decode=False)
+    conn = rq_client(target)
     wait_for_redis(conn, "worker")
-    warn_if_not_durable(conn)
+    if target.cluster or target.rq_url:
+        data = data_client_when_up(target, "worker")
+        warn_if_not_durable(data)
+        data.close()
+    else:
+        warn_if_not_durable(conn)
     served = observe.serve_metrics(metrics_port, metrics_host, target, per_endpoint=per_endpoint_metrics)
     rt = runtime.build(target, box, config, allow_private=allow_private, proxy_url=proxy_url)
     runtime.install(rt)
@@ -145,19 +154,39 @@ def wait_for_redis(conn: "redis.Redis", who: str) -> None:
         delay_s = min(delay_s * 2, 5.0)
 
 
+def data_client_when_up(target: RedisTarget, who: str) -> "redis.Redis":
+    """A client of the platform's data once it answers; a cluster client can only be made once a
+    seed node answers, so its making is retried too (backing off up to 5 s)."""
+    delay_s = 0.1
+    while True:
+        try:
+            conn = sync_client(target)
+            break
+        except redis.RedisError as exc:
+            log.warning("%s: Redis is not reachable (%s); waiting", who, type(exc).__name__)
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, 5.0)
+    wait_for_redis(conn, who)
+    return conn
+
+
 def run_scheduler(
     target: RedisTarget,
     config: SchedulerConfig,
     metrics_port: int = 0,
     metrics_host: str = "127.0.0.1",
 ) -> None:
-    conn = sync_client(target)
-    wait_for_redis(conn, "scheduler")
+    conn = data_client_when_up(target, "scheduler")
     warn_if_not_durable(conn)
+    conn.close()
+    if target.rq_url:
+        rq = rq_client(target)
+        wait_for_redis(rq, "scheduler")
+        rq.close()
     served = observe.serve_metrics(metrics_port, metrics_host, target)
 
     async def main() -> None:
-        sched = Scheduler(async_client(target), sync_client(target, decode=False), config)
+        sched = Scheduler(async_client(target), rq_client(target), config)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, sched.stop.set)

@@ -31,6 +31,14 @@ class Received:
     peer: str = ""  # the client's address: a forward proxy's, when deliveries go through one
 
 
+class _Server(ThreadingHTTPServer):
+    # A burst of new connections (a worker starting a lease's requests at once) would overflow the
+    # default listen backlog of 5: the dropped SYNs are retried after 1 s, then 3 s, which a
+    # delivery's request timeout counts against the receiver.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class Receiver:
     def __init__(self) -> None:
         self.requests: list[Received] = []
@@ -77,8 +85,7 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def answer(self, path: str, seen: int) -> tuple[int | None, dict[str, str]]:

@@ -10,7 +10,9 @@
 --   sn=series_attempts, ep=endpoint, a=attempt line (webhooks/history.py) or nil, due=next attempt
 --   ms or nil, gone=bool, code=status code or nil, ok=1 when the attempt succeeded,
 --   th=1 when the answer asks to slow down (502, 504, 429 without Retry-After), pause=ms until
---   which the whole endpoint waits (a Retry-After) or nil, err=why it died (s = dead) or nil}
+--   which the whole endpoint waits (a Retry-After) or nil, err=why it died (s = dead) or nil,
+--   back=1 when a stopping worker hands the delivery back unsent: it goes to the head of its ready
+--   list, in the order given, no attempt}
 -- An outcome is applied only while the delivery is still under the same lease: a lease that
 -- expired and was reclaimed belongs to someone else now, and its stale outcome is dropped.
 -- Every applied outcome gives its endpoint slot back. A failed attempt with a due time waits in
@@ -39,6 +41,7 @@ local nf = tonumber(ARGV[8])
 local applied, opened = 0, 0
 local n_ok, n_fail, n_dead, n_back = 0, 0, 0, 0
 local disabled = {}
+local handed_back = {}  -- {endpoint, delivery id} of deliveries handed back unsent
 local ops_at = -1
 local OPS_OUTBOX_MAX = 1000
 local OPS_SAMPLES = 5
@@ -185,6 +188,7 @@ for i = 9 + nf, #ARGV do
     else
       redis.call('HDEL', dk, 'na')
     end
+    if r.back == 1 then handed_back[#handed_back + 1] = {r.ep, r.id} end
     if r.s == 'dead' then
       redis.call('ZADD', B .. 'dead', now, r.id)
       redis.call('HSET', dk, 'da', now)
@@ -195,6 +199,10 @@ for i = 9 + nf, #ARGV do
     if r.gone then disable(ek, r.ep, 'receiver answered 410 Gone') end
   end
 end
+-- Handed back unsent: to the head of the ready list, keeping their order (last pushed first).
+for j = #handed_back, 1, -1 do
+  redis.call('LPUSH', B .. 'r:' .. handed_back[j][1], handed_back[j][2])
+end
 -- A finished lease is released. Any delivery still under it goes back to the head of its ready
 -- list: its outcome was written by an earlier call whose effect was lost (a failover with
 -- replication lag, a crash of Redis with everysec), so no delivery is left under a lease that no
@@ -203,6 +211,7 @@ for i = 9, 8 + nf do n_back = n_back + release_lease(ARGV[i], now) end
 wake_touched(now)
 local st = B .. 'stats'
 if n_back > 0 then redis.call('HINCRBY', st, 'deliveries_reclaimed', n_back) end
+if #handed_back > 0 then redis.call('HINCRBY', st, 'deliveries_handed_back', #handed_back) end
 if n_ok > 0 then redis.call('HINCRBY', st, 'attempts_succeeded', n_ok) end
 if n_fail > 0 then redis.call('HINCRBY', st, 'attempts_failed', n_fail) end
 if n_dead > 0 then redis.call('HINCRBY', st, 'deliveries_dead', n_dead) end
