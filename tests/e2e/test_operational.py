@@ -116,7 +116,7 @@ def test_an_endpoint_answering_again_after_its_breaker_opened_sends_endpoint_rec
     (recovered,) = poll(lambda: ops_events(receiver, "endpoint.recovered"), 30, what="endpoint.recovered")
     data = recovered["data"]
     assert (data["tenant_id"], data["endpoint_id"], data["url"]) == (tenant.id, ep["id"], ep["url"])
-    assert data["failing_since"] <= data["recovered_at"]  # ISO times of the same clock; may share a millisecond
+    assert data["failing_since"] <= data["recovered_at"]  # the same clock; may share a millisecond
 
 
 def test_with_the_setting_unset_nothing_is_recorded_or_sent(
