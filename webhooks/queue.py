@@ -158,7 +158,11 @@ class StaleRoutes(Exception):
 
 
 async def activate(r: "Redis", tenant_ids: list[str]) -> None:
-    """Put tenants that a script marked active on the global active list (the second, separate call)."""
+    """Put tenants that a script marked active on the global active list (the second, separate call),
+    each unless it is on it already. Pushing every activation instead let a tenant whose endpoint
+    sat at its ``max_in_flight`` (deactivated by each lease, activated again by each outcome flush)
+    gather hundreds of entries between two retirements, so the rotation visited it hundreds of times
+    per visit of anyone else."""
     if tenant_ids:
         await scripts(r).global_(keys=[keys.ACTIVE], args=["push", *tenant_ids])
 

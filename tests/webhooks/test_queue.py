@@ -334,3 +334,19 @@ def test_stale_idle_reports_racing_activations_never_drop_a_tenant_with_work(ar,
     for i in range(400):
         run(loop, scenario(i))
     assert stranded == []
+
+
+def test_a_tenant_at_its_endpoint_cap_keeps_one_entry_on_the_rotation(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    """Each lease at the cap deactivates the tenant and each outcome activates it again; with no
+    retirement in between, the rotation must still hold it once, or it gets that many turns per
+    turn of every other tenant."""
+    endpoint(rds, A, "ep_1", mif=1)
+    endpoint(rds, B, "ep_b")
+    ingest(ar, loop, *(event(A, f"a{i}", ["ep_1"]) for i in range(30)))
+    ingest(ar, loop, event(B, "b0", ["ep_b"]))
+    for _ in range(20):
+        got = run(loop, queue.lease(ar, A, 10, 2000, NOW, quantum=10))  # takes the one slot
+        assert len(got.deliveries) == 1
+        complete(ar, loop, [outcome(got, 0)], [got])  # gives it back: active again
+    assert rds.lrange(keys.ACTIVE, 0, -1).count(A) == 1
+    assert rds.lrange(keys.ACTIVE, 0, -1).count(B) == 1
