@@ -1,8 +1,8 @@
 """The memory budget: how full Redis is, and what the platform does about it.
 
 Everything lives in Redis memory, so memory is a budget the platform keeps by itself, with no
-setting needed: the scheduler reads Redis' ``used_memory`` and ``maxmemory`` every second and
-publishes a *level* in :data:`webhooks.keys.MEMORY`:
+setting needed: the scheduler reads Redis' ``used_memory`` and ``maxmemory`` five times a second
+and publishes a *level* in :data:`webhooks.keys.MEMORY`:
 
 - ``ok``: below the high watermark (``high_share`` of ``maxmemory``, 70 % by default).
 - ``trimming``: above it; settled history is dropped oldest first (``webhooks/lua/trim.lua``)
@@ -13,6 +13,11 @@ publishes a *level* in :data:`webhooks.keys.MEMORY`:
   trimming), or at ``maxmemory`` itself. Ingest answers 503 ``storage_full`` with ``Retry-After``;
   reads, deliveries and outcome writes go on, and the level falls back by itself once the work
   drains below the high watermark less a margin.
+
+Each API process also reads ``used_memory`` itself every 0.1 s (:class:`LevelCache`) and refuses
+ingest above the hard watermark without waiting for the scheduler: batch ingest writes tens of MB
+a second, so a level that is a second old would let a small Redis run into ``maxmemory``, where
+Redis refuses the workers' outcome writes too.
 
 On a Redis Cluster each primary has its own ``maxmemory``; the level follows the fullest primary
 (the first to refuse writes). Trimming drops the oldest settled history over all tenants, not
@@ -35,6 +40,7 @@ LOW_GAP = 0.10  # trimming goes on until usage is this share of maxmemory below 
 FULL_EXIT_GAP = 0.05  # "full" ends once usage is this share below the high watermark
 PUBLISH_TTL_MS = 5000  # a level nobody refreshes (no scheduler) lapses
 RETRY_AFTER_S = 5
+DEFAULT_HIGH_SHARE = 0.7  # the ``memory_high_watermark`` setting's default
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,19 +87,27 @@ async def usage(r: "Redis") -> Usage:
     return Usage(int(info.get("used_memory", 0)), int(info.get("maxmemory", 0)))
 
 
-async def publish(r: "Redis", lvl: str, u: Usage, now_ms: int) -> None:
-    """Write the level for the API (it expires when the scheduler stops refreshing it); allowed
-    while Redis is over maxmemory, when it matters most."""
+async def publish(r: "Redis", lvl: str, u: Usage, now_ms: int, *, high_share: float) -> None:
+    """Write the level and the hard watermark for the API (it expires when the scheduler stops
+    refreshing it); allowed while Redis is over maxmemory, when it matters most."""
     from webhooks.queue import scripts
 
-    fields: list[str | int] = ["level", lvl, "used", u.used_bytes, "max", u.max_bytes, "at", now_ms]
+    fields: list[str | int | float] = [
+        *("level", lvl, "used", u.used_bytes, "max", u.max_bytes, "at", now_ms),
+        *("hard", round(hard_share(high_share), 4)),
+    ]
     await scripts(r).global_(keys=[keys.MEMORY], args=["level", PUBLISH_TTL_MS, *fields])
 
 
 class LevelCache:
-    """The published level as an API process sees it, re-read at most every ``ttl_s``."""
+    """Whether ingest must wait, as an API process sees it, re-read at most every ``ttl_s``.
 
-    def __init__(self, r: "Redis", ttl_s: float = 0.5) -> None:
+    ``full`` when the scheduler published ``full``, or when this process' own reading of Redis'
+    memory is at or above the hard watermark (the published one, else the default's): that reading
+    is at most ``ttl_s`` old, the published level up to a scheduler period older.
+    """
+
+    def __init__(self, r: "Redis", ttl_s: float = 0.1) -> None:
         self.r = r
         self.ttl_s = ttl_s
         self._level = "ok"
@@ -103,9 +117,13 @@ class LevelCache:
         if time.monotonic() - self._read_at >= self.ttl_s:
             self._read_at = time.monotonic()
             try:
-                self._level = str(await self.r.hget(keys.MEMORY, "level") or "ok")
+                published = await self.r.hmget(keys.MEMORY, ["level", "hard"])
+                own = await usage(self.r)
             except Exception:  # noqa: BLE001 - a read that fails says nothing about memory
-                pass
+                return self._level
+            hard = float(published[1] or hard_share(DEFAULT_HIGH_SHARE))
+            at_hard = own.max_bytes > 0 and (own.used_bytes >= own.max_bytes or own.share >= hard)
+            self._level = "full" if at_hard else str(published[0] or "ok")
         return self._level
 
     def mark_full(self) -> None:

@@ -33,10 +33,10 @@ log = logging.getLogger("webhooks.scheduler")
 TICK_S = 0.05
 TRIM_EVERY_S = 60.0
 SWEEP_EVERY_S = 10.0
-MEMORY_EVERY_S = 1.0
+MEMORY_EVERY_S = 0.2
 SWEEP_CHUNK = 500
 TRIM_CHUNK_EVENTS = 500
-TRIM_BUDGET_S = 0.3  # the most a second's trimming may take (Redis serves deliveries meanwhile)
+TRIM_BUDGET_S = 0.06  # the most one memory check's trimming may take (30 % of its period)
 BARREN_S = 10.0  # a tenant whose history is all pending work is trimmed again after this
 LOCK_TTL_MS = 3000
 JOB_TIMEOUT_PAD_S = 120
@@ -160,7 +160,7 @@ class Scheduler:
                 "memory %s: %d of %d bytes used (%.0f%%)", lvl, use.used_bytes, use.max_bytes, 100 * use.share
             )
             self.memory_level = lvl
-        await memory.publish(self.r, lvl, use, now)
+        await memory.publish(self.r, lvl, use, now, high_share=self.memory_high_share)
 
     async def _trim_history(self, now: int, use: memory.Usage) -> bool:
         """Trim the tenants with the oldest history first until under the low watermark (at most
