@@ -59,7 +59,7 @@ class EngineConfig:
     schedule: tuple[float, ...]
     request_timeout_s: float = 15.0
     concurrency: int = 512
-    tenant_quantum: int = 200  # the most one visit of a tenant leases
+    tenant_quantum: int = 16  # the most one visit of a tenant leases (small: docs/architecture.md)
     endpoint_quantum: int = 64  # the most one endpoint gives per visit within a tenant
     lease_ttl_s: float = 10.0
     flush_max: int = 500
