@@ -2,7 +2,7 @@
 
 from api.app import ApiConfig, create_app
 from api.ingest import FastIngest
-from webhooks import logs
+from webhooks import gcpolicy, logs
 from webhooks.config import box_of, policy_of, target_of
 from webhooks.settings import load
 
@@ -10,7 +10,7 @@ from webhooks.settings import load
 def app() -> FastIngest:
     s = load()
     logs.configure(s.log_format, s.log_level)  # again in each spawned uvicorn worker
-    return create_app(
+    app = create_app(
         ApiConfig(
             target=target_of(s),
             box=box_of(s),
@@ -19,3 +19,5 @@ def app() -> FastIngest:
             portal_frame_ancestors=s.portal_frame_ancestors,
         )
     )
+    gcpolicy.tune()  # the app is built: what it holds for its life is out of the collector's way
+    return app

@@ -20,7 +20,7 @@ from typing import Any
 import redis
 from rq import Queue, SimpleWorker
 
-from webhooks import keys
+from webhooks import gcpolicy, keys
 from webhooks.connection import RedisTarget, async_client, rq_client, sync_client, warn_if_not_durable
 from webhooks.secretbox import SecretBox
 from workers import jobs, observe, runtime
@@ -93,6 +93,7 @@ def run_worker(
     rt = runtime.build(target, box, config, allow_private=allow_private, proxy_url=proxy_url)
     runtime.install(rt)
     observe.watch_engine(rt.engine)
+    gcpolicy.tune()  # the engine is built: what the process holds for its life is out of the collector's way
     stop_scheduler = None
     if with_scheduler:
         _, stop_scheduler = _scheduler_thread(
