@@ -55,7 +55,7 @@ def tables(res: Results) -> list[str]:
                 "system",
                 "one endpoint/s",
                 "ten endpoints/s",
-                "one / ten",
+                "one / ten (queued)",
                 "ours / (one)",
                 "ours / (ten)",
                 "result",
