@@ -156,7 +156,6 @@ def run(
         elapsed = time.monotonic() - started
         if mover is not None:
             mover.join()
-            moved["during_deliveries"] = moved.get("seconds", 0) < elapsed
         per_primary = [after - before for after, before in zip(cpu_seconds(nodes), cpu_before, strict=True)]
         cpu = sum(per_primary)
         total -= first

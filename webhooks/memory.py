@@ -58,12 +58,17 @@ def hard_share(high_share: float) -> float:
     return min(0.95, high_share + 0.2)
 
 
+def at_hard(usage: Usage, hard: float) -> bool:
+    """At ``maxmemory`` or at the hard watermark ``hard`` (a share of it): ingest must wait."""
+    return usage.max_bytes > 0 and (usage.used_bytes >= usage.max_bytes or usage.share >= hard)
+
+
 def level(usage: Usage, previous: str, *, high_share: float, history_left: bool) -> str:
     """The next level (pure): ``ok``, ``trimming`` or ``full``; see the module docstring."""
     if not usage.max_bytes:
         return "ok"
     share = usage.share
-    if usage.used_bytes >= usage.max_bytes or share >= hard_share(high_share):
+    if at_hard(usage, hard_share(high_share)):
         return "full"
     if previous == "full":
         if not history_left and share >= high_share - FULL_EXIT_GAP:
@@ -122,8 +127,7 @@ class LevelCache:
             except Exception:  # noqa: BLE001 - a read that fails says nothing about memory
                 return self._level
             hard = float(published[1] or hard_share(DEFAULT_HIGH_SHARE))
-            at_hard = own.max_bytes > 0 and (own.used_bytes >= own.max_bytes or own.share >= hard)
-            self._level = "full" if at_hard else str(published[0] or "ok")
+            self._level = "full" if at_hard(own, hard) else str(published[0] or "ok")
         return self._level
 
     def mark_full(self) -> None:

@@ -36,7 +36,7 @@ SWEEP_EVERY_S = 10.0
 MEMORY_EVERY_S = 0.2
 SWEEP_CHUNK = 500
 TRIM_CHUNK_EVENTS = 500
-TRIM_BUDGET_S = 0.06  # the most one memory check's trimming may take (30 % of its period)
+TRIM_BUDGET_S = 0.3 * MEMORY_EVERY_S  # the most one memory check's trimming may take
 BARREN_S = 10.0  # a tenant whose history is all pending work is trimmed again after this
 LOCK_TTL_MS = 3000
 JOB_TIMEOUT_PAD_S = 120
@@ -57,7 +57,7 @@ def now_ms() -> int:
 class SchedulerConfig:
     request_timeout_s: float = 15.0
     retention_ms: int = queue.DEFAULT_RETENTION_MS
-    memory_high_share: float = 0.7  # trim settled history above this share of maxmemory
+    memory_high_share: float = memory.DEFAULT_HIGH_SHARE  # trim settled history above this share
     trim_dead_letters: bool = False  # may dead letters go too when memory runs short
     ops_target: operational.Target | None = None  # where operational webhooks go (None: off)
     box: SecretBox | None = None  # seals the operational webhook secret (needed with ``ops_target``)
