@@ -31,6 +31,7 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.faults.cluster import stable_port
+from tests.support.aiohttp_thread import AiohttpThread
 
 
 @dataclass
@@ -66,10 +67,9 @@ class VerifyingReceiver:
         self.failed_once: set[tuple[str, str]] = set()
         self.inflight: dict[int, tuple[str, str]] = {}  # peer port -> delivery being handled
         self.rng = random.Random(self.seed)
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.runner: web.AppRunner | None = None
-        self.thread = threading.Thread(target=self._run, name="receiver", daemon=True)
-        self.started = threading.Event()
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app.router.add_post("/{name}", self._handle)
+        self.server = AiohttpThread(app, "127.0.0.1", self.port)
 
     # -- set-up ------------------------------------------------------------------------------------
 
@@ -80,29 +80,11 @@ class VerifyingReceiver:
         self.verifiers[name] = Webhook(secret)
 
     def start(self) -> VerifyingReceiver:
-        self.thread.start()
-        if not self.started.wait(10):
-            raise RuntimeError("the receiver did not start")
+        self.server.start()
         return self
 
-    def _run(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self.loop)
-        app = web.Application(client_max_size=8 * 1024 * 1024)
-        app.router.add_post("/{name}", self._handle)
-        self.runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        self.loop.run_until_complete(self.runner.setup())
-        site = web.TCPSite(self.runner, "127.0.0.1", self.port, backlog=1024, reuse_address=True)
-        self.loop.run_until_complete(site.start())
-        self.started.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self.runner.cleanup())
-        self.loop.close()
-
     def stop(self) -> None:
-        if self.loop is not None and self.loop.is_running():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(timeout=10)
+        self.server.stop()
 
     # -- the endpoint ------------------------------------------------------------------------------
 

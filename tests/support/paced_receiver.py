@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from tests.support.aiohttp_thread import AiohttpThread
+
 
 @dataclass(frozen=True, slots=True)
 class Arrival:
@@ -31,46 +33,19 @@ class PacedReceiver:
         self.port = 0
         self.lock = threading.Lock()
         self.arrivals: list[Arrival] = []
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.thread = threading.Thread(target=self._run, name="paced-receiver", daemon=True)
-        self.started = threading.Event()
-        self.error: BaseException | None = None
+        app = web.Application()
+        app.router.add_post("/{name}", self._handle)
+        self.server = AiohttpThread(app, host, name="paced-receiver")
 
     def url(self, path: str = "hook") -> str:
         return f"http://{self.host}:{self.port}/{path}"
 
     def start(self) -> "PacedReceiver":
-        self.thread.start()
-        if not self.started.wait(10) or self.error is not None:
-            raise RuntimeError(f"the receiver did not start on {self.host}: {self.error!r}")
+        self.port = self.server.start()
         return self
 
-    def _run(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self.loop)
-        app = web.Application()
-        app.router.add_post("/{name}", self._handle)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        try:
-            self.loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, self.host, 0, backlog=1024)
-            self.loop.run_until_complete(site.start())
-            server = site._server
-            assert isinstance(server, asyncio.Server)
-            self.port = int(server.sockets[0].getsockname()[1])
-        except (OSError, RuntimeError, AssertionError) as exc:  # reported by start()
-            self.error = exc
-            self.started.set()
-            return
-        self.started.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(runner.cleanup())
-        self.loop.close()
-
     def stop(self) -> None:
-        if self.loop is not None and self.loop.is_running():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(timeout=10)
+        self.server.stop()
 
     async def _handle(self, request: web.Request) -> web.Response:
         peer = request.transport.get_extra_info("peername") if request.transport else None

@@ -9,6 +9,7 @@ import pytest
 import redis
 import redis.asyncio
 
+from tests.support.outcomes import outcome_of
 from webhooks import history, ids, keys, operational, queue
 from webhooks.errors import ConfigError
 from webhooks.operational import OPERATOR_ENDPOINT, OPERATOR_TENANT, Target
@@ -45,21 +46,9 @@ def leased(ar: Any, loop: Any, tenant: str, n: int, ep: str = "ep_1") -> Lease:
 
 
 def failed(lease: Lease, i: int, status: str = "retrying", code: int = 500, **kw: Any) -> Outcome:
-    d = lease.deliveries[i]
-    return Outcome(
-        d.id,
-        lease.id,
-        status,
-        1,
-        1,
-        d.tenant_id,
-        d.endpoint_id,
-        attempt=history.attempt_line(NOW, code, 5, None, None),
-        due_ms=NOW + DAY_MS if status == "retrying" else None,
-        status_code=code,
-        ok=status == "succeeded",
-        **kw,
-    )
+    """The first attempt's outcome (a retry is due a day later)."""
+    due_ms = NOW + DAY_MS if status == "retrying" else None
+    return outcome_of(lease, i, status, code, at_ms=NOW, due_ms=due_ms, **kw)
 
 
 def complete(ar: Any, loop: Any, outcomes: list[Outcome], now: int, **kw: Any) -> queue.Completed:

@@ -8,6 +8,7 @@ import orjson
 import redis
 import redis.asyncio
 
+from tests.support.outcomes import outcome_of
 from webhooks import history, ids, keys, queue
 from webhooks.queue import Breaker, Lease, NewEvent, Outcome
 
@@ -50,20 +51,7 @@ def nothing_leased(lease: Lease | None) -> bool:
 
 
 def outcome(lease: Lease, i: int, status: str = "succeeded", code: int = 200, **kw: Any) -> Outcome:
-    d = lease.deliveries[i]
-    return Outcome(
-        d.id,
-        lease.id,
-        status,
-        d.attempt_count + 1,
-        d.series_attempts + 1,
-        d.tenant_id,
-        d.endpoint_id,
-        attempt=history.attempt_line(NOW, code, 5, None, None),
-        status_code=code,
-        ok=status == "succeeded",
-        **kw,
-    )
+    return outcome_of(lease, i, status, code, at_ms=NOW, **kw)
 
 
 def complete(
