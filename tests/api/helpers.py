@@ -12,7 +12,8 @@ import httpx
 import redis
 from redis.asyncio import Redis as AsyncRedis
 
-from webhooks import history, keys, queue
+from tests.support.outcomes import outcome_of
+from webhooks import keys, queue
 
 # kind -> (new status, status code of the attempt, error of the attempt)
 OUTCOMES: dict[str, tuple[str, int | None, str | None]] = {
@@ -68,19 +69,17 @@ async def settle_async(redis_url: str, outcomes: Mapping[str, str], at_ms: int) 
                 status, code, error = OUTCOMES[kind]
                 excerpt = None if code is None else '{"received": true}'
                 records.append(
-                    queue.Outcome(
-                        d.id,
+                    outcome_of(
                         lease.id,
+                        d,
                         status,
-                        d.attempt_count + 1,
-                        d.series_attempts + 1,
-                        d.tenant_id,
-                        d.endpoint_id,
-                        attempt=history.attempt_line(at_ms, code, 12, error, excerpt),
+                        code,
+                        at_ms=at_ms,
+                        duration_ms=12,
+                        error=error,
+                        excerpt=excerpt,
                         due_ms=at_ms + RETRY_IN_MS if status == "retrying" else None,
                         gone=kind == "gone",
-                        status_code=code,
-                        ok=status == "succeeded",
                     )
                 )
         done = await queue.complete(r, records, [(lease.tenant_id, lease.id) for lease in leases], at_ms)

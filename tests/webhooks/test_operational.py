@@ -48,7 +48,7 @@ def leased(ar: Any, loop: Any, tenant: str, n: int, ep: str = "ep_1") -> Lease:
 def failed(lease: Lease, i: int, status: str = "retrying", code: int = 500, **kw: Any) -> Outcome:
     """The first attempt's outcome (a retry is due a day later)."""
     due_ms = NOW + DAY_MS if status == "retrying" else None
-    return outcome_of(lease, i, status, code, at_ms=NOW, due_ms=due_ms, **kw)
+    return outcome_of(lease.id, lease.deliveries[i], status, code, at_ms=NOW, due_ms=due_ms, **kw)
 
 
 def complete(ar: Any, loop: Any, outcomes: list[Outcome], now: int, **kw: Any) -> queue.Completed:

@@ -51,7 +51,7 @@ def nothing_leased(lease: Lease | None) -> bool:
 
 
 def outcome(lease: Lease, i: int, status: str = "succeeded", code: int = 200, **kw: Any) -> Outcome:
-    return outcome_of(lease, i, status, code, at_ms=NOW, **kw)
+    return outcome_of(lease.id, lease.deliveries[i], status, code, at_ms=NOW, **kw)
 
 
 def complete(
