@@ -504,6 +504,16 @@ class Scenario:
                 held[lid][did] = (ep, event_id_of(did, ev), int(n or 0))
         return leases, held
 
+    def _leased_now(self, r: redis.Redis, at_receiver: list[tuple[str, str]]) -> bool:
+        """Whether any of these (endpoint name, event id) requests is under a live lease right now."""
+        try:
+            _, held = self._lease_snapshot(r)
+        except redis.RedisError:
+            return False
+        name_of = self.endpoints
+        under = {(name_of.get(ep_id, "?"), eid) for ds in held.values() for ep_id, eid, _ in ds.values()}
+        return any(key in under for key in at_receiver)
+
     def _kill_lockholder(self) -> None:
         """Kill the worker whose embedded scheduler holds the lock: a worker and the scheduler at once."""
         self._kill_worker(lock_holder=True)
@@ -520,19 +530,28 @@ class Scenario:
                 r.close()
             holders = [n for n in candidates if owner.startswith(f"{self.fleet.pid(n)}:")]
             candidates = holders or candidates
+        # Aim at a worker whose requests at the receiver are still under a lease in Redis: a request
+        # can be answered and its outcome flushed between reading the receiver and the kill, and a
+        # worker that dies holding nothing would test nothing.
         deadline = time.time() + 5
-        while True:
-            for name in candidates:
-                pid = self.fleet.pid(name)
-                if pid is None:
-                    continue
-                keys_in_flight = self.receiver.inflight_from(tcp_peer_ports(pid, self.receiver.port))
-                if best is None or len(keys_in_flight) > len(best[2]):
-                    best = (name, pid, keys_in_flight)
-            if (best is not None and best[2]) or time.time() > deadline:
-                break
-            best = None
-            time.sleep(0.01)
+        r = self.rclient()
+        try:
+            while True:
+                for name in candidates:
+                    pid = self.fleet.pid(name)
+                    if pid is None:
+                        continue
+                    keys_in_flight = self.receiver.inflight_from(tcp_peer_ports(pid, self.receiver.port))
+                    if best is None or len(keys_in_flight) > len(best[2]):
+                        best = (name, pid, keys_in_flight)
+                if best is not None and best[2] and self._leased_now(r, best[2]):
+                    break
+                if time.time() > deadline:
+                    break
+                best = None
+                time.sleep(0.01)
+        finally:
+            r.close()
         assert best is not None, "no worker is running"
         name, _, at_receiver = best
         rec = self._record("lockholder" if lock_holder else "worker")
