@@ -31,6 +31,10 @@ def _mib(n: int) -> str:
     return f"{n / 1048576:.1f} MiB"
 
 
+def _breakers(n: int) -> str:
+    return f"{n} endpoint{'s' if n > 1 else ''} (their deliveries wait for a probe)" if n else "0"
+
+
 async def read_status(s: Settings) -> PlatformStatus:
     target, source = operator_target(s)
     r = async_client(target)
@@ -89,6 +93,7 @@ def cmd_status(s: Settings, args: argparse.Namespace) -> int:
             ("in flight", f"{st.leased} deliveries under {st.leases} leases"),
             ("retry backlog", f"{st.retry_backlog} ({st.retries_overdue} due now, next {nxt or '-'})"),
             ("dead letters", st.dead_letters),
+            ("breakers open", _breakers(st.breakers_open)),
             ("drain jobs", f"{st.drain_jobs} queued for workers"),
         ],
     )

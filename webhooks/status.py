@@ -43,6 +43,7 @@ class PlatformStatus:
     retries_overdue: int = 0
     next_retry_in_s: float | None = None
     dead_letters: int = 0
+    breakers_open: int = 0  # endpoints whose circuit breaker is open or probing: their deliveries wait
     drain_jobs: int = 0  # RQ jobs waiting on the RQ queue
     counters: dict[str, int] = field(default_factory=dict)
 
@@ -83,7 +84,8 @@ async def _workers(r: "Redis") -> list[WorkerStatus]:
 
 
 async def snapshot(r: "Redis", now_ms: int, rq: "Redis | None" = None) -> PlatformStatus:
-    """Workers, scheduler leader, queue depths and oldest age, retries, dead letters, Redis memory.
+    """Workers, scheduler leader, queue depths and oldest age, retries, dead letters, open breakers,
+    Redis memory.
 
     ``r`` decodes responses; ``rq`` is the Redis RQ lives on when it is another one (a cluster's
     ``WEBHOOKS_RQ_REDIS_URL``). Raises ``redis.RedisError`` when Redis cannot be read. The queue
@@ -117,6 +119,7 @@ async def snapshot(r: "Redis", now_ms: int, rq: "Redis | None" = None) -> Platfo
         retries_overdue=d.overdue,
         next_retry_in_s=None if d.first_due_ms is None else (d.first_due_ms - now_ms) / 1000,
         dead_letters=d.dead,
+        breakers_open=d.breakers_open,
         drain_jobs=int(drain_jobs),
         counters=d.counters,
     )

@@ -1,15 +1,18 @@
 """The circuit breaker end to end: a receiver down for a while, then back; disabling after the window."""
 
+import asyncio
 import time
 from typing import Any
 
 import httpx
 import redis
+import redis.asyncio as aredis
 
 from tests.conftest import Processes, Tenant
 from tests.support.poll import poll
 from tests.support.receiver import Receiver
 from webhooks import keys
+from webhooks.status import PlatformStatus, snapshot
 
 BREAKER = {
     "WEBHOOKS_BREAKER_FAILURES": "3",
@@ -19,8 +22,22 @@ BREAKER = {
 }
 
 
+async def status_of(redis_url: str) -> PlatformStatus:
+    """What ``webhooks status`` would show of that Redis."""
+    r = aredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return await snapshot(r, int(time.time() * 1000))
+    finally:
+        await r.aclose()
+
+
 def test_an_outage_costs_few_attempts_and_the_waiting_deliveries_flow_once_it_ends(
-    api: httpx.Client, tenant: Tenant, receiver: Receiver, procs: Processes, rds: "redis.Redis"
+    api: httpx.Client,
+    tenant: Tenant,
+    receiver: Receiver,
+    procs: Processes,
+    rds: "redis.Redis",
+    redis_url: str,
 ) -> None:
     receiver.down.add("out")
     api.post(
@@ -31,6 +48,7 @@ def test_an_outage_costs_few_attempts_and_the_waiting_deliveries_flow_once_it_en
     sent = api.post("/v1/events/batch", json={"events": events}, headers=tenant.auth).json()
     time.sleep(4)  # the outage: the breaker opens after 3 failures and probes now and then
     during = len(receiver.to("switch/out"))
+    assert asyncio.run(status_of(redis_url)).breakers_open == 1, "webhooks status names the open breaker"
     assert during < 30, f"{during} attempts during a 4 s outage of 100 waiting deliveries"
     receiver.down.clear()
     ended = time.time()
