@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from webhooks import errors
+from webhooks import errors, reshard
 
 log = logging.getLogger("webhooks.api")
 
@@ -122,11 +122,17 @@ REDIS_ERRORS = (redis.RedisError, redis.exceptions.RedisClusterException)
 
 def redis_error_response(exc: Exception) -> JSONResponse:
     """503: ``storage_full`` (with ``Retry-After``) when Redis refused a write for memory, else
-    ``storage_unavailable``."""
+    ``storage_unavailable`` (with ``Retry-After: 1`` while the tenant's slot moves)."""
     if isinstance(exc, redis.exceptions.OutOfMemoryError):
         return domain_error_response(
             errors.StorageFull("storage is full: Redis refused the write; retry later")
         )
+    if reshard.is_paused(exc):  # the tenant's hash slot is moving between cluster primaries
+        response = error_response(
+            503, "storage_unavailable", "this tenant's data is moving between Redis Cluster primaries; retry"
+        )
+        response.headers["Retry-After"] = "1"
+        return response
     return error_response(503, "storage_unavailable", "the queue store is unavailable; try again")
 
 

@@ -17,10 +17,11 @@ not what separate machines would give.
     .venv/bin/python -m bench.cluster --primaries 1,3 --tenants 12 --events 1000 --workers 2
     .venv/bin/python -m bench.cluster --primaries 3 --reshard   # move slots while delivering
 
-With ``--reshard`` (a cluster only), once deliveries run, ``redis-cli --cluster reshard`` moves
-every slot of the first primary to the second while the workers deliver; the run reports how long
-the move took, whether every event was still delivered (the receiver counts unique deliveries)
-and how many deliveries arrived more than once.
+With ``--reshard`` (a cluster only), once deliveries run, ``webhooks cluster move-slots`` moves
+every slot of the first primary to the second while the workers deliver (``--raw``: plain
+``redis-cli --cluster reshard`` instead, which the platform does not survive: docs/scaling.md);
+the run reports how long the move took, whether every event was still delivered (the receiver
+counts unique deliveries) and how many deliveries arrived more than once.
 """
 
 from __future__ import annotations
@@ -56,31 +57,38 @@ def cpu_seconds(nodes: list[redis.Redis]) -> list[float]:
     return out
 
 
-def reshard_all(cluster: RedisCluster, done: dict[str, Any]) -> None:
-    """Move every slot of the first primary to the second (``redis-cli --cluster reshard``)."""
+def reshard_all(cluster: RedisCluster, env: dict[str, str], done: dict[str, Any], raw: bool) -> None:
+    """Move every slot of the first primary to the second: ``webhooks cluster move-slots`` (each
+    slot's tenants paused while it moves), or with ``raw`` plain ``redis-cli --cluster reshard``."""
     nodes = sorted((n for n in cluster.topology() if n.is_primary), key=lambda n: n.port)
     source, target = nodes[0], nodes[1]
     slots = 0
     for spec in source.slots:
         lo, _, hi = spec.partition("-")
         slots += int(hi or lo) - int(lo) + 1
-    started = time.monotonic()
-    out = subprocess.run(
-        [
+    if raw:
+        argv = [
             *("redis-cli", "--cluster", "reshard", f"127.0.0.1:{source.port}"),
             *("--cluster-from", source.id, "--cluster-to", target.id, "--cluster-slots", str(slots)),
             "--cluster-yes",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+        ]
+    else:
+        argv = [sys.executable, "-m", "cli", "cluster", "move-slots", "--json"]
+        argv += ["--from", f"127.0.0.1:{source.port}", "--to", f"127.0.0.1:{target.port}"]
+    started = time.monotonic()
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
     seconds = round(time.monotonic() - started, 2)
     done.update(slots=slots, seconds=seconds, ok=out.returncode == 0, tail=(out.stdout + out.stderr)[-300:])
 
 
 def run(
-    primaries: int, tenants: int, events: int, workers: int, batch: int, reshard: bool = False
+    primaries: int,
+    tenants: int,
+    events: int,
+    workers: int,
+    batch: int,
+    reshard: bool = False,
+    raw: bool = False,
 ) -> dict[str, Any]:
     token = secrets.token_urlsafe(24)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKS_")}
@@ -143,7 +151,7 @@ def run(
         moved: dict[str, Any] = {}
         mover = None
         if reshard and cluster is not None:
-            mover = threading.Thread(target=reshard_all, args=(cluster, moved), daemon=True)
+            mover = threading.Thread(target=reshard_all, args=(cluster, env, moved, raw), daemon=True)
             mover.start()
         try:
             wait_until(lambda: delivered() >= total, STALL_S, f"{total} deliveries", 0.1, procs=procs)
@@ -189,10 +197,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--reshard", action="store_true", help="move a primary's slots while delivering")
+    ap.add_argument("--raw", action="store_true", help="with --reshard: plain redis-cli, no tenant pauses")
     args = ap.parse_args(argv)
     print(f"cores: {os.cpu_count()} (shared by the primaries, workers, API and receiver)")
     for n in (int(x) for x in args.primaries.split(",")):
-        r = run(n, args.tenants, args.events, args.workers, args.batch, args.reshard and n > 1)
+        r = run(n, args.tenants, args.events, args.workers, args.batch, args.reshard and n > 1, args.raw)
         layout = "1 primary" if n == 1 else f"{n} primaries"
         print(
             f"{layout}: {r['deliveries']} deliveries in {r['seconds']}s = {r['deliveries_per_s']}/s; "
@@ -206,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
             m = r["reshard"]
             print(
                 f"  reshard: {m['slots']} slots moved in {m['seconds']}s while delivering "
-                f"({'ok' if m['ok'] else 'FAILED: ' + m['tail']})",
+                f"({'ok: ' + m['tail'].strip() if m['ok'] else 'FAILED: ' + m['tail']})",
                 flush=True,
             )
 

@@ -103,6 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
         "status:cmd_status",
     )
     _json(st)
+    cl = sub.add_parser("cluster", help="Redis Cluster operations").add_subparsers(
+        dest="cluster_command", required=True
+    )
+    mv = _command(
+        cl.add_parser(
+            "move-slots",
+            help="move hash slots (and the tenants in them) to another primary while the platform runs",
+        ),
+        "cluster:cmd_cluster_move_slots",
+    )
+    mv.add_argument(
+        "--from", dest="source", required=True, help="the primary giving slots: host:port or node id"
+    )
+    mv.add_argument("--to", required=True, help="the primary receiving them: host:port or node id")
+    mv.add_argument("--slots", type=int, help="how many slots to move (default: all of --from's)")
+    _json(mv, "the summary as JSON")
     demo = _command(
         sub.add_parser("demo", help="the kill-and-restart demonstration on its own stack"), "demo:cmd_demo"
     )

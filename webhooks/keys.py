@@ -59,6 +59,12 @@ def endpoint_version(tenant_id: str) -> str:
     return tenant_base(tenant_id) + "epver"
 
 
+def moving(tenant_id: str) -> str:
+    """String set while the tenant's hash slot moves between cluster primaries
+    (:mod:`webhooks.reshard`): every tenant script answers PAUSED meanwhile (``lua/_paused.lua``)."""
+    return tenant_base(tenant_id) + "moving"
+
+
 def tenant_api_keys(tenant_id: str) -> str:
     return tenant_base(tenant_id) + "keys"
 

@@ -51,10 +51,17 @@ DEFAULT_RETENTION_MS = 30 * 86400 * 1000
 ERROR_CHARS = 200  # the most of an error kept with a dead delivery's operational summary
 
 
+GLOBAL_SCRIPTS = frozenset({"global"})  # scripts of global keys: no tenant, no pause check
+
+
 def _script_source(name: str) -> str:
-    """A script with the shared functions of ``_common.lua`` after its shebang line (if any)."""
+    """A script after its shebang line (if any): for a tenant script first the pause check of
+    ``_paused.lua`` (a slot move in progress, :mod:`webhooks.reshard`), then the shared functions
+    of ``_common.lua``."""
     files = importlib.resources.files("webhooks")
     common = files.joinpath("lua/_common.lua").read_text()
+    if name not in GLOBAL_SCRIPTS:
+        common = files.joinpath("lua/_paused.lua").read_text() + common
     source = files.joinpath(f"lua/{name}.lua").read_text()
     if source.startswith("#!"):
         shebang, _, rest = source.partition("\n")

@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from webhooks import history, operational, queue, retry
+from webhooks import history, operational, queue, reshard, retry
 from webhooks.errors import ConfigError
 from webhooks.logs import delivery_log
 from webhooks.queue import Lease, LeasedDelivery, Outcome
@@ -199,7 +199,10 @@ class Engine:
                         self.clock(),
                         self.cfg.endpoint_quantum,
                     )
-            except Exception:
+            except Exception as exc:
+                if reshard.is_paused(exc):  # the tenant's slot is moving: on to the next tenant
+                    await asyncio.sleep(0.02)
+                    continue
                 log.exception("leasing failed; retrying")
                 await asyncio.sleep(0.5)
                 continue
