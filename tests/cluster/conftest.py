@@ -105,3 +105,24 @@ def new_tenant(api: httpx.Client, name: str) -> Tenant:
     resp = api.post("/v1/tenants", json={"name": name}, headers=ADMIN)
     assert resp.status_code == 201, resp.text
     return Tenant(resp.json()["id"], resp.json()["api_key"])
+
+
+Stack = tuple[RedisCluster, RedisTarget, httpx.Client]
+
+
+@pytest.fixture
+def own_stack(
+    make_redis_cluster: Callable[..., RedisCluster],  # noqa: F811 - the fixture, by name
+    rq_redis: RedisProc,
+    make_capi: Callable[[RedisTarget], httpx.Client],
+) -> Callable[..., Stack]:
+    """``own_stack(replicas=0)``: a cluster of the test's own (for tests that kill nodes or move
+    slots), the emptied RQ Redis, and the API on them; all torn down after the test."""
+
+    def make(replicas: int = 0) -> Stack:
+        cluster = make_redis_cluster(replicas=replicas)
+        flush(cluster, rq_redis)
+        target = target_of(cluster, rq_redis)
+        return cluster, target, make_capi(target)
+
+    return make

@@ -14,7 +14,6 @@ cluster: 404) apart from the platform's losses (held but never delivered: none a
 allows a few. A crashed *machine* or a cut network can lose the last milliseconds of writes.
 """
 
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,71 +21,23 @@ from pathlib import Path
 
 import httpx
 
-from tests.cluster.conftest import cluster_env, flush, new_tenant, target_of
+from tests.cluster.conftest import Stack, cluster_env, new_tenant
+from tests.cluster.producer import Producer
 from tests.conftest import Processes, Tenant
 from tests.support.poll import poll
 from tests.support.receiver import Receiver
 from tests.support.redis_cluster import RedisCluster
-from tests.support.redis_proc import RedisProc
 from webhooks import keys
-from webhooks.connection import RedisTarget
 
 N_TENANTS = 9
-RATE_PER_S = 60
-
-
-class Producer:
-    """Posts events round robin over tenants, each retried until 202; keeps what was acknowledged."""
-
-    def __init__(self, api: httpx.Client, tenants: list[Tenant]) -> None:
-        self.api = api
-        self.tenants = tenants
-        self.acked: dict[str, Tenant] = {}
-        self.refused = Counter[str]()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _post(self, tenant: Tenant, event_id: str) -> bool:
-        body = {"id": event_id, "event_type": "order.paid", "payload": {"id": event_id}}
-        try:
-            resp = self.api.post("/v1/events", json=body, headers=tenant.auth, timeout=10)
-        except httpx.HTTPError as exc:
-            self.refused[type(exc).__name__] += 1
-            return False
-        if resp.status_code != 202:
-            self.refused[str(resp.status_code)] += 1
-        return resp.status_code == 202
-
-    def _run(self) -> None:
-        i = 0
-        while not self.stop.is_set():
-            tenant, event_id = self.tenants[i % len(self.tenants)], f"evt_failover_{i}"
-            while not self._post(tenant, event_id):
-                time.sleep(0.05)
-            self.acked[event_id] = tenant
-            i += 1
-            time.sleep(1 / RATE_PER_S)
-
-    def __enter__(self) -> "Producer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=60)
 
 
 def test_a_primary_killed_under_load_is_replaced_by_its_replica_and_nothing_acknowledged_is_lost(
-    make_redis_cluster: Callable[..., RedisCluster],
-    rq_redis: RedisProc,
-    make_capi: Callable[[RedisTarget], httpx.Client],
+    own_stack: Callable[..., Stack],
     receiver: Receiver,
     tmp_path: Path,
 ) -> None:
-    cluster = make_redis_cluster(replicas=1)
-    flush(cluster, rq_redis)
-    target = target_of(cluster, rq_redis)
-    api = make_capi(target)
+    cluster, target, api = own_stack(replicas=1)
     # The default lease TTL (10 s) outlasts the failover: leases on the dead primary survive it.
     # A request timeout long enough for the shared cores under load: a timed-out request is sent again.
     settings = {"WEBHOOKS_LEASE_TTL_S": "10", "WEBHOOKS_REQUEST_TIMEOUT_S": "10"}

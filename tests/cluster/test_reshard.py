@@ -14,18 +14,14 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import redis
 
-from tests.cluster.conftest import cluster_env, flush, new_tenant, target_of
-from tests.cluster.test_failover import Producer
+from tests.cluster.conftest import Stack, cluster_env, new_tenant
+from tests.cluster.producer import Producer
 from tests.conftest import Processes
 from tests.support.poll import poll
 from tests.support.receiver import Receiver
-from tests.support.redis_cluster import RedisCluster
-from tests.support.redis_proc import RedisProc
 from webhooks import keys, reshard
-from webhooks.connection import RedisTarget
 
 ROOT = Path(__file__).resolve().parents[2]
 N_TENANTS = 9
@@ -44,16 +40,11 @@ def move_slots(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
 
 
 def test_moving_every_slot_of_a_primary_while_delivering_loses_nothing_and_leaves_no_tenant_paused(
-    make_redis_cluster: Callable[..., RedisCluster],
-    rq_redis: RedisProc,
-    make_capi: Callable[[RedisTarget], httpx.Client],
+    own_stack: Callable[..., Stack],
     receiver: Receiver,
     tmp_path: Path,
 ) -> None:
-    cluster = make_redis_cluster()
-    flush(cluster, rq_redis)
-    target = target_of(cluster, rq_redis)
-    api = make_capi(target)
+    cluster, target, api = own_stack()
     env = cluster_env(target)
     procs = Processes(env, tmp_path)
     try:
