@@ -58,20 +58,29 @@ def cmd_cluster_move_slots(s: Settings, args: argparse.Namespace) -> int:
     source, target = _pick(nodes, args.source, "--from"), _pick(nodes, args.to, "--to")
     if source.id == target.id:
         raise ConfigError("--from and --to name the same primary")
-    unfinished = open_slots(source, target)
     want = len(source.slots) if args.slots is None else args.slots
     if want < 0:
         raise ConfigError("--slots must be 0 or more")
-    todo = unfinished + [x for x in sorted(source.slots, reverse=True) if x not in unfinished][:want]
-    if not todo:
-        out.note(f"{source.address} holds no slots to move")
-        return 0
-    if unfinished:
-        out.note(f"finishing {len(unfinished)} slots a previous move left half done: {unfinished[:10]}")
     mover = Mover(nodes, _connect, tenant_ids)
     done: list[SlotMove] = []
     started = time.monotonic()
     try:
+        mover.read_open_slots()
+        unfinished = open_slots(source, target)
+        elsewhere = sorted(x for x, dst in source.migrating.items() if dst != target.id)
+        if elsewhere:
+            other = mover.nodes.get(source.migrating[elsewhere[0]])
+            raise ConfigError(
+                f"{len(elsewhere)} slots of {source.address} are half moved to another primary"
+                f" ({other.address if other else source.migrating[elsewhere[0]]}): finish that move"
+                " first, with that primary as --to"
+            )
+        todo = unfinished + [x for x in sorted(source.slots, reverse=True) if x not in unfinished][:want]
+        if not todo:
+            out.note(f"{source.address} holds no slots to move")
+            return 0
+        if unfinished:
+            out.note(f"finishing {len(unfinished)} slots a previous move left half done: {unfinished[:10]}")
         with out.progress(f"moving {len(todo)} slots to {target.address}", len(todo)) as tick:
             for slot in todo:
                 try:

@@ -42,7 +42,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from webhooks import ids, keys
+from webhooks import ids, keys, reshard
 from webhooks.connection import is_cluster
 from webhooks.history import StoredEvent
 
@@ -483,23 +483,40 @@ class Ticked:
     reclaimed: int = 0
     promoted: int = 0
     tenants: int = 0
+    paused: int = 0  # tenants whose slot is moving (webhooks/reshard.py): ticked again soon
+
+
+RETICK_MS = 100  # a tenant whose tick failed is visited again this much later
 
 
 async def tick(r: "Redis", tenant_ids: list[str], now_ms: int, most: int = 1000) -> Ticked:
     """Visit tenants: reclaim expired leases, promote due deliveries, lift pauses; set their next wake.
 
     Each tenant's wake entry is removed before its script runs and re-added (keeping the earliest)
-    after, so a wake time registered meanwhile by a worker is never lost.
+    after, so a wake time registered meanwhile by a worker is never lost. A tenant whose script
+    failed is woken again ``RETICK_MS`` later (a paused one, its slot moving, is counted in
+    ``paused``); when some failed for another reason, :class:`PartlyApplied` is raised once the
+    others' results are written.
     """
     out = Ticked()
     if not tenant_ids:
         return out
     await r.zrem(keys.WAKE, *tenant_ids)
     script = scripts(r).tick
-    replies = await run_scripts(r, [(script, [keys.tenant_base(t)], [now_ms, most]) for t in tenant_ids])
+    calls: list[ScriptCall] = [(script, [keys.tenant_base(t)], [now_ms, most]) for t in tenant_ids]
+    replies = await run_scripts(r, calls, errors_in_place=True)
     wakes: dict[str, int] = {}
     to_activate = []
-    for tenant_id, (n_leases, n_back, n_promoted, act, wake, _) in zip(tenant_ids, replies, strict=True):
+    failed: dict[str, BaseException] = {}
+    for tenant_id, reply in zip(tenant_ids, replies, strict=True):
+        if isinstance(reply, BaseException):
+            wakes[tenant_id] = now_ms + RETICK_MS
+            if reshard.is_paused(reply):
+                out.paused += 1
+            else:
+                failed[tenant_id] = reply
+            continue
+        n_leases, n_back, n_promoted, act, wake, _ = reply
         out.leases += int(n_leases)
         out.reclaimed += int(n_back)
         out.promoted += int(n_promoted)
@@ -512,6 +529,8 @@ async def tick(r: "Redis", tenant_ids: list[str], now_ms: int, most: int = 1000)
     out.tenants = len(tenant_ids)
     await activate(r, to_activate)
     await wake_at(r, wakes)
+    if failed:
+        raise PartlyApplied(set(failed), next(iter(failed.values())), out)
     return out
 
 

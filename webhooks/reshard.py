@@ -14,7 +14,8 @@ So a slot moves in steps (:func:`move_slot`), with the tenants it holds *paused*
    changed nothing (``lua/_paused.lua``); the API answers 503 with ``Retry-After``, workers keep
    their outcomes and retry, the scheduler retries on its next round.
 2. The target is set ``IMPORTING`` and gets the same flags (``ASKING``), then the source is set
-   ``MIGRATING``: a script sent on to the target finds the flag there too.
+   ``MIGRATING``: a script sent on to the target finds the flag there too. A tenant whose first
+   key appeared in the slot since step 1 (created that instant) is flagged on the target then.
 3. The slot's keys are migrated in batches (``MIGRATE ... REPLACE KEYS``) until none is left on
    the source, then every primary is told the slot's new owner (``SETSLOT NODE``).
 4. The flags are removed: the tenants resume on the target.
@@ -103,8 +104,20 @@ def primaries(r: "redis.Redis") -> list[Primary]:
 
 
 def open_slots(source: Primary, target: Primary) -> list[int]:
-    """Slots a move from ``source`` to ``target`` left half done (to finish first)."""
+    """Slots a move from ``source`` to ``target`` left half done (to finish first); a node shows
+    its own open slots only, so read them with :meth:`Mover.read_open_slots` first."""
     return sorted(s for s, dst in source.migrating.items() if dst == target.id)
+
+
+def _flag_importing(dst: "redis.Redis", flags: list[str]) -> None:
+    """Set pause flags on the importing primary (``ASKING`` before each write of the slot)."""
+    if not flags:
+        return
+    pipe = dst.pipeline(transaction=False)
+    for flag in flags:
+        _cmd(pipe, "ASKING")
+        pipe.set(flag, FLAG_VALUE)
+    pipe.execute()
 
 
 class Mover:
@@ -128,6 +141,15 @@ class Mover:
         for t in tenant_ids:
             self.by_slot.setdefault(key_slot(keys.tenant_base(t).encode()), set()).add(t)
 
+    def read_open_slots(self) -> None:
+        """Each primary's own migrating and importing slots (``CLUSTER NODES`` shows them on the
+        node's own line only)."""
+        for node_id, client in self.clients.items():
+            mine = next((n for n in primaries(client) if n.id == node_id), None)
+            if mine is not None:
+                self.nodes[node_id].migrating = mine.migrating
+                self.nodes[node_id].importing = mine.importing
+
     def close(self) -> None:
         for c in self.clients.values():
             c.close()
@@ -147,16 +169,15 @@ class Mover:
         flags = [keys.moving(t) for t in sorted(tenants)]
         started = time.monotonic()
         resuming = slot in source.migrating
-        if not resuming:
-            for flag in flags:
-                src.set(flag, FLAG_VALUE)
+        if not resuming and flags:
+            src.mset(dict.fromkeys(flags, FLAG_VALUE))
         _cmd(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", source.id)
-        for flag in flags:
-            pipe = dst.pipeline(transaction=False)
-            _cmd(pipe, "ASKING")
-            pipe.set(flag, FLAG_VALUE)
-            pipe.execute()
+        _flag_importing(dst, flags)
         _cmd(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", target.id)
+        # A tenant whose first key appeared since the listing (created just now): paused as well.
+        late = [keys.moving(t) for t in sorted(self._tenants_in(src, slot) - tenants)]
+        _flag_importing(dst, late)
+        flags += late
         moved = 0
         auth = ["AUTH", self.password] if self.password else []
         while batch := _cmd(src, "CLUSTER", "GETKEYSINSLOT", slot, MIGRATE_BATCH):
@@ -177,7 +198,13 @@ class Mover:
         # The new owner first, then the old one, then the rest (redis-cli's order).
         order = [target.id, source.id, *(i for i in self.clients if i not in (target.id, source.id))]
         for node_id in order:
-            _cmd(self.clients[node_id], "CLUSTER", "SETSLOT", slot, "NODE", target.id)
+            try:
+                _cmd(self.clients[node_id], "CLUSTER", "SETSLOT", slot, "NODE", target.id)
+            except redis.ResponseError as exc:
+                # A primary that just gave up its last slot turns into a replica of the primary
+                # that took it (Redis 7), and learns the owner from it: redis-cli ignores this too.
+                if node_id == target.id or "only with masters" not in str(exc):
+                    raise
         if flags:
             dst.delete(*flags)
         source.migrating.pop(slot, None)

@@ -209,8 +209,8 @@ class Scheduler:
                 if held:
                     await self.tick(now_ms())
             except Exception as exc:
-                if reshard.is_paused(exc):  # a tenant's slot is moving; its wake is repaired by the sweep
-                    log.info("scheduler tick met a tenant whose slot is moving; ticking again")
+                if reshard.is_paused(exc):  # a tenant's slot is moving (its trim, say): again soon
+                    log.info("a tenant whose slot is moving was skipped this tick")
                     await asyncio.sleep(0.05)
                 else:
                     log.exception("scheduler tick failed")

@@ -104,3 +104,46 @@ def test_moving_every_slot_of_a_primary_while_delivering_loses_nothing_and_leave
         assert duplicates <= 20, f"{duplicates} duplicates: leases should outlast a slot's pause"
     finally:
         procs.stop_all()
+
+
+def test_a_move_that_died_half_way_keeps_its_tenants_paused_until_the_same_command_finishes_it(
+    own_stack: Callable[..., Stack],
+) -> None:
+    cluster, target, api = own_stack()
+    env = cluster_env(target)
+    tenant = new_tenant(api, "stuck")
+    event = {"event_type": "a.b", "payload": {}}
+    assert api.post("/v1/events", json=event, headers=tenant.auth).status_code == 202
+    with cluster.client(decode_responses=True) as rc:
+        node = rc.get_node_from_key(keys.tenant_base(tenant.id))
+        slot = rc.keyslot(keys.tenant_base(tenant.id))
+    seed = redis.Redis(port=node.port)
+    try:
+        nodes = {n.port: n for n in reshard.primaries(seed)}
+    finally:
+        seed.close()
+    source, dest = nodes[node.port], next(n for p, n in nodes.items() if p != node.port)
+    # What a mover killed after step 2 leaves behind: flags on both sides, the slot open.
+    clients = {p: redis.Redis(port=p) for p in nodes}
+    try:
+        clients[source.port].set(keys.moving(tenant.id), reshard.FLAG_VALUE)
+        clients[dest.port].execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.id)
+        clients[dest.port].execute_command("ASKING")
+        clients[dest.port].set(keys.moving(tenant.id), reshard.FLAG_VALUE)
+        clients[source.port].execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dest.id)
+    finally:
+        for c in clients.values():
+            c.close()
+    paused = api.post("/v1/events", json=event, headers=tenant.auth)
+    assert paused.status_code == 503 and paused.headers["retry-after"] == "1", paused.text
+
+    done = move_slots(env, "--from", source.address, "--to", dest.address, "--slots", "0", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "finishing 1 slots a previous move left half done" in done.stderr, done.stderr
+    assert json.loads(done.stdout)["slots_moved"] == 1
+    assert api.post("/v1/events", json=event, headers=tenant.auth).status_code == 202
+    listed = api.get("/v1/events", headers=tenant.auth).json()["data"]
+    assert len(listed) == 2, "the event from before the move is still there, and the new one"
+    with cluster.client(decode_responses=True) as rc:
+        assert rc.get_node_from_key(keys.tenant_base(tenant.id)).port == dest.port
+        assert not rc.exists(keys.moving(tenant.id))

@@ -41,6 +41,9 @@ def test_a_paused_tenant_gets_503_retry_after_and_its_scripts_change_nothing_whi
     with pytest.raises(redis.ResponseError) as caught:
         loop.run_until_complete(queue.lease(ar, moving.id, 10, 10_000, 0))
     assert reshard.is_paused(caught.value)
+    ticked = loop.run_until_complete(queue.tick(ar, [moving.id, other.id], 1_000))
+    assert ticked.paused == 1 and ticked.tenants == 2
+    assert rds.zscore(keys.WAKE, moving.id) == 1_000 + queue.RETICK_MS, "visited again soon, not forgotten"
     assert state() == before, "a paused tenant's scripts change none of its keys"
     assert api.post("/v1/events", json=event, headers=other.auth).status_code == 202
 
