@@ -253,7 +253,8 @@ class Ingestor:
 
     async def _write(self, group: list[_Pending]) -> None:
         try:
-            stored = await queue.ingest(self.r, [e for p in group for e in p.events], self.retention_ms)
+            events = [e for p in group for e in p.events]
+            stored = await queue.ingest(self.r, events, self.retention_ms, errors_in_place=True)
         except Exception as exc:  # noqa: BLE001 - every waiting request gets the failure
             if isinstance(exc, OutOfMemoryError):
                 self.memory.mark_full()
@@ -268,8 +269,13 @@ class Ingestor:
             at += len(p.events)
             if p.done.done():
                 continue
-            stale = next((x for x in part if isinstance(x, queue.StaleRoutes)), None)
-            if stale is not None:  # nothing of this tenant was written: it routes again
-                p.done.set_exception(stale)
-            else:
-                p.done.set_result([x for x in part if not isinstance(x, queue.StaleRoutes)])
+            # Nothing of this request's tenant was written: stale routes (it routes again), or
+            # its tenant's script failed (the others of the group are stored and answered).
+            failed = next((x for x in part if isinstance(x, Exception)), None)
+            if failed is None:
+                p.done.set_result([x for x in part if not isinstance(x, Exception)])
+                continue
+            if isinstance(failed, OutOfMemoryError):
+                self.memory.mark_full()
+                failed = StorageFull()
+            p.done.set_exception(failed)

@@ -206,15 +206,22 @@ class NewEvent:
 
 
 async def ingest(
-    r: "Redis", events: list[NewEvent], retention_ms: int = DEFAULT_RETENTION_MS
-) -> list[StoredEvent | StaleRoutes | None]:
+    r: "Redis",
+    events: list[NewEvent],
+    retention_ms: int = DEFAULT_RETENTION_MS,
+    *,
+    errors_in_place: bool = False,
+) -> list[StoredEvent | Exception | None]:
     """Store events with their deliveries on their endpoints' ready lists: one script per tenant.
 
     Returns, per event, None when it was stored now, the stored event that its id or idempotency
     key already names (nothing new is queued for it), or :class:`StaleRoutes` when its tenant's
     endpoints changed since routing (nothing of that tenant was written). Each tenant's events
-    are stored all or none; on a Redis error an exception is raised and what was written for
-    other tenants of the call stays written.
+    are stored all or none. When a tenant's script fails (a primary away, the tenant paused by a
+    slot move, memory refused), nothing of that tenant is written and the other tenants of the
+    call are stored and activated; the first such error is then raised, or with
+    ``errors_in_place`` it is the reply of each of that tenant's events. An error of the whole
+    call (Redis unreachable) is raised.
     """
     if not events:
         return []
@@ -240,13 +247,17 @@ async def ingest(
             fields.append("")  # the head ends with a newline
             args += ["\n".join(fields), ev.record]
         calls.append((script, [keys.tenant_base(tenant_id)], args))
-    replies = await run_scripts(r, calls)
-    out: list[StoredEvent | StaleRoutes | None] = [None] * len(events)
+    replies = await run_scripts(r, calls, errors_in_place=True)
+    out: list[StoredEvent | Exception | None] = [None] * len(events)
     to_activate = []
+    errors: list[Exception] = []
     for (tenant_id, positions), reply in zip(by_tenant.items(), replies, strict=True):
-        if reply[0] == "stale":
+        if isinstance(reply, Exception) or reply[0] == "stale":
+            failed = reply if isinstance(reply, Exception) else StaleRoutes(tenant_id)
+            if isinstance(reply, Exception):
+                errors.append(reply)
             for i in positions:
-                out[i] = StaleRoutes(tenant_id)
+                out[i] = failed
             continue
         if int(reply[0]):
             to_activate.append(tenant_id)
@@ -255,6 +266,8 @@ async def ingest(
             event_id, _, record = existing[j + 1].partition("\n")
             out[positions[int(existing[j]) - 1]] = StoredEvent(tenant_id, event_id, record)
     await activate(r, to_activate)
+    if errors and not errors_in_place:
+        raise errors[0]
     return out
 
 

@@ -11,6 +11,7 @@ import redis
 import redis.asyncio
 
 from tests.conftest import Tenant
+from tests.webhooks.test_queue import endpoint, event
 from webhooks import keys, queue, reshard
 
 
@@ -63,3 +64,21 @@ def test_cluster_nodes_lines_give_each_primary_its_slots_and_open_slots() -> Non
     assert not reshard.is_paused(redis.ResponseError("ERR something else"))
     script = (Path(reshard.__file__).parent / "lua" / "_paused.lua").read_text()
     assert f"'{reshard.PAUSED}" in script, "the script's error is the one reshard.is_paused knows"
+
+
+def test_one_paused_tenant_in_an_ingest_call_fails_only_its_own_events(
+    rds: "redis.Redis", ar: "redis.asyncio.Redis", loop: asyncio.AbstractEventLoop
+) -> None:
+    """The API's writer stores many requests in one call; a paused tenant there must not turn the
+    other tenants' stored events into errors (a producer would post them twice)."""
+    endpoint(rds, "A", "ep_1")
+    endpoint(rds, "B", "ep_1")
+    rds.set(keys.moving("A"), reshard.FLAG_VALUE)
+    events = [event("A", "e1", ["ep_1"]), event("B", "e2", ["ep_1"])]
+    got = loop.run_until_complete(queue.ingest(ar, events, errors_in_place=True))
+    assert reshard.is_paused(got[0]) and got[1] is None
+    assert not rds.exists(keys.event("A", "e1")) and rds.exists(keys.event("B", "e2"))
+    assert "B" in rds.lrange(keys.ACTIVE, 0, -1), "the stored tenant is activated"
+    with pytest.raises(redis.ResponseError) as caught:  # without errors_in_place: raised, B stored
+        loop.run_until_complete(queue.ingest(ar, [event("A", "e3", ["ep_1"]), event("B", "e4", ["ep_1"])]))
+    assert reshard.is_paused(caught.value) and rds.exists(keys.event("B", "e4"))
