@@ -97,6 +97,11 @@ def cmd_status(s: Settings, args: argparse.Namespace) -> int:
             ("drain jobs", f"{st.drain_jobs} queued for workers"),
         ],
     )
+    if st.paused_tenants:
+        out.note(
+            f"{len(st.paused_tenants)} tenants are paused by a slot move that did not finish"
+            f" ({', '.join(st.paused_tenants[:5])}): run the same `webhooks cluster move-slots` again"
+        )
     out.fields(
         "redis",
         [("server", st.redis_server), ("memory", f"{_mib(st.used_memory_bytes)} used of {maxmem}")],

@@ -44,6 +44,7 @@ class PlatformStatus:
     next_retry_in_s: float | None = None
     dead_letters: int = 0
     breakers_open: int = 0  # endpoints whose circuit breaker is open or probing: their deliveries wait
+    paused_tenants: list[str] = field(default_factory=list)  # paused by a slot move (webhooks/reshard.py)
     drain_jobs: int = 0  # RQ jobs waiting on the RQ queue
     counters: dict[str, int] = field(default_factory=dict)
 
@@ -85,7 +86,7 @@ async def _workers(r: "Redis") -> list[WorkerStatus]:
 
 async def snapshot(r: "Redis", now_ms: int, rq: "Redis | None" = None) -> PlatformStatus:
     """Workers, scheduler leader, queue depths and oldest age, retries, dead letters, open breakers,
-    Redis memory.
+    tenants paused by a slot move, Redis memory.
 
     ``r`` decodes responses; ``rq`` is the Redis RQ lives on when it is another one (a cluster's
     ``WEBHOOKS_RQ_REDIS_URL``). Raises ``redis.RedisError`` when Redis cannot be read. The queue
@@ -101,6 +102,11 @@ async def snapshot(r: "Redis", now_ms: int, rq: "Redis | None" = None) -> Platfo
         pipe.pttl(keys.SCHEDULER_LOCK)
         leader, ttl = await pipe.execute()
     drain_jobs = await rq.llen(Queue.redis_queue_namespace_prefix + keys.RQ_QUEUE)
+    tenants = await queue.tenant_ids(r)
+    async with r.pipeline(transaction=False) as pipe:
+        for t in tenants:
+            pipe.exists(keys.moving(t))
+        flags = await pipe.execute() if tenants else []
     return PlatformStatus(
         now_ms=now_ms,
         redis_server=server_name(server),
@@ -120,6 +126,7 @@ async def snapshot(r: "Redis", now_ms: int, rq: "Redis | None" = None) -> Platfo
         next_retry_in_s=None if d.first_due_ms is None else (d.first_due_ms - now_ms) / 1000,
         dead_letters=d.dead,
         breakers_open=d.breakers_open,
+        paused_tenants=[t for t, flagged in zip(tenants, flags, strict=True) if flagged],
         drain_jobs=int(drain_jobs),
         counters=d.counters,
     )

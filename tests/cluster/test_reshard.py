@@ -39,6 +39,15 @@ def move_slots(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
     )
 
 
+def status(env: dict[str, str]) -> dict[str, object]:
+    shown = subprocess.run(
+        [sys.executable, "-m", "cli", "status", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    result: dict[str, object] = json.loads(shown.stdout)
+    return result
+
+
 def test_moving_every_slot_of_a_primary_while_delivering_loses_nothing_and_leaves_no_tenant_paused(
     own_stack: Callable[..., Stack],
     receiver: Receiver,
@@ -136,6 +145,7 @@ def test_a_move_that_died_half_way_keeps_its_tenants_paused_until_the_same_comma
             c.close()
     paused = api.post("/v1/events", json=event, headers=tenant.auth)
     assert paused.status_code == 503 and paused.headers["retry-after"] == "1", paused.text
+    assert status(env)["paused_tenants"] == [tenant.id], "webhooks status names the paused tenant"
 
     done = move_slots(env, "--from", source.address, "--to", dest.address, "--slots", "0", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -147,3 +157,4 @@ def test_a_move_that_died_half_way_keeps_its_tenants_paused_until_the_same_comma
     with cluster.client(decode_responses=True) as rc:
         assert rc.get_node_from_key(keys.tenant_base(tenant.id)).port == dest.port
         assert not rc.exists(keys.moving(tenant.id))
+    assert status(env)["paused_tenants"] == []
