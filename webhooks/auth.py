@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError
 
-from webhooks import keys, queue
+from webhooks import keys
 from webhooks.errors import LimitExceeded, Unauthorized
+from webhooks.scripts import scripts
 
 API_KEY_PREFIX = "whk_"
 CACHE_TTL_S = 1.0
@@ -88,7 +89,7 @@ class Authenticator:
         known, wait_ms, granted = 0, 0, 0
         if key_id:
             try:
-                known, wait_ms, granted = await queue.scripts(self.r).auth(
+                known, wait_ms, granted = await scripts(self.r).auth(
                     keys=[keys.tenant_base(tenant_id)],
                     args=[key_id, now_ms, self.rate_per_s, self.burst, self.chunk],
                 )

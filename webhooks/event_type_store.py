@@ -14,11 +14,12 @@ from typing import Any, cast
 import orjson
 from redis.asyncio import Redis
 
-from webhooks import keys, queue, routing, validation
+from webhooks import keys, routing, validation
 from webhooks.errors import Conflict, Invalid, NotFound
 from webhooks.event_types import EventType, compile_schema
 from webhooks.models import Page
 from webhooks.paging import check_limit, decode_cursor, encode_cursor
+from webhooks.scripts import scripts
 from webhooks.timefmt import iso_from_ms
 
 NAME_CURSOR = re.compile(routing.EVENT_TYPE_RE.pattern.strip("^$"))
@@ -136,8 +137,6 @@ class EventTypeStore:
     async def set_strict(self, tenant_id: str, strict: bool) -> None:
         """Turn the tenant's strict mode on or off; :class:`NotFound` for a missing (or just deleted)
         tenant, whose hash is never re-created by this (one script: ``lua/strict.lua``)."""
-        done = await queue.scripts(self.r).strict(
-            keys=[keys.tenant_base(tenant_id)], args=["1" if strict else "0"]
-        )
+        done = await scripts(self.r).strict(keys=[keys.tenant_base(tenant_id)], args=["1" if strict else "0"])
         if not int(done):
             raise NotFound("no such tenant")

@@ -95,7 +95,7 @@ async def usage(r: "Redis") -> Usage:
 async def publish(r: "Redis", lvl: str, u: Usage, now_ms: int, *, high_share: float) -> None:
     """Write the level and the hard watermark for the API (it expires when the scheduler stops
     refreshing it); allowed while Redis is over maxmemory, when it matters most."""
-    from webhooks.queue import scripts
+    from webhooks.scripts import scripts
 
     fields: list[str | int | float] = [
         *("level", lvl, "used", u.used_bytes, "max", u.max_bytes, "at", now_ms),

@@ -36,6 +36,7 @@ from redis.asyncio import Redis
 
 from webhooks import ids, keys, queue
 from webhooks.ingest import EventIn, prepare
+from webhooks.scripts import ScriptCall, run_scripts, scripts
 from webhooks.secretbox import SecretBox
 from webhooks.signing import HMAC_SHA256
 from webhooks.timefmt import iso_from_ms
@@ -155,9 +156,9 @@ async def emit_due(
 
 
 async def _emit(r: "Redis", due: list[str], now_ms: int, window_ms: int, retention_ms: int) -> int:
-    script = queue.scripts(r).ops
+    script = scripts(r).ops
     take: list[str | int] = ["take", now_ms, window_ms, ENTRIES_PER_TENANT]
-    replies = await queue.run_scripts(r, [(script, [keys.tenant_base(t)], take) for t in due])
+    replies = await run_scripts(r, [(script, [keys.tenant_base(t)], take) for t in due])
     taken = [
         (t, [orjson.loads(e) for e in entries], int(next_due))
         for t, (entries, next_due) in zip(due, replies, strict=True)
@@ -177,12 +178,12 @@ async def _emit(r: "Redis", due: list[str], now_ms: int, window_ms: int, retenti
             events.append(prepare(OPERATOR_TENANT, new, route, now_ms, MAX_BODY_BYTES))
     for i in range(0, len(events), INGEST_CHUNK):  # one script call each, on the operator's slot
         await queue.ingest(r, events[i : i + INGEST_CHUNK], retention_ms)
-    acks: list[queue.ScriptCall] = [
+    acks: list[ScriptCall] = [
         (script, [keys.tenant_base(t)], ["ack", *[e["n"] for e in entries]])
         for t, entries, _ in taken
         if entries
     ]
-    await queue.run_scripts(r, acks)
+    await run_scripts(r, acks)
     await queue.wake_at(r, {t: nd for t, _, nd in taken if nd >= 0}, keys.OPS_DUE)
     return len(events)
 

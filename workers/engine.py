@@ -41,6 +41,7 @@ from webhooks import history, operational, queue, reshard, retry
 from webhooks.errors import ConfigError
 from webhooks.logs import delivery_log
 from webhooks.queue import Lease, LeasedDelivery, Outcome
+from webhooks.scripts import PartlyApplied
 from webhooks.secretbox import SecretBox
 from webhooks.signing import SigningKey, parse_key
 from workers import observe
@@ -457,7 +458,7 @@ class Engine:
                 )
                 self._report(done)
                 break
-            except queue.PartlyApplied as exc:
+            except PartlyApplied as exc:
                 self._report(exc.result)
                 outcomes = [o for o in outcomes if o.tenant_id in exc.failed]
                 finished = self._writing = [f for f in finished if f[0] in exc.failed]
@@ -509,7 +510,7 @@ class Engine:
         try:
             expiry_ms = self.clock() + int(self.cfg.lease_ttl_s * 1000)
             gone = set(await queue.heartbeat(self.r, held, expiry_ms))
-        except queue.PartlyApplied as exc:
+        except PartlyApplied as exc:
             log.warning("lease heartbeat of %d tenants failed: %s", len(exc.failed), exc)
             gone, failed = set(exc.result), exc.failed
         except Exception:

@@ -1,4 +1,4 @@
--- Shared by every tenant script (webhooks/queue.py prepends it, after a script's shebang line).
+-- Shared by every tenant script (webhooks/scripts.py prepends it, after a script's shebang line).
 -- KEYS[1] is the tenant's key base, "wh:{t:<tenant id>}:": every key a script touches starts
 -- with it, so a script stays inside one Redis Cluster hash slot.
 local B = KEYS[1]

@@ -1,4 +1,4 @@
--- Prepended to every tenant script (webhooks/queue.py), before anything the script reads or
+-- Prepended to every tenant script (webhooks/scripts.py), before anything the script reads or
 -- writes. While the tenant's hash slot moves between Redis Cluster primaries
 -- (webhooks/reshard.py) its `moving` flag is set, and the script answers the PAUSED error
 -- having changed nothing: callers retry, as after any Redis error. Without the flag a script
