@@ -16,8 +16,9 @@ So a slot moves in steps (:func:`move_slot`), with the tenants it holds *paused*
 2. The target is set ``IMPORTING`` and gets the same flags (``ASKING``), then the source is set
    ``MIGRATING``: a script sent on to the target finds the flag there too. A tenant whose first
    key appeared in the slot since step 1 (created that instant) is flagged on the target then.
-3. The slot's keys are migrated in batches (``MIGRATE ... REPLACE KEYS``) until none is left on
-   the source, then every primary is told the slot's new owner (``SETSLOT NODE``).
+3. The source's flags are dropped (no script runs there any more) and the slot's keys are
+   migrated in batches (``MIGRATE ... KEYS``, never ``REPLACE``) until none is left on the
+   source, then every primary is told the slot's new owner (``SETSLOT NODE``).
 4. The flags are removed: the tenants resume on the target.
 
 A tenant is paused only while its own slot moves (milliseconds for a small tenant). The flags
@@ -178,22 +179,19 @@ class Mover:
         late = [keys.moving(t) for t in sorted(self._tenants_in(src, slot) - tenants)]
         _flag_importing(dst, late)
         flags += late
+        # No script runs on the source any more (its declared base is never a key there, so Redis
+        # sends it on): the source's flags go, and every key that remains is the tenant's own,
+        # migrated without REPLACE, so a key the target somehow holds too stops the move (BUSYKEY)
+        # instead of being overwritten.
+        for flag in flags:
+            try:
+                src.delete(flag)
+            except redis.ResponseError:  # ASK: not on the source (a resumed move)
+                pass
         moved = 0
         auth = ["AUTH", self.password] if self.password else []
         while batch := _cmd(src, "CLUSTER", "GETKEYSINSLOT", slot, MIGRATE_BATCH):
-            _cmd(
-                src,
-                "MIGRATE",
-                target.host,
-                target.port,
-                "",
-                0,
-                MIGRATE_TIMEOUT_MS,
-                "REPLACE",
-                *auth,
-                "KEYS",
-                *batch,
-            )
+            _cmd(src, "MIGRATE", target.host, target.port, "", 0, MIGRATE_TIMEOUT_MS, *auth, "KEYS", *batch)
             moved += len(batch)
         # The new owner first, then the old one, then the rest (redis-cli's order).
         order = [target.id, source.id, *(i for i in self.clients if i not in (target.id, source.id))]
