@@ -26,16 +26,18 @@ def _connect(host: str, port: int) -> "redis.Redis":
     return redis.Redis(host=host, port=port, socket_connect_timeout=5, socket_timeout=120)
 
 
-def _seed(s: Settings) -> tuple["redis.Redis", list[Primary]]:
+def _layout(s: Settings) -> list[Primary]:
+    """The primaries as the first reachable node of ``WEBHOOKS_REDIS_CLUSTER_NODES`` sees them."""
     if not s.redis_cluster_nodes:
         raise ConfigError("WEBHOOKS_REDIS_CLUSTER_NODES is not set: moving slots is for a Redis Cluster")
     problems = []
     for host, port in s.cluster_addresses:
         r = _connect(host, port)
         try:
-            return r, primaries(r)
+            return primaries(r)
         except redis.RedisError as exc:
             problems.append(f"{host}:{port}: {type(exc).__name__}")
+        finally:
             r.close()
     raise StorageError("cannot reach any node of WEBHOOKS_REDIS_CLUSTER_NODES (" + "; ".join(problems) + ")")
 
@@ -50,11 +52,8 @@ def _pick(nodes: list[Primary], name: str, flag: str) -> Primary:
 
 def cmd_cluster_move_slots(s: Settings, args: argparse.Namespace) -> int:
     out = Out(args.json)
-    seed, nodes = _seed(s)
-    try:
-        tenant_ids = [str(t.decode() if isinstance(t, bytes) else t) for t in _tenants(s)]
-    finally:
-        seed.close()
+    nodes = _layout(s)
+    tenant_ids = _tenants(s)
     source, target = _pick(nodes, args.source, "--from"), _pick(nodes, args.to, "--to")
     if source.id == target.id:
         raise ConfigError("--from and --to name the same primary")
@@ -99,10 +98,10 @@ def cmd_cluster_move_slots(s: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _tenants(s: Settings) -> list[object]:
-    rc = sync_client(target_of(s))
+def _tenants(s: Settings) -> list[str]:
+    rc = sync_client(target_of(s))  # decodes replies
     try:
-        return list(rc.zrange(keys.TENANTS, 0, -1))
+        return [str(t) for t in rc.zrange(keys.TENANTS, 0, -1)]
     finally:
         rc.close()
 

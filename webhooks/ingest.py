@@ -256,12 +256,10 @@ class Ingestor:
             events = [e for p in group for e in p.events]
             stored = await queue.ingest(self.r, events, self.retention_ms, errors_in_place=True)
         except Exception as exc:  # noqa: BLE001 - every waiting request gets the failure
-            if isinstance(exc, OutOfMemoryError):
-                self.memory.mark_full()
-                exc = StorageFull()
+            failure = self._failure(exc)
             for p in group:
                 if not p.done.done():  # a request whose client went away is cancelled
-                    p.done.set_exception(exc)
+                    p.done.set_exception(failure)
             return
         at = 0
         for p in group:
@@ -274,8 +272,13 @@ class Ingestor:
             failed = next((x for x in part if isinstance(x, Exception)), None)
             if failed is None:
                 p.done.set_result([x for x in part if not isinstance(x, Exception)])
-                continue
-            if isinstance(failed, OutOfMemoryError):
-                self.memory.mark_full()
-                failed = StorageFull()
-            p.done.set_exception(failed)
+            else:
+                p.done.set_exception(self._failure(failed))
+
+    def _failure(self, exc: Exception) -> Exception:
+        """What a request is told when its write failed: :class:`StorageFull` (the memory level
+        marked full at once) when Redis refused it for memory, else the error itself."""
+        if isinstance(exc, OutOfMemoryError):
+            self.memory.mark_full()
+            return StorageFull()
+        return exc

@@ -142,12 +142,9 @@ async def ingest(
     replies = await run_scripts(r, calls, errors_in_place=True)
     out: list[StoredEvent | Exception | None] = [None] * len(events)
     to_activate = []
-    errors: list[Exception] = []
     for (tenant_id, positions), reply in zip(by_tenant.items(), replies, strict=True):
         if isinstance(reply, Exception) or reply[0] == "stale":
             failed = reply if isinstance(reply, Exception) else StaleRoutes(tenant_id)
-            if isinstance(reply, Exception):
-                errors.append(reply)
             for i in positions:
                 out[i] = failed
             continue
@@ -158,8 +155,9 @@ async def ingest(
             event_id, _, record = existing[j + 1].partition("\n")
             out[positions[int(existing[j]) - 1]] = StoredEvent(tenant_id, event_id, record)
     await activate(r, to_activate)
-    if errors and not errors_in_place:
-        raise errors[0]
+    first_error = next((x for x in replies if isinstance(x, Exception)), None)
+    if first_error is not None and not errors_in_place:
+        raise first_error
     return out
 
 

@@ -124,20 +124,18 @@ def _flag_importing(dst: "redis.Redis", flags: list[str]) -> None:
 class Mover:
     """Moves slots from one primary to another; clients to every primary by ``node id``.
 
-    ``connect(host, port)`` makes a plain client of one node (password and timeouts as the
-    platform's own); ``tenant_ids`` are the platform's tenants (``wh:tenants``), to pause the ones
-    whose keys hash to a moving slot even before they hold a key there."""
+    ``connect(host, port)`` makes a plain client of one node; ``tenant_ids`` are the platform's
+    tenants (``wh:tenants``), to pause the ones whose keys hash to a moving slot even before they
+    hold a key there."""
 
     def __init__(
         self,
         nodes: list[Primary],
         connect: Callable[[str, int], "redis.Redis"],
         tenant_ids: Iterable[str],
-        password: str | None = None,
     ) -> None:
         self.nodes = {n.id: n for n in nodes}
         self.clients = {n.id: connect(n.host, n.port) for n in nodes}
-        self.password = password
         self.by_slot: dict[int, set[str]] = {}
         for t in tenant_ids:
             self.by_slot.setdefault(key_slot(keys.tenant_base(t).encode()), set()).add(t)
@@ -189,9 +187,8 @@ class Mover:
             except redis.ResponseError:  # ASK: not on the source (a resumed move)
                 pass
         moved = 0
-        auth = ["AUTH", self.password] if self.password else []
         while batch := _cmd(src, "CLUSTER", "GETKEYSINSLOT", slot, MIGRATE_BATCH):
-            _cmd(src, "MIGRATE", target.host, target.port, "", 0, MIGRATE_TIMEOUT_MS, *auth, "KEYS", *batch)
+            _cmd(src, "MIGRATE", target.host, target.port, "", 0, MIGRATE_TIMEOUT_MS, "KEYS", *batch)
             moved += len(batch)
         # The new owner first, then the old one, then the rest (redis-cli's order).
         order = [target.id, source.id, *(i for i in self.clients if i not in (target.id, source.id))]
@@ -205,8 +202,4 @@ class Mover:
                     raise
         if flags:
             dst.delete(*flags)
-        source.migrating.pop(slot, None)
-        if slot in source.slots:
-            source.slots.remove(slot)
-        target.slots.append(slot)
         return SlotMove(slot, moved, len(flags), (time.monotonic() - started) * 1000)
