@@ -105,7 +105,7 @@ def async_client(target: RedisTarget) -> "redis.asyncio.Redis":
     if target.cluster:
         return _async_cluster(target)
     if target.sentinels:
-        sentinel = AsyncSentinel(list(target.sentinels), socket_timeout=5)  # type: ignore[no-untyped-call]
+        sentinel = AsyncSentinel(list(target.sentinels), socket_timeout=5)
         client = sentinel.master_for(
             target.master or "",
             decode_responses=True,
@@ -133,8 +133,8 @@ def sync_client(target: RedisTarget, *, decode: bool = True) -> "redis.Redis":
     if target.cluster:
         return _sync_cluster(target, decode)
     if target.sentinels:
-        sentinel = Sentinel(list(target.sentinels), socket_timeout=5)  # type: ignore[no-untyped-call]
-        client = sentinel.master_for(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(list(target.sentinels), socket_timeout=5)
+        client = sentinel.master_for(
             target.master or "",
             decode_responses=decode,
             socket_connect_timeout=5,
