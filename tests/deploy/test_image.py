@@ -85,7 +85,9 @@ class Platform:
         )
 
     def start(self, args: tuple[str, ...]) -> None:
-        env = {}
+        # Compose and the systemd env file run two API worker processes (Prometheus multiprocess
+        # mode, a temporary folder); the Kubernetes ConfigMap one.
+        env = {"WEBHOOKS_API_WORKERS": "2"} if args[0] == "api" else {}
         if args[0] != "api":
             self.metrics_ports.append(free_port())
             env["WEBHOOKS_METRICS_PORT"] = str(self.metrics_ports[-1])
