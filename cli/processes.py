@@ -1,9 +1,13 @@
-"""The single-process commands: ``webhooks api``, ``webhooks worker``, ``webhooks scheduler``."""
+"""The single-process commands: ``webhooks api``, ``webhooks worker``, ``webhooks scheduler``.
+
+Each checks the data format in Redis first (:func:`webhooks.dataformat.ensure`, docs/upgrading.md).
+"""
 
 import argparse
 import logging
 from typing import TYPE_CHECKING
 
+from webhooks import dataformat
 from webhooks.config import box_of, target_of
 from webhooks.connection import sync_client, warn_if_not_durable
 from webhooks.errors import ConfigError
@@ -54,9 +58,15 @@ def cmd_api(s: Settings, _: argparse.Namespace) -> int:
 
         use_multiprocess_dir()  # every uvicorn worker's metrics in one /metrics answer
     try:
-        warn_if_not_durable(sync_client(target_of(s)))
+        data = sync_client(target_of(s))
+        dataformat.ensure(data)  # refuses data newer than this code; migrates older data first
+        warn_if_not_durable(data)
+        data.close()
     except redis.RedisError as exc:
-        log.warning("Redis is not reachable yet (%s): the API answers 503 until it is", type(exc).__name__)
+        log.warning(
+            "Redis is not reachable yet (%s): the API answers 503 until it is (data format unchecked)",
+            type(exc).__name__,
+        )
     uvicorn.run(
         "api.main:app",
         factory=True,

@@ -64,3 +64,8 @@ class StorageFull(StorageError):
             or "storage is full of pending deliveries: new events are refused until they drain; retry later"
         )
         self.retry_after_s = retry_after_s
+
+
+class DataFormatError(StorageError):
+    """The data in Redis is of a format this version cannot use: newer than it knows (written by a
+    newer release), or older with no migration registered to bring it up (webhooks/dataformat.py)."""

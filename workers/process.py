@@ -5,6 +5,9 @@ A worker is an RQ :class:`~rq.SimpleWorker` on the single queue ``webhooks``
 deliveries on the process's persistent event loop. By default a worker also
 runs a scheduler in a thread; the scheduler lock lets one act at a time.
 
+Before anything else each checks the data format in Redis (:func:`webhooks.dataformat.ensure`):
+data newer than this code stops the process with one line; older data is migrated first.
+
 RQ's queue lives where :func:`webhooks.connection.rq_client` says: the platform's Redis, or,
 on a Redis Cluster, the plain Redis of ``WEBHOOKS_RQ_REDIS_URL``. Its jobs are only triggers.
 """
@@ -20,7 +23,7 @@ from typing import Any
 import redis
 from rq import Queue, SimpleWorker
 
-from webhooks import gcpolicy, keys
+from webhooks import dataformat, gcpolicy, keys
 from webhooks.connection import RedisTarget, async_client, rq_client, sync_client, warn_if_not_durable
 from webhooks.secretbox import SecretBox
 from workers import jobs, observe, runtime
@@ -83,12 +86,12 @@ def run_worker(
 ) -> None:
     conn = rq_client(target)
     wait_for_redis(conn, "worker")
-    if target.cluster or target.rq_url:
-        data = data_client_when_up(target, "worker")
+    data = data_client_when_up(target, "worker")
+    try:
+        dataformat.ensure(data)  # refuses data newer than this code; migrates older data first
         warn_if_not_durable(data)
+    finally:
         data.close()
-    else:
-        warn_if_not_durable(conn)
     served = observe.serve_metrics(metrics_port, metrics_host, target, per_endpoint=per_endpoint_metrics)
     rt = runtime.build(target, box, config, allow_private=allow_private, proxy_url=proxy_url)
     runtime.install(rt)
@@ -178,8 +181,11 @@ def run_scheduler(
     metrics_host: str = "127.0.0.1",
 ) -> None:
     conn = data_client_when_up(target, "scheduler")
-    warn_if_not_durable(conn)
-    conn.close()
+    try:
+        dataformat.ensure(conn)
+        warn_if_not_durable(conn)
+    finally:
+        conn.close()
     if target.rq_url:
         rq = rq_client(target)
         wait_for_redis(rq, "scheduler")
