@@ -22,6 +22,10 @@ every recorded chunk; a process that dies lets it expire after :data:`LOCK_TTL_M
 starting meanwhile wait, and take over the lock if it expires. ``docs/upgrading.md`` is the
 operator's side of this.
 
+A process already running checks the format again now and then (:func:`newer_than_code`: workers at
+each drain job, schedulers at each sweep) and stops, as on SIGTERM, when a newer release has
+converted the data under it.
+
 Format 1 is the data of every release up to now (the keys of :mod:`webhooks.keys`); no migration
 exists yet, so :data:`MIGRATIONS` is empty (tests register their own).
 """
@@ -102,18 +106,31 @@ def stored(r: "redis.Redis") -> int | None:
 
 def record_initial(r: "redis.Redis", current: int = CURRENT) -> int:
     """The stored format, writing it first when absent: :data:`UNVERSIONED` over existing data,
-    else ``current``. ``SET NX``, so processes starting together agree on one value."""
+    else ``current``. Written only if still absent (``lua/format_record.lua``, allowed on a full
+    Redis), so processes starting together agree on one value."""
     found = stored(r)
     if found is not None:
         return found
     existing = holds_data(r)
     initial = UNVERSIONED if existing else current
-    if r.set(keys.DATA_FORMAT, str(initial), nx=True):
+    recorded = _text(_script(r, "format_record")(keys=[keys.DATA_FORMAT_BASE], args=[initial]))
+    if recorded == str(initial):
         what = "data written before formats were recorded" if existing else "an empty Redis"
         log.info("data format: recorded format %d (%s)", initial, what)
     found = stored(r)
     assert found is not None
     return found
+
+
+def newer_than_code(value: object, current: int = CURRENT) -> DataFormatError | None:
+    """For a process already running: the error to stop on when ``value`` (the answer of a GET of
+    :data:`~webhooks.keys.DATA_FORMAT`) names a format newer than the code, else ``None``. A worker
+    checks it at each drain job, a scheduler at each sweep (a newer release migrated the data
+    while they ran: docs/upgrading.md says to stop them first; this stops those left running)."""
+    text = _text(value)
+    if text is None or not text.isdigit() or int(text) <= current:
+        return None
+    return too_new(int(text), current)
 
 
 def too_new(found: int, current: int) -> DataFormatError:

@@ -10,7 +10,8 @@ to a crash between a tenant's script and the global call after it; every
 second it keeps the memory budget (:mod:`webhooks.memory`). With operational webhooks on, it
 creates or corrects the operator tenant when it first acts, emits every tick the notifications
 whose time has come (:func:`webhooks.operational.emit_due`), and its sweep marks due any tenant
-still holding some (:func:`webhooks.operational.rescan`).
+still holding some (:func:`webhooks.operational.rescan`). Each sweep first checks that the data
+format in Redis is not newer than this code (webhooks/dataformat.py); if it is, the scheduler stops.
 """
 
 import asyncio
@@ -24,7 +25,7 @@ import redis
 from redis.asyncio import Redis
 from rq import Queue
 
-from webhooks import keys, memory, operational, queue, reshard
+from webhooks import dataformat, keys, memory, operational, queue, reshard
 from webhooks.secretbox import SecretBox
 from workers import jobs
 
@@ -105,6 +106,11 @@ class Scheduler:
         await queue.retire_idle(self.r)
         mono = time.monotonic()
         if mono >= self._next_sweep:
+            newer = dataformat.newer_than_code(await self.r.get(keys.DATA_FORMAT))
+            if newer:  # a newer release converted the data while this scheduler ran
+                log.error("stopping: %s", newer)
+                self.stop.set()
+                return
             if not self._sweep:
                 self._sweep = await queue.tenant_ids(self.r)
             chunk, self._sweep = self._sweep[:SWEEP_CHUNK], self._sweep[SWEEP_CHUNK:]

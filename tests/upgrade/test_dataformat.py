@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import redis
+from rq import Queue, Worker
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Processes
 from tests.support.poll import poll
 from tests.upgrade.fake_migration import fake_key, migration, seed
 from webhooks import dataformat, keys
@@ -139,3 +140,24 @@ def test_the_migration_lock_is_fenced_by_its_owner_token(r: "redis.Redis") -> No
     a.release()
     assert not r.exists(keys.DATA_FORMAT_LOCK) and b.acquire()
     b.release()
+
+
+def test_a_running_worker_and_scheduler_stop_when_a_newer_release_converts_the_data(
+    procs: Processes, rds: "redis.Redis", redis_url: str
+) -> None:
+    worker = procs.worker("--no-scheduler")
+    scheduler = procs.start("scheduler")
+    rq = redis.Redis.from_url(redis_url)
+    poll(lambda: len(Worker.all(connection=rq)) == 1, timeout_s=60, what="the worker waiting for jobs")
+    poll(lambda: rds.exists(keys.SCHEDULER_LOCK), timeout_s=60, what="the scheduler acting")
+    assert rds.get(keys.DATA_FORMAT) == str(dataformat.CURRENT)
+
+    newer = dataformat.CURRENT + 1
+    rds.set(keys.DATA_FORMAT, str(newer))  # what a newer release's migration ends with
+    # A drain job, as a scheduler enqueues when work arrives: the worker checks before it leases.
+    Queue(keys.RQ_QUEUE, connection=rq).enqueue("workers.jobs.drain", 1.0, result_ttl=0)
+    assert worker.wait(timeout=30) == 0, procs.logs()
+    assert scheduler.wait(timeout=30) == 0, "the scheduler stops at its next sweep (every 10 s)"
+    line = f"stopping: the data in Redis is format {newer}, newer than this version knows"
+    assert procs.logs().count(line) == 2, procs.logs()
+    rq.close()
