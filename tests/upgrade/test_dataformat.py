@@ -13,6 +13,8 @@ from rq import Queue, Worker
 
 from tests.conftest import ROOT, Processes
 from tests.support.poll import poll
+from tests.support.redis_proc import free_port
+from tests.support.up import SCRIPT, clean_env
 from tests.upgrade.fake_migration import fake_key, migration, seed
 from webhooks import dataformat, keys
 from webhooks.errors import DataFormatError
@@ -161,3 +163,19 @@ def test_a_running_worker_and_scheduler_stop_when_a_newer_release_converts_the_d
     line = f"stopping: the data in Redis is format {newer}, newer than this version knows"
     assert procs.logs().count(line) == 2, procs.logs()
     rq.close()
+
+
+def test_up_refuses_newer_data_before_starting_any_child(
+    r: "redis.Redis", redis_url: str, tmp_path: Path
+) -> None:
+    newer = dataformat.CURRENT + 1
+    r.set(keys.DATA_FORMAT, str(newer))
+    data = tmp_path / "data"
+    port = str(free_port())
+    env = clean_env(WEBHOOKS_REDIS_URL=redis_url, WEBHOOKS_DATA_DIR=str(data), WEBHOOKS_API_PORT=port)
+    argv = [str(SCRIPT), "up"]
+    done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"webhooks: the data in Redis is format {newer}, newer than this"), last
+    assert not list((data / "logs").glob("*.log")), "no child was started"
