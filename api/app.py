@@ -1,5 +1,6 @@
 """The FastAPI application: routes, error mapping, request-size limit, lifespan of the Redis client."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -8,7 +9,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import console, errors
+from api import console, errors, format_watch
 from api.deps import AppState
 from api.ingest import BATCH, BATCH_BODY_LIMIT, FastIngest
 from api.metrics import HttpMetrics
@@ -27,6 +28,7 @@ class ApiConfig:
     policy: Policy
     admin_token: str | None
     portal_frame_ancestors: str = "'none'"  # WEBHOOKS_PORTAL_FRAME_ANCESTORS (api/console)
+    format_watch_pid: int | None = None  # SIGTERMed when the data format turns newer (api/format_watch.py)
 
 
 class BodyLimit:
@@ -80,9 +82,14 @@ def create_app(config: ApiConfig) -> FastIngest:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         r = async_client(config.target)
         app.state.webhooks = AppState(Store(r, config.box, config.policy), config.admin_token)
+        watcher = None
+        if config.format_watch_pid is not None:
+            watcher = asyncio.create_task(format_watch.watch(r, config.format_watch_pid))
         try:
             yield
         finally:
+            if watcher:
+                watcher.cancel()
             await r.aclose()
 
     app = FastAPI(

@@ -64,7 +64,8 @@ def cmd_api(s: Settings, _: argparse.Namespace) -> int:
         data.close()
     except redis.RedisError as exc:
         log.warning(
-            "Redis is not reachable yet (%s): the API answers 503 until it is (data format unchecked)",
+            "Redis is not reachable yet (%s): the API answers 503 until it is (and stops if it then "
+            "holds data of a newer format: api/format_watch.py)",
             type(exc).__name__,
         )
     uvicorn.run(

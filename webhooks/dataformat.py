@@ -23,8 +23,8 @@ starting meanwhile wait, and take over the lock if it expires. ``docs/upgrading.
 operator's side of this.
 
 A process already running checks the format again now and then (:func:`newer_than_code`: workers at
-each drain job, schedulers at each sweep) and stops, as on SIGTERM, when a newer release has
-converted the data under it.
+each drain job, schedulers at each sweep, the API every 5 s: api/format_watch.py) and stops, as on
+SIGTERM, when a newer release has converted the data under it.
 
 Format 1 is the data of every release up to now (the keys of :mod:`webhooks.keys`); no migration
 exists yet, so :data:`MIGRATIONS` is empty (tests register their own).
@@ -124,9 +124,9 @@ def record_initial(r: "redis.Redis", current: int = CURRENT) -> int:
 
 def newer_than_code(value: object, current: int = CURRENT) -> DataFormatError | None:
     """For a process already running: the error to stop on when ``value`` (the answer of a GET of
-    :data:`~webhooks.keys.DATA_FORMAT`) names a format newer than the code, else ``None``. A worker
-    checks it at each drain job, a scheduler at each sweep (a newer release migrated the data
-    while they ran: docs/upgrading.md says to stop them first; this stops those left running)."""
+    :data:`~webhooks.keys.DATA_FORMAT`) names a format newer than the code, else ``None`` (a newer
+    release migrated the data while the process ran: docs/upgrading.md says to stop old processes
+    first; this stops those left running)."""
     text = _text(value)
     if text is None or not text.isdigit() or int(text) <= current:
         return None

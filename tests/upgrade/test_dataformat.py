@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from rq import Queue, Worker
@@ -179,3 +180,26 @@ def test_up_refuses_newer_data_before_starting_any_child(
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"webhooks: the data in Redis is format {newer}, newer than this"), last
     assert not list((data / "logs").glob("*.log")), "no child was started"
+
+
+@pytest.mark.parametrize("api_workers", ["1", "2"])
+def test_a_running_api_stops_when_a_newer_release_converts_the_data(
+    api_workers: str, procs: Processes, rds: "redis.Redis"
+) -> None:
+    port = free_port()
+    api = procs.start("api", env={"WEBHOOKS_API_PORT": str(port), "WEBHOOKS_API_WORKERS": api_workers})
+
+    def ready() -> bool:
+        assert api.poll() is None, procs.logs()
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    poll(ready, timeout_s=60, what="the API's /readyz")
+    newer = dataformat.CURRENT + 1
+    rds.set(keys.DATA_FORMAT, str(newer))
+    api.wait(timeout=30)  # read every 5 s; then the graceful stop of uvicorn
+    assert f"stopping: the data in Redis is format {newer}, newer than this version knows" in procs.logs()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
