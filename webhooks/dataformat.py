@@ -230,12 +230,14 @@ def ensure(
             return found
         if found > current:
             raise too_new(found, current)
-        migration = migrations.get(found)
-        if migration is None:
+        missing = [n for n in range(found, current) if n not in migrations]
+        if missing:  # checked for the whole way before any step of it runs
             raise DataFormatError(
                 f"the data in Redis is format {found}, and this version (format {current}) has no "
-                f"migration from it: upgrade through the releases in between (docs/upgrading.md)"
+                f"migration from format {missing[0]}: upgrade through the releases in between "
+                f"(docs/upgrading.md)"
             )
+        migration = migrations[found]
         lock = Lock(r, lock_ttl_ms)
         if lock.acquire():
             lock.keep()

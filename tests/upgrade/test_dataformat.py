@@ -46,6 +46,11 @@ def test_data_without_a_format_is_the_unversioned_format(r: "redis.Redis") -> No
     with pytest.raises(DataFormatError, match="format 1, and this version \\(format 2\\) has no migration"):
         dataformat.ensure(r, current=2, migrations={})
     assert r.get(keys.DATA_FORMAT) == "1"
+    # A gap further on is found before the first step runs: nothing is half converted.
+    cursors: list[str] = []
+    with pytest.raises(DataFormatError, match="has no migration from format 2"):
+        dataformat.ensure(r, current=3, migrations={1: migration(0.0, cursors)})
+    assert cursors == [] and r.get(keys.DATA_FORMAT) == "1"
 
 
 def test_newer_data_is_refused_naming_both_formats(r: "redis.Redis") -> None:
