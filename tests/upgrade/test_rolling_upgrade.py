@@ -46,7 +46,8 @@ from webhooks import dataformat, keys
 PREVIOUS = "900e4e7"
 # ``python -c WITHOUT_EDITABLE <args>`` runs ``python -m cli <args>`` with no editable finder.
 WITHOUT_EDITABLE = """
-import runpy, sys
+import faulthandler, runpy, signal, sys
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks a stuck process where it is
 editable = lambda f: str(getattr(f, "__module__", "")).startswith("__editable__")
 sys.meta_path[:] = [f for f in sys.meta_path if not editable(f)]
 sys.path_hooks[:] = [h for h in sys.path_hooks if not editable(h)]
@@ -127,7 +128,18 @@ class Platform:
     def terminate(self, timeout_s: float = 30) -> dict[str, int]:
         for proc in self.procs.values():
             proc.send_signal(signal.SIGTERM)
-        return {role: proc.wait(timeout=timeout_s) for role, proc in self.procs.items()}
+        deadline = time.monotonic() + timeout_s
+        codes = {}
+        for role, proc in self.procs.items():
+            try:
+                codes[role] = proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                if self.launch[0] == "-c":
+                    proc.send_signal(signal.SIGUSR1)  # its threads' stacks, into its log
+                    time.sleep(1)
+                stuck = f"{self.name} {role} still runs {timeout_s} s after SIGTERM"
+                raise AssertionError(f"{stuck}: {self.logs()}") from None
+        return codes
 
     def kill(self) -> None:
         for proc in self.procs.values():
@@ -137,7 +149,7 @@ class Platform:
 
     def logs(self) -> str:
         return "\n".join(
-            f"==> {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+            f"==> {p.name}\n{p.read_text(errors='replace')[-6000:]}"
             for p in sorted(self.log_dir.glob(f"{self.name}-*.log"))
         )
 
