@@ -31,6 +31,7 @@ from workers.engine import EngineConfig
 from workers.scheduler import Scheduler, SchedulerConfig
 
 log = logging.getLogger("webhooks.worker")
+UNSUBSCRIBE_WAIT_S = 1.0
 
 
 class DeliveryWorker(SimpleWorker):
@@ -43,6 +44,17 @@ class DeliveryWorker(SimpleWorker):
         except RuntimeError:
             pass
         super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+
+    def unsubscribe(self) -> None:
+        """RQ's own, with the wait for its pub/sub thread bounded. That thread waits up to 60 s for a
+        subscription (RQ's ``sleep_time``) once the UNSUBSCRIBE reply is read, and redis-py 8.2's
+        ``stop()`` joins it without a bound: a stopping worker hung there for up to 60 s (past
+        the deployments' stop timeouts) in about one SIGTERM in seven. The thread is a daemon."""
+        if self.pubsub_thread:
+            log.info("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
+            self.pubsub.unsubscribe()
+            self.pubsub_thread.stop(timeout=UNSUBSCRIBE_WAIT_S)
+            self.pubsub.close()
 
 
 def _scheduler_thread(target: RedisTarget, config: SchedulerConfig) -> tuple[threading.Thread, Any]:

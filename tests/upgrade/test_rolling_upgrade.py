@@ -60,6 +60,7 @@ MAX_IN_FLIGHT = 10  # with the delay: about 50 deliveries/s
 BACKLOG = 1000  # events posted through the old API before the switch: about 20 s of work
 SWITCH_AT = 60  # deliveries seen before the new processes start
 PRODUCER_BATCH, PRODUCER_EVERY_S = 5, 0.2
+OLD_STOP_S = 75.0  # the longest an old process may take to exit after SIGTERM
 AFTER_SIGTERM_S = 4.0  # posting through the new API goes on this long once the old processes are gone
 SETTINGS = {
     "WEBHOOKS_LEASE_TTL_S": "30",  # no lease expires during the test: a duplicate would be the SIGTERM's
@@ -251,7 +252,10 @@ def run_upgrade(old: Platform, new: Platform, receiver: PacedReceiver, rds: "red
     thread = producer.run(new.api_url)
     leased_at_sigterm = leased(rds, tenant_id)
     delivered_at_sigterm = receiver.count()
-    codes = old.terminate()
+    # The previous release's workers may wait up to 60 s for RQ's pub/sub thread as they exit (the
+    # work is handed back and the requests are done by then); this release bounds it to 1 s
+    # (workers/process.py: DeliveryWorker.unsubscribe).
+    codes = old.terminate(timeout_s=OLD_STOP_S)
     switch_s = time.monotonic() - switch_began
     # uvicorn ends a graceful shutdown by raising the signal it caught again: -SIGTERM, after its log
     # says the application shut down.
