@@ -31,6 +31,7 @@ STATUS: dict[type[errors.WebhooksError], tuple[int, str]] = {
     errors.Unauthorized: (401, "unauthorized"),
     errors.Forbidden: (403, "forbidden"),
     errors.StorageFull: (503, "storage_full"),
+    errors.ReplicationTimeout: (503, "replication_timeout"),
     errors.StorageError: (503, "storage_unavailable"),
 }
 
@@ -110,7 +111,10 @@ def domain_error_response(exc: errors.WebhooksError) -> JSONResponse:
     else:
         status, code = 500, "internal"
     response = error_response(status, code, str(exc))
-    if isinstance(exc, errors.LimitExceeded | errors.StorageFull) and exc.retry_after_s is not None:
+    if (
+        isinstance(exc, errors.LimitExceeded | errors.StorageFull | errors.ReplicationTimeout)
+        and exc.retry_after_s is not None
+    ):
         response.headers["Retry-After"] = str(max(1, int(exc.retry_after_s + 0.999)))
     return response
 

@@ -4,9 +4,12 @@ import argparse
 import logging
 from typing import TYPE_CHECKING
 
+import redis
+
 from webhooks.config import box_of, target_of
 from webhooks.connection import sync_client, warn_if_not_durable
 from webhooks.errors import ConfigError
+from webhooks.replication import AckPolicy, startup_problems
 from webhooks.settings import Settings
 
 if TYPE_CHECKING:  # imported where used: the API's metrics must not load before its multiprocess folder
@@ -43,8 +46,19 @@ def scheduler_config_of(s: Settings) -> "SchedulerConfig":
     )
 
 
+def check_acknowledgement(conn: "redis.Redis", ack: AckPolicy) -> None:
+    """Refuse to start (:class:`ConfigError`) when the server cannot give the acknowledgement the
+    settings ask for (``WEBHOOKS_ACK_FSYNC`` without ``WAITAOF``); warn when fewer replicas than
+    ``WEBHOOKS_ACK_REPLICAS`` are connected now; log the mode."""
+    refusals, warnings = startup_problems(conn, ack)
+    if refusals:
+        raise ConfigError("; ".join(refusals))
+    for warning in warnings:
+        log.warning("ACKNOWLEDGEMENT WARNING: %s", warning)
+    log.info("acknowledgement: writes %s", ack.describe())
+
+
 def cmd_api(s: Settings, _: argparse.Namespace) -> int:
-    import redis
     import uvicorn
 
     if s.admin_token is None:
@@ -54,7 +68,9 @@ def cmd_api(s: Settings, _: argparse.Namespace) -> int:
 
         use_multiprocess_dir()  # every uvicorn worker's metrics in one /metrics answer
     try:
-        warn_if_not_durable(sync_client(target_of(s)))
+        conn = sync_client(target_of(s))
+        warn_if_not_durable(conn)
+        check_acknowledgement(conn, s.ack)
     except redis.RedisError as exc:
         log.warning("Redis is not reachable yet (%s): the API answers 503 until it is", type(exc).__name__)
     uvicorn.run(

@@ -25,10 +25,11 @@ from types import FrameType
 
 from cli import platform_info
 from cli.logtail import LogTail
+from cli.processes import check_acknowledgement
 from cli.supervisor import Supervisor
 from webhooks import __version__
 from webhooks.config import target_of
-from webhooks.connection import sync_client, warn_if_not_durable
+from webhooks.connection import RedisTarget, sync_client, warn_if_not_durable
 from webhooks.datalock import DataLock
 from webhooks.embedded import EmbeddedRedis, find_server, free_port
 from webhooks.errors import ConfigError
@@ -158,6 +159,11 @@ class Up:
     def _redis(self) -> str | None:
         """Start the embedded Redis or check the given one; a description for the summary (None: refused)."""
         if not self.s.redis_url and not self.s.redis_sentinels:
+            if self.s.ack_replicas:
+                raise ConfigError(
+                    f"WEBHOOKS_ACK_REPLICAS={self.s.ack_replicas}: the embedded Redis of `webhooks up` has "
+                    "no replicas; point WEBHOOKS_REDIS_URL or _SENTINELS at a primary with replicas"
+                )
             server = find_server(self.s.embedded_server)
             self.embedded = EmbeddedRedis(self.data_dir / "redis", server, self.sup.log_dir / "redis.log")
 
@@ -169,10 +175,13 @@ class Up:
 
             url = self.embedded.start(spawn)
             self.env["WEBHOOKS_REDIS_URL"] = url
+            with sync_client(RedisTarget(url)) as conn:
+                check_acknowledgement(conn, self.s.ack)
             address = url.removeprefix("redis://").removesuffix("/0")
             aof = short(self.embedded.data_dir)
             return f"{server.name} {server.version} from {server.source} on {address} (AOF in {aof})"
         conn = sync_client(target_of(self.s))
+        check_acknowledgement(conn, self.s.ack)
         problems = warn_if_not_durable(conn)
         if problems and not self.args.allow_unsafe_redis:
             print(
@@ -234,6 +243,7 @@ class Up:
             f"  admin token:  {token_line}",
             f"  data folder:  {self.data_dir}",
             f"  redis:        {redis_desc}",
+            f"  writes:       {self.s.ack.describe()}",
             f"  processes:    api, {n} worker{'s' if n != 1 else ''}, scheduler (logs in {logs}"
             + (")" if self.args.verbose else "; --verbose shows them here)"),
         ]

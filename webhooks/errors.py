@@ -64,3 +64,13 @@ class StorageFull(StorageError):
             or "storage is full of pending deliveries: new events are refused until they drain; retry later"
         )
         self.retry_after_s = retry_after_s
+
+
+class ReplicationTimeout(StorageError):
+    """A write reached the primary but not, in time, the replicas (or the AOF fsync) that
+    ``WEBHOOKS_ACK_REPLICAS`` / ``WEBHOOKS_ACK_FSYNC`` ask for before it is answered. It stays
+    written: the same request (the same event id) tried again finds it."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -28,10 +28,11 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError
 
-from webhooks import event_types, history, ids, keys, queue, routing, validation
+from webhooks import event_types, history, ids, keys, queue, replication, routing, validation
 from webhooks.errors import Invalid, PayloadTooLarge, StorageError, StorageFull
 from webhooks.history import StoredEvent
 from webhooks.memory import LevelCache
+from webhooks.replication import NO_ACK, AckPolicy
 
 Route = tuple[str, bool, list[str] | None]  # (endpoint id, disabled, event types)
 MAX_GROUP_EVENTS = 2000
@@ -127,9 +128,15 @@ class _Pending:
 
 class Ingestor:
     def __init__(
-        self, r: "Redis", *, max_payload_bytes: int, retention_ms: int = queue.DEFAULT_RETENTION_MS
+        self,
+        r: "Redis",
+        *,
+        max_payload_bytes: int,
+        retention_ms: int = queue.DEFAULT_RETENTION_MS,
+        ack: AckPolicy = NO_ACK,
     ) -> None:
         self.r = r
+        self.ack = ack
         self.max_payload_bytes = max_payload_bytes
         self.retention_ms = retention_ms
         self._routes: OrderedDict[str, _TenantView] = OrderedDict()
@@ -255,6 +262,11 @@ class Ingestor:
         try:
             events = [e for p in group for e in p.events]
             stored = await queue.ingest(self.r, events, self.retention_ms, errors_in_place=True)
+            written = {
+                e.tenant_id for e, x in zip(events, stored, strict=True) if not isinstance(x, Exception)
+            }
+            if written:  # one WAIT (and fence) per group commit: webhooks/replication.py
+                await replication.acknowledge(self.r, self.ack, written)
         except Exception as exc:  # noqa: BLE001 - every waiting request gets the failure
             failure = self._failure(exc)
             for p in group:

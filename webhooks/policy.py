@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from webhooks import queue
+from webhooks.replication import NO_ACK, AckPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,3 +19,4 @@ class Policy:
     tenant_burst: float = 0.0
     retention_ms: int = queue.DEFAULT_RETENTION_MS
     default_max_in_flight: int = 1024
+    ack: AckPolicy = NO_ACK  # what a write waits for before it is answered (replicas, fsync)

@@ -17,6 +17,7 @@ from webhooks.errors import ConfigError, Invalid
 from webhooks.netguard import check_target_url
 from webhooks.operational import Target
 from webhooks.queue import Breaker
+from webhooks.replication import AckPolicy
 from webhooks.retry import parse_schedule
 from webhooks.signing import secret_key_bytes
 
@@ -78,6 +79,11 @@ class Settings(BaseSettings):
     operational_webhook_url: str | None = None
     operational_webhook_secret: SecretStr | None = None
     operational_summary_s: float = Field(60.0, ge=0.1, le=86400)  # delivery.dead summary window
+    # Acknowledged writes (issue 20; webhooks/replication.py): a write is answered once this many
+    # replicas (WAIT), and with ack_fsync the primary's AOF fsync (WAITAOF), have it; else 503.
+    ack_replicas: int = Field(0, ge=0, le=100)
+    ack_timeout_ms: int = Field(1000, ge=1, le=600_000)  # 0 would be WAIT's "forever": refused
+    ack_fsync: bool = False
 
     @field_validator("retry_schedule")
     @classmethod
@@ -223,6 +229,10 @@ class Settings(BaseSettings):
             self.operational_webhook_secret.get_secret_value(),
             int(self.operational_summary_s * 1000),
         )
+
+    @property
+    def ack(self) -> "AckPolicy":
+        return AckPolicy(self.ack_replicas, self.ack_timeout_ms, self.ack_fsync)
 
     @property
     def schedule(self) -> tuple[float, ...]:

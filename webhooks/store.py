@@ -49,7 +49,10 @@ class Store(DeliveriesMixin):
         self.policy = policy or Policy()
         self.auth = Authenticator(r, rate_per_s=self.policy.tenant_rate_per_s, burst=self.policy.tenant_burst)
         self.ingestor = Ingestor(
-            r, max_payload_bytes=self.policy.max_payload_bytes, retention_ms=self.policy.retention_ms
+            r,
+            max_payload_bytes=self.policy.max_payload_bytes,
+            retention_ms=self.policy.retention_ms,
+            ack=self.policy.ack,
         )
 
     # -- tenants and API keys ------------------------------------------------------------
