@@ -1,7 +1,8 @@
 """Acknowledged API writes: a successful write is answered only once the replicas hold it.
 
 With ``WEBHOOKS_ACK_REPLICAS`` (or ``WEBHOOKS_ACK_FSYNC``) set, every request that may write
-(``POST``, ``PUT``, ``PATCH``, ``DELETE``) and succeeds (2xx) has its answer held here until
+(``POST``, ``PUT``, ``PATCH``, ``DELETE``) and succeeds (2xx, or the 303 by which the console
+answers a form it acted on) has its answer held here until
 :func:`webhooks.replication.acknowledge` says the primary's replicas (or its AOF) have every
 write the handler made; when they do not in time, the answer becomes 503
 ``replication_timeout`` with ``Retry-After`` (the write stays on the primary: the same request
@@ -39,7 +40,7 @@ class AcknowledgedWrites:
         held: list[Message] = []
 
         async def hold(message: Message) -> None:
-            success = message["type"] == "http.response.start" and 200 <= int(message["status"]) < 300
+            success = message["type"] == "http.response.start" and 200 <= int(message["status"]) < 400
             if success or (held and message["type"] == "http.response.body"):
                 held.append(message)
             else:
