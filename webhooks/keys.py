@@ -74,6 +74,12 @@ def rate_bucket(tenant_id: str) -> str:
     return tenant_base(tenant_id) + "bucket"
 
 
+def ack_fence(tenant_id: str) -> str:
+    """The acknowledgement fence written before a ``WAIT`` on the tenant's primary of a Redis
+    Cluster (:mod:`webhooks.replication`); it expires by itself (a minute)."""
+    return tenant_base(tenant_id) + "ack"
+
+
 def idempotency(tenant_id: str, key: str) -> str:
     return tenant_base(tenant_id) + "idem:" + key
 

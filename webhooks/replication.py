@@ -13,7 +13,9 @@ and the earlier write of an event a retry finds stored. The fence costs one smal
 acknowledgement (one per group commit of events, one per API write).
 
 On a Redis Cluster each primary has its own stream: the fence and the wait go to every primary
-written, the fence key being in one of that primary's slots (:func:`fence_key`).
+written: for events, to each tenant's primary (the fence is a key of the tenant's slot,
+:func:`webhooks.keys.ack_fence`); for the other writes, whose keys span slots, to every primary
+(the fence key is in one of its slots, :func:`fence_key`). Cluster fences expire after a minute.
 
 When the replicas do not acknowledge in time, :class:`~webhooks.errors.ReplicationTimeout`: the
 write stays on the primary (Redis has no undo), so the client's retry of the same request (the
@@ -21,12 +23,14 @@ same event id) finds it and is answered once it is acknowledged.
 """
 
 import functools
+from binascii import crc_hqx
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
 from redis.asyncio import Redis
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS as SLOTS
 from redis.crc import key_slot
 
 from webhooks import keys
@@ -87,11 +91,15 @@ class AckPolicy:
 NO_ACK = AckPolicy()  # answered once the primary has the write (the default)
 
 
+FENCE_TTL_MS = 60_000  # a cluster fence expires by itself: no key is left behind per slot or tenant
+
+
 @functools.cache
 def fence_key(slot: int) -> str:
-    """A fence key in hash slot ``slot`` (found by trying tags: ~16,000 tries, once per slot)."""
+    """A fence key in hash slot ``slot``: found by trying tags (about 16,000 CRC16s, a few ms),
+    once per slot; used for one slot of each primary only."""
     tag = 0
-    while key_slot(f"{FENCE}:{{{tag}}}".encode()) != slot:
+    while crc_hqx(b"%d" % tag, 0) % SLOTS != slot:
         tag += 1
     return f"{FENCE}:{{{tag}}}"
 
@@ -125,21 +133,20 @@ async def acknowledge(r: "Redis", policy: AckPolicy, tenant_ids: Iterable[str] |
 
 async def _acknowledge_cluster(r: "Redis", policy: AckPolicy, tenant_ids: Iterable[str] | None) -> None:
     cluster = cast(Any, r)
-    slots: dict[str, tuple[Any, int]] = {}  # node name -> (node, a slot of it)
+    fences: dict[str, tuple[Any, str]] = {}  # node name -> (node, a fence key of its slots)
     if tenant_ids is None:
-        for slot, nodes in sorted(cluster.nodes_manager.slots_cache.items()):
-            if nodes:
-                slots.setdefault(nodes[0].name, (nodes[0], slot))
+        for node, slot in _a_slot_of_each_primary(cluster):
+            fences[node.name] = (node, fence_key(slot))
     else:
-        for tenant_id in set(tenant_ids):
+        for tenant_id in tenant_ids:
             slot = key_slot(keys.tenant_base(tenant_id).encode())
             node = cluster.nodes_manager.get_node_from_slot(slot)
-            slots.setdefault(node.name, (node, slot))
-    if not slots:
+            fences.setdefault(node.name, (node, keys.ack_fence(tenant_id)))
+    if not fences:
         return
     pipe = cluster.pipeline()
-    for node, slot in slots.values():
-        pipe.set(fence_key(slot), "1")
+    for node, key in fences.values():
+        pipe.set(key, "1", px=FENCE_TTL_MS)
         pipe.execute_command(*policy.command(), target_nodes=node)
     try:
         replies = await pipe.execute()
@@ -147,6 +154,28 @@ async def _acknowledge_cluster(r: "Redis", policy: AckPolicy, tenant_ids: Iterab
         raise _problem(exc) from None
     for reply in replies[1::2]:
         policy.check(reply)
+
+
+_primary_slot: dict[str, int] = {}  # node name -> a slot it served when last looked
+
+
+def _a_slot_of_each_primary(cluster: Any) -> list[tuple[Any, int]]:
+    """(node, one of its slots) for every primary that serves slots, from the client's slot map;
+    remembered until that slot moves (the map is only scanned again then)."""
+    owners = cluster.nodes_manager.slots_cache
+    primaries = {n.name: n for n in cluster.get_primaries()}
+
+    def serves(name: str, slot: int) -> bool:
+        return bool(owners.get(slot)) and owners[slot][0].name == name
+
+    found = {name: slot for name, slot in _primary_slot.items() if name in primaries and serves(name, slot)}
+    if len(found) < len(primaries):
+        for slot, nodes in owners.items():
+            if nodes and nodes[0].name in primaries:
+                found.setdefault(nodes[0].name, slot)
+        _primary_slot.clear()
+        _primary_slot.update(found)
+    return [(primaries[name], slot) for name, slot in found.items()]
 
 
 def startup_problems(r: "redis.Redis", policy: AckPolicy) -> tuple[list[str], list[str]]:

@@ -228,7 +228,9 @@ class DelayProxy:
         try:
             await self._serve(down_r, down_w)
         except asyncio.CancelledError:
-            pass  # the proxy is going away (crash or stop): end quietly
+            # The proxy is going away (crash or stop): end quietly, without leaving the socket of a
+            # connection accepted before its upstream was open (not yet in self.writers) unclosed.
+            down_w.transport.abort()
 
     async def _serve(self, down_r: asyncio.StreamReader, down_w: asyncio.StreamWriter) -> None:
         try:
