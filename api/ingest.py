@@ -90,8 +90,9 @@ class FastIngest:
         )
         tenant_id = await resolve_tenant(who, store, (query.get("tenant_id") or [None])[0])
         raw = await _read_body(receive, headers, BATCH_BODY_LIMIT if batch else self.single_limit)
-        if raw:
-            jsonbody.check_media_type(headers.get(b"content-type", b"").decode("latin-1"))
+        content_type = headers.get(b"content-type")
+        if raw and content_type != b"application/json":
+            jsonbody.check_media_type((content_type or b"").decode("latin-1"))
         try:
             doc = jsonbody.parse(raw)
         except jsonbody.JsonRefused as exc:
