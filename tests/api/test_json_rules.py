@@ -297,3 +297,20 @@ def test_the_openapi_document_declares_415_where_a_body_is_read(api: httpx.Clien
     for path, method, op in with_body:
         assert "415" in op["responses"], (method, path)
         assert "422" in op["responses"], (method, path)
+
+
+def test_a_chunked_body_past_the_limit_is_still_413_on_the_other_routes(
+    api: httpx.Client, tenant: Tenant
+) -> None:
+    """JsonBodies reads the body under BodyLimit: its refusal mid-stream stays a 413, not a 500."""
+
+    def chunks() -> Any:
+        yield b'{"url": "http://127.0.0.1:9/h", "description": "'
+        for _ in range(64):
+            yield b"x" * 16384
+        yield b'"}'
+
+    resp = api.post("/v1/endpoints", content=chunks(), headers={**tenant.auth, **JSON})
+
+    assert_error(resp, 413)
+    assert api.get("/v1/endpoints", headers=tenant.auth).json()["data"] == []
