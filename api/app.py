@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import console, errors
 from api.deps import AppState
 from api.ingest import BATCH, BATCH_BODY_LIMIT, FastIngest
+from api.jsonbody import JsonBodies
 from api.metrics import HttpMetrics
 from api.routes import dead_letters, deliveries, endpoints, event_types, events, health, replays, tenants
 from webhooks import __version__
@@ -100,6 +101,7 @@ def create_app(config: ApiConfig) -> FastIngest:
         app.include_router(module.router)
     console.mount(app, config.portal_frame_ancestors)
     single_limit = config.policy.max_payload_bytes + 64 * 1024
+    app.add_middleware(JsonBodies)  # inside BodyLimit: reads only bodies within the limit
     app.add_middleware(BodyLimit, single_limit=single_limit)
     app.add_middleware(HttpMetrics)  # outermost of ours: counts the 413s of BodyLimit too
     return FastIngest(app, single_limit)

@@ -26,6 +26,7 @@ STATUS: dict[type[errors.WebhooksError], tuple[int, str]] = {
     errors.InvalidTarget: (422, "invalid_target"),
     errors.Invalid: (422, "invalid"),
     errors.PayloadTooLarge: (413, "payload_too_large"),
+    errors.UnsupportedMediaType: (415, "unsupported_media_type"),
     errors.Conflict: (409, "conflict"),
     errors.LimitExceeded: (429, "limit_exceeded"),
     errors.Unauthorized: (401, "unauthorized"),
@@ -55,7 +56,8 @@ _DESCRIPTIONS = {
     404: "No such object (or it belongs to another tenant), or no such tenant_id",
     409: "The request contradicts the current state",
     413: "The request body or the event is larger than allowed",
-    422: "The request is not valid; `message` names the field",
+    415: "The request body is not sent as `Content-Type: application/json`",
+    422: "The request is not valid (NaN, a duplicate key... are refused too); `message` names the field",
     429: "A limit was hit",
     503: "Redis is unavailable",
 }

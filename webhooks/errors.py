@@ -23,6 +23,10 @@ class InvalidTarget(Invalid):
     """An endpoint URL, or the address it resolves to, that deliveries may not go to."""
 
 
+class UnsupportedMediaType(WebhooksError):
+    """A request body not declared as the JSON the API reads (``Content-Type: application/json``)."""
+
+
 class PayloadTooLarge(WebhooksError):
     """An event body above the configured ``max_payload_bytes``."""
 
