@@ -237,6 +237,19 @@ def test_a_filter_naming_another_tenants_or_no_object_answers_404(
     assert ready_ids(rds) == before, "nothing was replayed"
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/endpoints", "/v1/events", "/v1/deliveries", "/v1/dead-letters", "/v1/replays", "/v1/event-types"],
+)
+def test_a_list_naming_another_tenant_by_tenant_id_answers_404(
+    api: httpx.Client, owned: Owned, path: str
+) -> None:
+    resp = api.get(path, params={"tenant_id": owned.a.id}, headers=owned.b.auth)
+
+    assert_error(resp, 404)
+    assert owned.a.id not in resp.text
+
+
 def test_filters_naming_the_callers_own_objects_answer_200(api: httpx.Client, owned: Owned) -> None:
     a, ep, ev = owned.a.auth, owned.endpoint["id"], owned.event["id"]
 
