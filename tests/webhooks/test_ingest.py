@@ -49,6 +49,28 @@ def test_routes_are_cached_until_the_endpoint_version_moves(ar, loop, rds) -> No
     assert ready_count(rds) == 3
 
 
+def test_a_changed_endpoint_document_is_read_again_after_a_stale_refusal(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    """The endpoint set is the same, one document changed: the reload reads the documents on the
+    guess of the old set in its first round trip, and must still see the change."""
+    ing = Ingestor(ar, max_payload_bytes=10_000)
+    add_endpoint(rds, "t1", "ep_a")
+    add_endpoint(rds, "t1", "ep_b", event_types=["x.y"])
+    first = loop.run_until_complete(ing.ingest("t1", [EventIn("a.b", 1), EventIn("x.y", 2)], NOW))
+    assert endpoints_of(first) == [["ep_a"], ["ep_a", "ep_b"]]
+
+    rds.hset(keys.endpoint("t1", "ep_a"), "disabled", "1")
+    doc = {"id": "ep_b", "tenant_id": "t1", "event_types": ["a.b"]}
+    rds.hset(keys.endpoint("t1", "ep_b"), "doc", orjson.dumps(doc))
+    rds.incr(keys.endpoint_version("t1"))
+    second = loop.run_until_complete(ing.ingest("t1", [EventIn("a.b", 3), EventIn("x.y", 4)], NOW))
+
+    assert endpoints_of(second) == [["ep_b"], []]
+    rds.zrem(keys.tenant_endpoints("t1"), "ep_b")  # and a changed set is read whole again
+    rds.incr(keys.endpoint_version("t1"))
+    third = loop.run_until_complete(ing.ingest("t1", [EventIn("a.b", 5)], NOW))
+    assert endpoints_of(third) == [[]]
+
+
 def test_concurrent_requests_share_script_calls_and_each_gets_its_own_answer(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
     ing = Ingestor(ar, max_payload_bytes=10_000)
     for t in ("t1", "t2"):
