@@ -31,6 +31,7 @@ STATUS: dict[type[errors.WebhooksError], tuple[int, str]] = {
     errors.LimitExceeded: (429, "limit_exceeded"),
     errors.Unauthorized: (401, "unauthorized"),
     errors.Forbidden: (403, "forbidden"),
+    errors.RoutesChanging: (503, "routes_changing"),
     errors.StorageFull: (503, "storage_full"),
     errors.StorageError: (503, "storage_unavailable"),
 }
@@ -59,7 +60,7 @@ _DESCRIPTIONS = {
     415: "The request body is not sent as `Content-Type: application/json`",
     422: "The request is not valid (NaN, a duplicate key... are refused too); `message` names the field",
     429: "A limit was hit",
-    503: "Redis is unavailable",
+    503: "Redis is unavailable or full, or the tenant's endpoints keep changing: retry after `Retry-After`",
 }
 
 
@@ -104,7 +105,8 @@ def _allowed_methods(app: FastAPI, path: str) -> list[str]:
 
 
 def domain_error_response(exc: errors.WebhooksError) -> JSONResponse:
-    """The answer to a domain error: its status from :data:`STATUS`, ``Retry-After`` on limits."""
+    """The answer to a domain error: its status from :data:`STATUS`, ``Retry-After`` on limits, a
+    full store and routes that keep changing."""
     for cls in type(exc).__mro__:
         if cls in STATUS:
             status, code = STATUS[cls]
@@ -112,7 +114,8 @@ def domain_error_response(exc: errors.WebhooksError) -> JSONResponse:
     else:
         status, code = 500, "internal"
     response = error_response(status, code, str(exc))
-    if isinstance(exc, errors.LimitExceeded | errors.StorageFull) and exc.retry_after_s is not None:
+    waits = errors.LimitExceeded | errors.StorageFull | errors.RoutesChanging
+    if isinstance(exc, waits) and exc.retry_after_s is not None:
         response.headers["Retry-After"] = str(max(1, int(exc.retry_after_s + 0.999)))
     return response
 

@@ -43,6 +43,18 @@ class LimitExceeded(WebhooksError):
         self.retry_after_s = retry_after_s
 
 
+class RoutesChanging(WebhooksError):
+    """The tenant's endpoints (or event-type catalogue) changed under every one of a few tries at
+    routing its events: nothing was written, Redis is fine; try again after ``retry_after_s``."""
+
+    def __init__(self, message: str = "", retry_after_s: float = 1.0) -> None:
+        super().__init__(
+            message
+            or "the tenant's endpoints kept changing while its events were routed; nothing was stored; retry"
+        )
+        self.retry_after_s = retry_after_s
+
+
 class Unauthorized(WebhooksError):
     """Missing or unknown credentials."""
 
