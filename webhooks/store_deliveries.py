@@ -216,6 +216,8 @@ class DeliveriesMixin(EndpointsMixin):
             after_event = (int(score), event)
         if endpoint_id:
             await self._endpoint_raw(tenant_id, endpoint_id)
+        if event_id and not await self.r.exists(keys.event(tenant_id, event_id)):
+            raise NotFound("event_id: no such event")  # as GET /v1/events/{id}: missing or not ours
         out: list[Delivery] = []
         scanned, more = 0, False
         last: str | None = None
@@ -331,11 +333,26 @@ class DeliveriesMixin(EndpointsMixin):
             rows += await self._dead_page(t, f, after, limit + 1)
         rows.sort(key=lambda row: (row[1], row[0].id), reverse=True)
         page = rows[:limit]
+        if not page and not position and f.endpoint_id:
+            await self._dead_endpoint(tenant_id, f.endpoint_id)
         next_cursor = None
         if len(rows) > limit:
             last, score = page[-1]
             next_cursor = paging.encode_cursor(f"{score} {last.id}")
         return Page[Delivery](data=[d for d, _ in page], next_cursor=next_cursor)
+
+    async def _dead_endpoint(self, tenant_id: str | None, endpoint_id: str) -> None:
+        """Raise :class:`NotFound` unless ``endpoint_id`` is, or was, an endpoint of the tenant (of
+        any tenant for the admin's ``None``): a filter naming another tenant's endpoint, or none,
+        answers 404 like the endpoint's own routes. Dead letters outlive a deleted endpoint, so
+        this runs only when nothing matched: a deleted endpoint's dead letters stay listable."""
+        if not ids.has_prefix(endpoint_id, ids.ENDPOINT):
+            raise NotFound("endpoint_id: no such endpoint")
+        tenants = [tenant_id] if tenant_id is not None else await queue.tenant_ids(self.r)
+        for t in tenants:
+            if await self.r.exists(keys.endpoint(t, endpoint_id)):
+                return
+        raise NotFound("endpoint_id: no such endpoint")
 
     async def _named_dead(
         self, tenant_id: str | None, f: DeadFilter, delivery_ids: Sequence[str]
@@ -387,6 +404,8 @@ class DeliveriesMixin(EndpointsMixin):
                 async for chunk in self._dead_scan(t, f, None):
                     matched.setdefault(t, []).extend(d.id for d, _ in chunk)
         total = sum(len(v) for v in matched.values())
+        if not total and f.endpoint_id:
+            await self._dead_endpoint(tenant_id, f.endpoint_id)
         if dry_run:
             return ReplayResult(replay_id=None, matched=total, dry_run=True)
         replay_id = replays.new_id(now_ms)

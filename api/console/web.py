@@ -272,7 +272,7 @@ _TITLES = {
     413: "Too large",
     422: "Check the input",
     429: "Slow down",
-    503: "Storage unavailable",
+    503: "Try again shortly",  # Redis unavailable or full, or the endpoints kept changing
 }
 
 

@@ -42,7 +42,7 @@ async def list_dead_letters(
     return await store.list_dead(scope, f, limit, cursor)
 
 
-@router.post("/replay", status_code=202, response_model=ReplayResult, responses=responses(413))
+@router.post("/replay", status_code=202, response_model=ReplayResult, responses=responses(413, 415))
 async def replay(
     body: ReplayRequest,
     who: CallerDep,

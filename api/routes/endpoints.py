@@ -12,7 +12,7 @@ from webhooks.timefmt import ms_from_datetime
 router = APIRouter(prefix="/v1/endpoints", tags=["endpoints"], responses=responses(401, 404, 422, 503))
 
 
-@router.post("", status_code=201, response_model=EndpointWithSecret, responses=responses(413, 429))
+@router.post("", status_code=201, response_model=EndpointWithSecret, responses=responses(413, 415, 429))
 async def create_endpoint(
     body: EndpointCreate,
     who: CallerDep,
@@ -50,7 +50,7 @@ async def get_endpoint(endpoint_id: str, tenant: TenantDep, store: StoreDep) -> 
     return await store.get_endpoint(tenant, endpoint_id)
 
 
-@router.patch("/{endpoint_id}", response_model=Endpoint, responses=responses(413))
+@router.patch("/{endpoint_id}", response_model=Endpoint, responses=responses(413, 415))
 async def update_endpoint(
     endpoint_id: str, body: EndpointUpdate, tenant: TenantDep, store: StoreDep
 ) -> Endpoint:
@@ -68,7 +68,7 @@ async def get_secret(endpoint_id: str, tenant: TenantDep, store: StoreDep) -> Se
     return await store.endpoint_secret(tenant, endpoint_id)
 
 
-@router.post("/{endpoint_id}/secret/rotate", response_model=Secret, responses=responses(413))
+@router.post("/{endpoint_id}/secret/rotate", response_model=Secret, responses=responses(413, 415))
 async def rotate_secret(
     endpoint_id: str, tenant: TenantDep, store: StoreDep, body: SecretRotate | None = None
 ) -> Secret:
@@ -76,7 +76,9 @@ async def rotate_secret(
     return await store.rotate_secret(tenant, endpoint_id, grace, now_ms(), body.signing if body else None)
 
 
-@router.post("/{endpoint_id}/recover", status_code=202, response_model=ReplayResult)
+@router.post(
+    "/{endpoint_id}/recover", status_code=202, response_model=ReplayResult, responses=responses(413, 415)
+)
 async def recover(endpoint_id: str, body: RecoverRequest, tenant: TenantDep, store: StoreDep) -> JSONResponse:
     """Re-send what died at this endpoint between ``since`` and ``until`` (default: now): a replay."""
     result = await store.recover(

@@ -21,7 +21,7 @@ async def _catalogue(store: StoreDep) -> EventTypeStore:
 CatalogueDep = Annotated[EventTypeStore, Depends(_catalogue)]
 
 
-@router.post("", status_code=201, response_model=EventType, responses=responses(409, 413))
+@router.post("", status_code=201, response_model=EventType, responses=responses(409, 413, 415))
 async def create_event_type(
     body: EventTypeCreate,
     who: CallerDep,
@@ -56,7 +56,7 @@ async def get_event_type(name: str, tenant: TenantDep, catalogue: CatalogueDep) 
     return await catalogue.get(tenant, name)
 
 
-@router.patch("/{name}", response_model=EventType, responses=responses(413))
+@router.patch("/{name}", response_model=EventType, responses=responses(413, 415))
 async def update_event_type(
     name: str, body: EventTypeUpdate, tenant: TenantDep, catalogue: CatalogueDep
 ) -> EventType:

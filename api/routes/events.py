@@ -14,7 +14,7 @@ from webhooks.timefmt import ms_from_datetime
 router = APIRouter(prefix="/v1/events", tags=["events"], responses=responses(401, 404, 422, 503))
 
 
-@router.post("", status_code=202, response_model=Event, responses=responses(413))
+@router.post("", status_code=202, response_model=Event, responses=responses(413, 415))
 async def create_event(
     body: EventCreate,
     tenant: TenantDep,
@@ -27,7 +27,7 @@ async def create_event(
     return event
 
 
-@router.post("/batch", status_code=202, response_model=list[Event], responses=responses(413))
+@router.post("/batch", status_code=202, response_model=list[Event], responses=responses(413, 415))
 async def create_events(body: EventBatch, tenant: TenantDep, store: StoreDep) -> list[Event]:
     if len(body.events) > store.policy.max_batch:
         raise Invalid(

@@ -30,7 +30,7 @@ class PortalLink(BaseModel):
 
 
 @router.post(
-    "/{tenant_id}/portal-links", status_code=201, response_model=PortalLink, responses=responses(413)
+    "/{tenant_id}/portal-links", status_code=201, response_model=PortalLink, responses=responses(413, 415)
 )
 async def create_portal_link(
     tenant_id: str, request: Request, _: AdminDep, store: StoreDep, body: PortalLinkCreate | None = None

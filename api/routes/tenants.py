@@ -12,7 +12,7 @@ from webhooks.models import ApiKey, ApiKeyCreated, Page, Tenant, TenantCreated
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"], responses=responses(401, 403, 404, 422, 503))
 
 
-@router.post("", status_code=201, response_model=TenantCreated, responses=responses(413))
+@router.post("", status_code=201, response_model=TenantCreated, responses=responses(413, 415))
 async def create_tenant(body: TenantCreate, _: AdminDep, store: StoreDep) -> TenantCreated:
     return await store.create_tenant(body.name, now_ms())
 
@@ -38,7 +38,7 @@ async def get_tenant(tenant_id: str, who: CallerDep, store: StoreDep) -> Tenant:
     return await store.get_tenant(tenant_id)
 
 
-@router.patch("/{tenant_id}", response_model=Tenant, responses=responses(413))
+@router.patch("/{tenant_id}", response_model=Tenant, responses=responses(413, 415))
 async def update_tenant(tenant_id: str, body: TenantUpdate, who: CallerDep, store: StoreDep) -> Tenant:
     """The tenant's own settings (its key or the admin): ``strict_event_types``."""
     _own(who, tenant_id)
@@ -54,7 +54,9 @@ async def delete_tenant(tenant_id: str, _: AdminDep, store: StoreDep) -> Respons
     return Response(status_code=204)
 
 
-@router.post("/{tenant_id}/api-keys", status_code=201, response_model=ApiKeyCreated, responses=responses(413))
+@router.post(
+    "/{tenant_id}/api-keys", status_code=201, response_model=ApiKeyCreated, responses=responses(413, 415)
+)
 async def create_api_key(tenant_id: str, who: CallerDep, store: StoreDep) -> ApiKeyCreated:
     _own(who, tenant_id)
     await store.get_tenant(tenant_id)

