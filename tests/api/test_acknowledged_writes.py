@@ -186,3 +186,30 @@ def test_without_acknowledgement_a_write_is_answered_with_no_replica(
     resp = api.post("/v1/events", json={"id": "x", "event_type": "t.x", "payload": {}}, headers=auth)
     assert resp.status_code == 202, resp.text
     assert time.monotonic() - started < TIMEOUT_MS / 1000
+
+
+def test_every_kind_of_api_write_waits_for_the_replica(
+    pair: Pair, acked_api: Callable[[AckPolicy], httpx.Client]
+) -> None:
+    """Tenants, API keys, endpoint update and delete, secret rotation, replays, event types: each
+    answers 503 ``replication_timeout`` while no replica acknowledges, and reads answer as ever."""
+    api = acked_api(AckPolicy(replicas=1, timeout_ms=TIMEOUT_MS))
+    tenant_id, auth = _tenant(api)
+    endpoint = api.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/a"}, headers=auth).json()["id"]
+    pair.replica.stop()
+    pair.wait_replicas(0)
+    writes = {
+        "tenant": ("POST", "/v1/tenants", {"name": "x"}, ADMIN),
+        "api key": ("POST", f"/v1/tenants/{tenant_id}/api-keys", None, ADMIN),
+        "endpoint update": ("PATCH", f"/v1/endpoints/{endpoint}", {"description": "d"}, auth),
+        "secret rotation": ("POST", f"/v1/endpoints/{endpoint}/secret/rotate", {}, auth),
+        "replay": ("POST", "/v1/dead-letters/replay", {}, auth),
+        "event type": ("POST", "/v1/event-types", {"name": "t.x"}, auth),
+        "endpoint delete": ("DELETE", f"/v1/endpoints/{endpoint}", None, auth),
+    }
+    for what, (method, path, body, headers) in writes.items():
+        started = time.monotonic()
+        resp = api.request(method, path, json=body, headers=headers)
+        assert resp.status_code == 503, f"{what}: {resp.status_code} {resp.text}"
+        _assert_replication_timeout(resp, time.monotonic() - started)
+    assert api.get(f"/v1/tenants/{tenant_id}", headers=ADMIN).status_code == 200, "reads do not wait"
