@@ -99,6 +99,8 @@ class Totals:
     succeeded: int = 0
     failed: int = 0
     leased: int = 0
+    rechecks: int = 0  # leases whose endpoint copies were re-read before sending (older than the bound)
+    changed: int = 0  # deliveries handed back unsent because their endpoint changed while held
 
 
 @dataclass(slots=True)
@@ -307,6 +309,12 @@ class Engine:
         ready list."""
         return self._unsent(d, lease_id, back=True)
 
+    def _changed(self, d: LeasedDelivery, lease_id: str) -> Outcome:
+        """Handed back unsent: its endpoint changed since the lease read it. Leased again, it goes
+        out under the new settings (or ends dead without an attempt if deleted or disabled)."""
+        self.totals.changed += 1
+        return self._back(d, lease_id)
+
     async def _attempt(self, d: LeasedDelivery, lease_id: str) -> Outcome:
         if self.stopping:
             return self._back(d, lease_id)
@@ -316,11 +324,15 @@ class Engine:
             # all, the delivery simply comes back shortly.
             return self._later(d, lease_id)
         state = self._leases[lease_id]
-        current = await self._is_current(state, d.endpoint_id)
+        current = (
+            True  # the lease's copy is recent and unchanged as far as known: no await on the hot path
+            if d.endpoint_id not in state.changed
+            and time.monotonic() - state.current_at <= self.cfg.endpoint_recheck_s
+            else await self._is_current(state, d.endpoint_id)
+        )
         if not current:
             # Changed since leased (or unknown: Redis did not answer): not sent on the old copy.
-            # Leased again, it goes out under the new settings (or ends dead if deleted, disabled).
-            return self._back(d, lease_id) if current is False else self._later(d, lease_id)
+            return self._changed(d, lease_id) if current is False else self._later(d, lease_id)
         lease = state.lease
         doc, disabled = lease.endpoints.get(d.endpoint_id, (None, False))
         event = lease.events.get(d.event_id)
@@ -353,11 +365,11 @@ class Engine:
                 return self._back(d, lease_id)
             if granted_ms == queue.STALE:  # changed while waiting: no slot taken, not sent
                 state.changed.add(d.endpoint_id)
-                return self._back(d, lease_id)
+                return self._changed(d, lease_id)
             if granted_ms == UNCHECKED:  # the limit could not be asked, nor so the revision
                 current = await self._is_current(state, d.endpoint_id)
                 if not current:
-                    return self._back(d, lease_id) if current is False else self._later(d, lease_id)
+                    return self._changed(d, lease_id) if current is False else self._later(d, lease_id)
                 granted_ms = self.clock()
             at_ms = granted_ms
         # No await from here to the request: the copy is as current as checked above.
@@ -393,6 +405,7 @@ class Engine:
     async def _recheck(self, state: _LeaseState) -> None:
         asked_at = time.monotonic()
         lease = state.lease
+        self.totals.rechecks += 1
         try:
             now = await queue.endpoint_revisions(self.r, lease.tenant_id, list(lease.revisions))
         except Exception:

@@ -60,6 +60,9 @@ def test_a_lease_held_past_the_recheck_bound_is_not_sent_on_a_changed_endpoint(
             await engine.drain(1.0)  # what was handed back is leased again, under the new settings
             await engine.idle()
             page = await store.list_deliveries(tenant.id, limit=100)
+            # the held lease was re-read once, and what changed was handed back, not sent
+            assert engine.totals.rechecks == 1
+            assert engine.totals.changed == (0 if change == "none" else 5)
         finally:
             await engine.shutdown()
             await transport.aclose()
