@@ -8,7 +8,10 @@ Shape of the state (keys in :mod:`webhooks.keys`; ``docs/architecture.md`` draws
 - A worker rotates the active list (``LMOVE`` head to tail: round robin over tenants) and leases
   from that tenant (:func:`lease`): round robin over its runnable endpoints, each giving at most
   ``quantum`` deliveries and never more than its free slots. A lease is registered with an expiry
-  in the same script; the worker extends it while it works (:func:`heartbeat`).
+  in the same script; the worker extends it while it works (:func:`heartbeat`). The lease carries
+  its endpoints' documents and revisions (``rev``, bumped by every endpoint write); the worker
+  sends nothing on a copy whose revision moved (:func:`endpoint_revisions`, and
+  :func:`take_send_slot`, which grants no rate-limit slot to a stale copy).
 - :func:`complete` records outcomes only for deliveries still under the caller's lease, gives
   the endpoint slots back, and keeps the breaker and throttling state.
 - Failures wait in their endpoint's *due* zset; the scheduler's :func:`tick` of a tenant moves

@@ -435,7 +435,7 @@ class Engine:
             try:
                 wait_ms = await queue.take_send_slot(self.r, tenant_id, endpoint_id, per_s, now, revision)
             except Exception:  # noqa: BLE001
-                log.warning("rate limit check failed for endpoint %s; sending anyway", endpoint_id)
+                log.warning("rate limit check failed for endpoint %s; sending without it", endpoint_id)
                 return UNCHECKED
             if wait_ms == queue.STALE:
                 return queue.STALE
