@@ -88,7 +88,9 @@ def endpoint(tenant_id: str, endpoint_id: str) -> str:
     """Hash: ``doc`` (JSON), ``disabled``, ``disabled_reason``, and the scheduling state the scripts
     keep (``if`` requests in flight, ``mif`` max in flight, ``cap`` throttled cap, ``fifo``,
     ``q`` on the runnable list, ``pu`` paused until ms, breaker fields ``f``, ``fs``, ``bo``, ``h``;
-    ``od`` failing since, from the breaker opening or the engine disabling it to the next success)."""
+    ``od`` failing since, from the breaker opening or the engine disabling it to the next success;
+    ``rev`` the revision, bumped by every write of ``doc`` or ``disabled``: a worker's copy read at
+    another revision is stale, see ``workers/engine.py``)."""
     return tenant_base(tenant_id) + "ep:" + endpoint_id
 
 

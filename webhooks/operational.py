@@ -99,6 +99,7 @@ async def ensure(r: "Redis", box: SecretBox, target: Target, now_ms: int) -> boo
         fields = {"doc": orjson.dumps(doc), "disabled": "0", "disabled_reason": "", "mif": MAX_IN_FLIGHT}
         pipe.hset(ek, mapping=fields)  # type: ignore[arg-type]
         pipe.hdel(ek, "f", "fs", "od")
+        pipe.hincrby(ek, "rev", 1)  # a worker's held copy of the old target is stale
         pipe.zadd(keys.tenant_endpoints(OPERATOR_TENANT), {OPERATOR_ENDPOINT: 0})
         pipe.incr(keys.endpoint_version(OPERATOR_TENANT))
         await pipe.execute()

@@ -8,7 +8,10 @@ Shape of the state (keys in :mod:`webhooks.keys`; ``docs/architecture.md`` draws
 - A worker rotates the active list (``LMOVE`` head to tail: round robin over tenants) and leases
   from that tenant (:func:`lease`): round robin over its runnable endpoints, each giving at most
   ``quantum`` deliveries and never more than its free slots. A lease is registered with an expiry
-  in the same script; the worker extends it while it works (:func:`heartbeat`).
+  in the same script; the worker extends it while it works (:func:`heartbeat`). The lease carries
+  its endpoints' documents and revisions (``rev``, bumped by every endpoint write); the worker
+  sends nothing on a copy whose revision moved (:func:`endpoint_revisions`, and
+  :func:`take_send_slot`, which grants no rate-limit slot to a stale copy).
 - :func:`complete` records outcomes only for deliveries still under the caller's lease, gives
   the endpoint slots back, and keeps the breaker and throttling state.
 - Failures wait in their endpoint's *due* zset; the scheduler's :func:`tick` of a tenant moves
@@ -183,6 +186,9 @@ class Lease:
     deliveries: list[LeasedDelivery]
     events: dict[str, StoredEvent | None]  # event id -> record
     endpoints: dict[str, tuple[dict[str, Any] | None, bool]]  # id -> (document, disabled)
+    # id -> the endpoint's revision when the documents were read (lua/lease.lua): a copy whose
+    # revision has moved since is stale (endpoint_revisions, take_send_slot)
+    revisions: dict[str, str] = field(default_factory=dict)
 
 
 async def next_tenant(r: "Redis") -> str | None:
@@ -212,8 +218,9 @@ async def lease(r: "Redis", tenant_id: str, n: int, ttl_ms: int, now_ms: int, qu
     }
     endpoints = {
         eps[i]: ((orjson.loads(eps[i + 1]) if eps[i + 1] else None), eps[i + 2] == "1")
-        for i in range(0, len(eps), 3)
+        for i in range(0, len(eps), 4)
     }
+    revisions = {eps[i]: str(eps[i + 3]) for i in range(0, len(eps), 4)}
     script = scripts(r).global_
     calls: list[ScriptCall] = []
     if int(deactivate):
@@ -221,7 +228,7 @@ async def lease(r: "Redis", tenant_id: str, n: int, ttl_ms: int, now_ms: int, qu
     if deliveries:
         calls.append((script, [keys.WAKE], ["wake", expiry, tenant_id]))
     await run_scripts(r, calls)
-    return Lease(lease_id, tenant_id, deliveries, events, endpoints)
+    return Lease(lease_id, tenant_id, deliveries, events, endpoints, revisions)
 
 
 @dataclass(slots=True)
@@ -242,7 +249,7 @@ class Outcome:
     ok: bool = False
     throttle: bool = False
     pause_ms: int | None = None  # the whole endpoint waits until then (a Retry-After)
-    back: bool = False  # handed back unsent (a stopping worker): to the head of the ready list
+    back: bool = False  # handed back unsent (stopping, endpoint changed): head of the ready list
     error: str | None = None  # why it died (kept for operational summaries when status is dead)
 
     def record(self) -> str:
@@ -544,14 +551,31 @@ def rate_window(per_s: float) -> tuple[int, int]:
     return window_s * 1000, max(1, int(per_s * window_s))
 
 
-async def take_send_slot(r: "Redis", tenant_id: str, endpoint_id: str, per_s: float, now_ms: int) -> int:
-    """0 when a send to this endpoint fits its rate limit now; else the ms until the next window."""
+STALE = -1  # take_send_slot: the endpoint changed since the caller's copy was read
+
+
+async def take_send_slot(
+    r: "Redis", tenant_id: str, endpoint_id: str, per_s: float, now_ms: int, revision: str | None = None
+) -> int:
+    """0 when a send to this endpoint fits its rate limit now; else the ms until the next window.
+    With ``revision`` (the endpoint's when the caller read it, :attr:`Lease.revisions`): :data:`STALE`
+    and no slot taken when the endpoint was changed since, in the same round trip."""
     window_ms, allowed = rate_window(per_s)
-    return int(
-        await scripts(r).rate(
-            keys=[keys.tenant_base(tenant_id)], args=[endpoint_id, now_ms, window_ms, allowed]
-        )
-    )
+    args: list[str | int] = [endpoint_id, now_ms, window_ms, allowed]
+    if revision is not None:
+        args.append(revision)
+    return int(await scripts(r).rate(keys=[keys.tenant_base(tenant_id)], args=args))
+
+
+async def endpoint_revisions(r: "Redis", tenant_id: str, endpoint_ids: list[str]) -> dict[str, str]:
+    """The current revision of each endpoint (field ``rev`` of its hash, bumped by every endpoint
+    write; ``"0"`` before the first), in one round trip: a worker compares them with its lease's
+    :attr:`Lease.revisions` to tell whether its copies are still current."""
+    async with r.pipeline(transaction=False) as pipe:
+        for endpoint_id in endpoint_ids:
+            pipe.hget(keys.endpoint(tenant_id, endpoint_id), "rev")
+        got = await pipe.execute()
+    return {e: str(v or "0") for e, v in zip(endpoint_ids, got, strict=True)}
 
 
 @dataclass(slots=True)

@@ -3,7 +3,9 @@
 An endpoint is one hash (``keys.endpoint``): its JSON document, the disabled flag and reason,
 and the scheduling fields the Lua scripts keep (``mif`` max in flight, ``fifo``; see
 ``webhooks/lua/_common.lua``). Every change bumps the tenant's endpoint version in the same
-transaction, so cached routes are never used after it (``webhooks/ingest.py``).
+transaction, so cached routes are never used after it (``webhooks/ingest.py``), and the endpoint's
+own revision (field ``rev``), so a worker holding deliveries of it under the old settings hands them
+back unsent instead of sending them (``workers/engine.py``).
 """
 
 from collections.abc import Sequence
@@ -213,6 +215,7 @@ class EndpointsMixin:
             fields.update(disabled=disabled, disabled_reason=reason)
         async with self.r.pipeline(transaction=True) as pipe:
             pipe.hset(keys.endpoint(tenant_id, endpoint_id), mapping=fields)  # type: ignore[arg-type]
+            pipe.hincrby(keys.endpoint(tenant_id, endpoint_id), "rev", 1)  # held copies are stale
             if changes.get("disabled") is False:
                 pipe.hdel(keys.endpoint(tenant_id, endpoint_id), "f", "fs")  # a fresh start for the breaker
             pipe.incr(keys.endpoint_version(tenant_id))  # routing may change: see webhooks/ingest.py
@@ -225,6 +228,7 @@ class EndpointsMixin:
         await self._endpoint_raw(tenant_id, endpoint_id)
         async with self.r.pipeline(transaction=True) as pipe:
             pipe.hdel(keys.endpoint(tenant_id, endpoint_id), "doc", "disabled", "disabled_reason", "pu")
+            pipe.hincrby(keys.endpoint(tenant_id, endpoint_id), "rev", 1)  # held copies are stale
             pipe.zrem(keys.tenant_endpoints(tenant_id), endpoint_id)
             pipe.incr(keys.endpoint_version(tenant_id))
             pipe.zadd(keys.due_endpoints(tenant_id), {endpoint_id: 0})
@@ -250,7 +254,10 @@ class EndpointsMixin:
         doc["secrets"] = [{"s": self.box.seal(key.stored), "exp": None}, *old[:4]]
         doc["signing"], doc["public_key"] = key.scheme, key.public_key
         doc["updated_at"] = now_ms
-        await self.r.hset(keys.endpoint(tenant_id, endpoint_id), "doc", orjson.dumps(doc))
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.endpoint(tenant_id, endpoint_id), "doc", orjson.dumps(doc))
+            pipe.hincrby(keys.endpoint(tenant_id, endpoint_id), "rev", 1)  # held copies are stale
+            await pipe.execute()
         return Secret(secret=_shown_secret(key), signing=key.scheme, public_key=key.public_key)
 
 

@@ -19,6 +19,18 @@ sent yet (waiting for its endpoint's rate limit, or not started) is *handed back
 outcome ``back`` puts it at the head of its endpoint's ready list, for another worker to take
 now rather than after the lease expires.
 
+Endpoint changes apply at once, to deliveries already leased too. A lease carries a copy of its
+endpoints' documents and each one's revision (field ``rev`` of the endpoint hash, bumped by every
+endpoint write in the same step; :attr:`webhooks.queue.Lease.revisions`). Nothing is sent on a
+copy that may be stale: a copy is used as it is only within ``endpoint_recheck_s`` of when it was
+last known current (the lease, or the last re-check); older, the current revisions of the lease's
+endpoints are read in one round trip shared by all its deliveries (rarely needed: a lease's sends
+start as it arrives, unless they wait for a rate limit). A rate-limited delivery's wait ends with
+:func:`webhooks.queue.take_send_slot`, which compares the revision in the same round trip and
+grants no slot on a stale copy. A delivery whose endpoint changed is *handed back* unsent (outcome
+``back``, to the head of its ready list) and leased again under the new settings, where a deleted
+or disabled endpoint's delivery ends ``dead`` as always. docs/api.md states the bound measured.
+
 Failure behaviour: a Redis error while recording is retried until it succeeds (the outcomes
 stay in memory and the leases, recorded or not, keep their heartbeat); on a Redis Cluster, the
 tenants whose primary answered are recorded at once and only the others retried. If the process
@@ -52,6 +64,7 @@ log = logging.getLogger("webhooks.worker")
 # A lease is used for sending only while it is surely unexpired: within this share of its TTL
 # since it was taken or last extended.
 FRESH_SHARE = 0.8
+UNCHECKED = -2  # _within_rate: Redis could not be asked (neither the limit nor the revision)
 MAX_HEARTBEAT_ROUNDS = 3  # heartbeat rounds in flight at once (a round may wait for a failover)
 
 
@@ -69,6 +82,7 @@ class EngineConfig:
     retention_ms: int = queue.DEFAULT_RETENTION_MS
     breaker: queue.Breaker = field(default_factory=queue.Breaker)
     ops_window_ms: int = 0  # > 0: record operational notifications (webhooks.operational); 0: off
+    endpoint_recheck_s: float = 0.1  # a lease's endpoint copies older than this are re-checked
 
 
 @dataclass(slots=True)
@@ -85,12 +99,17 @@ class Totals:
     succeeded: int = 0
     failed: int = 0
     leased: int = 0
+    rechecks: int = 0  # leases whose endpoint copies were re-read before sending (older than the bound)
+    changed: int = 0  # deliveries handed back unsent because their endpoint changed while held
 
 
 @dataclass(slots=True)
 class _LeaseState:
     lease: Lease
     outstanding: int
+    current_at: float  # monotonic time at which the lease's endpoint copies were last known current
+    changed: set[str] = field(default_factory=set)  # endpoints changed since the lease read them
+    recheck: "asyncio.Task[None] | None" = None  # the re-check under way, shared by its deliveries
 
 
 def now_ms() -> int:
@@ -189,6 +208,7 @@ class Engine:
                 await self._wait(0.1)
                 continue
             try:
+                asked_at = time.monotonic()  # the lease reads the endpoints after this
                 tenant_id = await queue.next_tenant(self.r)
                 lease = None
                 if tenant_id is not None:
@@ -211,7 +231,7 @@ class Engine:
                 idle_since, poll_s, empty_visits = None, 0.005, 0
                 stats.leased += len(lease.deliveries)
                 stats.leases += 1
-                self._start_lease(lease)
+                self._start_lease(lease, asked_at)
                 continue
             # No tenant, or one whose endpoints are all busy or paused: try the next few tenants,
             # then wait a little (completions and the scheduler put work back).
@@ -235,9 +255,10 @@ class Engine:
         except TimeoutError:
             pass
 
-    def _start_lease(self, lease: Lease) -> None:
-        """Start every delivery of the lease: Redis leased only what the endpoints have room for."""
-        self._leases[lease.id] = _LeaseState(lease, len(lease.deliveries))
+    def _start_lease(self, lease: Lease, asked_at: float) -> None:
+        """Start every delivery of the lease: Redis leased only what the endpoints have room for.
+        ``asked_at``: a monotonic time before the lease was asked for (its copies are current then)."""
+        self._leases[lease.id] = _LeaseState(lease, len(lease.deliveries), asked_at)
         observe.lease_taken()
         self._fresh_until[lease.id] = time.monotonic() + FRESH_SHARE * self.cfg.lease_ttl_s
         self.totals.leased += len(lease.deliveries)
@@ -284,8 +305,15 @@ class Engine:
         return self._unsent(d, lease_id, due_ms=self.clock() + int(self.cfg.defer_s * 1000))
 
     def _back(self, d: LeasedDelivery, lease_id: str) -> Outcome:
-        """Handed back unsent (the worker is stopping): to the head of its ready list."""
+        """Handed back unsent (the worker is stopping, or the endpoint changed): to the head of its
+        ready list."""
         return self._unsent(d, lease_id, back=True)
+
+    def _changed(self, d: LeasedDelivery, lease_id: str) -> Outcome:
+        """Handed back unsent: its endpoint changed since the lease read it. Leased again, it goes
+        out under the new settings (or ends dead without an attempt if deleted or disabled)."""
+        self.totals.changed += 1
+        return self._back(d, lease_id)
 
     async def _attempt(self, d: LeasedDelivery, lease_id: str) -> Outcome:
         if self.stopping:
@@ -295,7 +323,17 @@ class Engine:
             # worker may hold the delivery now. Do not send it; if the lease is still ours after
             # all, the delivery simply comes back shortly.
             return self._later(d, lease_id)
-        lease = self._leases[lease_id].lease
+        state = self._leases[lease_id]
+        current = (
+            True  # the lease's copy is recent and unchanged as far as known: no await on the hot path
+            if d.endpoint_id not in state.changed
+            and time.monotonic() - state.current_at <= self.cfg.endpoint_recheck_s
+            else await self._is_current(state, d.endpoint_id)
+        )
+        if not current:
+            # Changed since leased (or unknown: Redis did not answer): not sent on the old copy.
+            return self._changed(d, lease_id) if current is False else self._later(d, lease_id)
+        lease = state.lease
         doc, disabled = lease.endpoints.get(d.endpoint_id, (None, False))
         event = lease.events.get(d.event_id)
         if doc is None or event is None or disabled:
@@ -319,16 +357,26 @@ class Engine:
             )
         body = event.body()
         at_ms = self.clock()
+        per_s = doc.get("rate_limit_per_s")
+        if per_s:
+            revision = lease.revisions.get(d.endpoint_id, "0")
+            granted_ms = await self._within_rate(d.tenant_id, d.endpoint_id, per_s, revision)
+            if granted_ms is None:
+                return self._back(d, lease_id)
+            if granted_ms == queue.STALE:  # changed while waiting: no slot taken, not sent
+                state.changed.add(d.endpoint_id)
+                return self._changed(d, lease_id)
+            if granted_ms == UNCHECKED:  # the limit could not be asked, nor so the revision
+                current = await self._is_current(state, d.endpoint_id)
+                if not current:
+                    return self._changed(d, lease_id) if current is False else self._later(d, lease_id)
+                granted_ms = self.clock()
+            at_ms = granted_ms
+        # No await from here to the request: the copy is as current as checked above.
         try:
             keys = self.signing_keys(doc, at_ms)
         except ConfigError as exc:
             return self._outcome(d, lease_id, AttemptResult(None, 0, error=f"cannot sign: {exc}"))
-        per_s = doc.get("rate_limit_per_s")
-        if per_s:
-            granted_ms = await self._within_rate(d.tenant_id, d.endpoint_id, per_s)
-            if granted_ms is None:
-                return self._back(d, lease_id)
-            at_ms = granted_ms
         if self.stopping:
             return self._back(d, lease_id)
         headers = build_headers(doc.get("headers") or {}, d.event_id, at_ms // 1000, body, keys)
@@ -338,10 +386,43 @@ class Engine:
         observe.attempt_finished(d, out.status, result, event.created_ms, self.clock())
         return out
 
-    async def _within_rate(self, tenant_id: str, endpoint_id: str, per_s: float) -> int | None:
+    async def _is_current(self, state: _LeaseState, endpoint_id: str) -> bool | None:
+        """Whether the lease's copy of the endpoint is current, as of at most ``endpoint_recheck_s``
+        ago; older, the lease's endpoints are re-checked (one round trip for all its deliveries).
+        None when the re-check failed (Redis unreachable): not known, so not to be sent."""
+        if endpoint_id in state.changed:
+            return False
+        if time.monotonic() - state.current_at <= self.cfg.endpoint_recheck_s:
+            return True
+        if state.recheck is None:
+            state.recheck = asyncio.create_task(self._recheck(state))
+        try:
+            await asyncio.shield(state.recheck)
+        except Exception:  # noqa: BLE001 - logged once by the re-check
+            return None
+        return endpoint_id not in state.changed
+
+    async def _recheck(self, state: _LeaseState) -> None:
+        asked_at = time.monotonic()
+        lease = state.lease
+        self.totals.rechecks += 1
+        try:
+            now = await queue.endpoint_revisions(self.r, lease.tenant_id, list(lease.revisions))
+        except Exception:
+            log.warning("re-checking the endpoints of a lease failed: its unsent deliveries wait")
+            raise
+        finally:
+            state.recheck = None
+        state.changed.update(e for e, rev in now.items() if rev != lease.revisions[e])
+        state.current_at = max(state.current_at, asked_at)
+
+    async def _within_rate(self, tenant_id: str, endpoint_id: str, per_s: float, revision: str) -> int | None:
         """Wait for a slot of the endpoint's rate limit, shared by all workers through Redis;
         returns the time (ms) the slot was granted at, which the attempt is stamped with, or None
-        when the worker began stopping meanwhile (the delivery is handed back unsent).
+        when the worker began stopping meanwhile (the delivery is handed back unsent), or
+        :data:`webhooks.queue.STALE` when the endpoint's revision is no longer ``revision`` (it was
+        changed: the grant is asked with the revision, so no slot is granted to a stale copy), or
+        :data:`UNCHECKED` when Redis could not be asked (the caller re-checks the revision instead).
 
         The wait holds one of the endpoint's ``max_in_flight`` slots, so a throttled endpoint
         holds back only itself. If Redis cannot be asked, the send goes ahead: a limit is a
@@ -352,11 +433,13 @@ class Engine:
                 return None
             now = self.clock()
             try:
-                wait_ms = await queue.take_send_slot(self.r, tenant_id, endpoint_id, per_s, now)
+                wait_ms = await queue.take_send_slot(self.r, tenant_id, endpoint_id, per_s, now, revision)
             except Exception:  # noqa: BLE001
-                log.warning("rate limit check failed for endpoint %s; sending anyway", endpoint_id)
-                return now
-            if wait_ms <= 0:
+                log.warning("rate limit check failed for endpoint %s; sending without it", endpoint_id)
+                return UNCHECKED
+            if wait_ms == queue.STALE:
+                return queue.STALE
+            if wait_ms == 0:
                 return now
             await self._pause(wait_ms / 1000 + self.rng.uniform(0, 0.02))
 

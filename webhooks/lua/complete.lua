@@ -11,8 +11,8 @@
 --   ms or nil, gone=bool, code=status code or nil, ok=1 when the attempt succeeded,
 --   th=1 when the answer asks to slow down (502, 504, 429 without Retry-After), pause=ms until
 --   which the whole endpoint waits (a Retry-After) or nil, err=why it died (s = dead) or nil,
---   back=1 when a stopping worker hands the delivery back unsent: it goes to the head of its ready
---   list, in the order given, no attempt}
+--   back=1 when a worker hands the delivery back unsent (it is stopping, or the endpoint changed
+--   since the lease read it): it goes to the head of its ready list, in the order given, no attempt}
 -- An outcome is applied only while the delivery is still under the same lease: a lease that
 -- expired and was reclaimed belongs to someone else now, and its stale outcome is dropped.
 -- Every applied outcome gives its endpoint slot back. A failed attempt with a due time waits in
@@ -74,6 +74,7 @@ end
 local function disable(ek, ep, reason)
   if redis.call('HGET', ek, 'disabled') == '1' or redis.call('HEXISTS', ek, 'doc') == 0 then return end
   redis.call('HSET', ek, 'disabled', '1', 'disabled_reason', reason)
+  redis.call('HINCRBY', ek, 'rev', 1)  -- workers holding its deliveries hand them back unsent
   redis.call('INCR', B .. 'epver')
   disabled[#disabled + 1] = ep
   disabled[#disabled + 1] = reason

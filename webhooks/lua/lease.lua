@@ -12,7 +12,10 @@
 -- so a worker that dies at any point leaves them where the scheduler's reclaim finds them.
 -- Returns {deliveries, events, endpoints, deactivate}:
 --   deliveries: flat {id, event id, endpoint id, attempt_count, series_attempts, ...}
---   events: flat {event id, record or ''}; endpoints: flat {endpoint id, document or '', disabled}
+--   events: flat {event id, record or ''}; endpoints: flat {endpoint id, document or '', disabled,
+--   revision}: the revision (field `rev`, bumped by every endpoint write in the same step) lets the
+--   worker tell later whether its copy is still current (webhooks/queue.py: endpoint_revisions,
+--   lua/rate.lua).
 --   deactivate: 1 when nothing is runnable any more (`act` cleared; the caller removes the tenant
 --   from the active list once).
 local lid = ARGV[1]
@@ -56,10 +59,11 @@ while budget > 0 and guard > 0 do
       budget = budget - got
       if not seen_ep[ep] then
         seen_ep[ep] = true
-        local epf = redis.call('HMGET', ek, 'doc', 'disabled')
+        local epf = redis.call('HMGET', ek, 'doc', 'disabled', 'rev')
         eps[#eps + 1] = ep
         eps[#eps + 1] = epf[1] or ''
         eps[#eps + 1] = epf[2] or '0'
+        eps[#eps + 1] = epf[3] or '0'
       end
     end
   end
