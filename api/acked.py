@@ -3,11 +3,11 @@
 With ``WEBHOOKS_ACK_REPLICAS`` (or ``WEBHOOKS_ACK_FSYNC``) set, every request that may write
 (``POST``, ``PUT``, ``PATCH``, ``DELETE``) and succeeds (2xx, or the 303 by which the console
 answers a form it acted on) has its answer held here until
-:func:`webhooks.replication.acknowledge` says the primary's replicas (or its AOF) have every
+:func:`webhooks.runtime.replication.acknowledge` says the primary's replicas (or its AOF) have every
 write the handler made; when they do not in time, the answer becomes 503
 ``replication_timeout`` with ``Retry-After`` (the write stays on the primary: the same request
 sent again finds it). One place for tenants, API keys, endpoints, secret rotations, replays and
-the console; event ingest is acknowledged by the group commit itself (:mod:`webhooks.ingest`),
+the console; event ingest is acknowledged by the group commit itself (:mod:`webhooks.intake.ingest`),
 so its two routes pass through.
 """
 
@@ -16,8 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import errors
 from api.deps import AppState
 from api.ingest import BATCH, SINGLE
-from webhooks import replication
 from webhooks.errors import WebhooksError
+from webhooks.runtime import replication
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 

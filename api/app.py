@@ -16,10 +16,10 @@ from api.jsonbody import JsonBodies
 from api.metrics import HttpMetrics
 from api.routes import dead_letters, deliveries, endpoints, event_types, events, health, replays, tenants
 from webhooks import __version__
-from webhooks.connection import RedisTarget, async_client
-from webhooks.policy import Policy
-from webhooks.secretbox import SecretBox
-from webhooks.store import Store
+from webhooks.outbound.secretbox import SecretBox
+from webhooks.runtime.connection import RedisTarget, async_client
+from webhooks.stores.policy import Policy
+from webhooks.stores.store import Store
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from webhooks.errors import Forbidden, Invalid, NotFound, Unauthorized
-from webhooks.store import Store
+from webhooks.stores.store import Store
 
 
 @dataclass(frozen=True, slots=True)

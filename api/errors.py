@@ -17,7 +17,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from webhooks import errors, reshard
+from webhooks import errors
+from webhooks.queueing import reshard
 
 log = logging.getLogger("webhooks.api")
 

@@ -2,12 +2,12 @@
 
 Event ingest is the one route whose throughput users measure, so it is the
 outermost ASGI layer: it authenticates (the tenant's key and rate limit, see
-:class:`webhooks.auth.Authenticator`), enforces the body limit, validates the
+:class:`webhooks.stores.auth.Authenticator`), enforces the body limit, validates the
 body's JSON (:mod:`api.jsonbody`: ``application/json`` only, no NaN, no duplicate key...) and
 then its shape with the same pydantic models the OpenAPI document declares (a batch in
 the shape they accept is read without a model per event, anything else through
 the models for their errors), hands the events to the store's group-committing
-:class:`~webhooks.ingest.Ingestor` and writes the 202 as orjson would, from the
+:class:`~webhooks.intake.ingest.Ingestor` and writes the 202 as orjson would, from the
 payload JSON already in each event's record. Errors are
 answered exactly as the rest of the API answers them (:mod:`api.errors`).
 Everything else passes through to FastAPI, whose routes in
@@ -29,10 +29,11 @@ from api import errors, jsonbody
 from api import metrics as api_metrics
 from api.deps import AppState, caller_from_header, resolve_tenant
 from api.schemas import EVENT_FIELD_MAX, EventBatch, EventCreate
-from webhooks import history, metrics
 from webhooks.errors import Invalid, PayloadTooLarge, WebhooksError
-from webhooks.ingest import EventIn
-from webhooks.queue import NewEvent
+from webhooks.intake.ingest import EventIn
+from webhooks.queueing import history
+from webhooks.queueing.queue import NewEvent
+from webhooks.runtime import metrics
 from webhooks.timefmt import iso_from_ms
 
 log = logging.getLogger("webhooks.api")

@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from webhooks.config import box_of, target_of
-from webhooks.connection import sync_client, warn_if_not_durable
 from webhooks.errors import ConfigError
-from webhooks.replication import AckPolicy, startup_problems
+from webhooks.runtime.connection import sync_client, warn_if_not_durable
+from webhooks.runtime.replication import AckPolicy, startup_problems
 from webhooks.settings import Settings
+from webhooks.wiring import box_of, target_of
 
 if TYPE_CHECKING:  # imported where used: the API's metrics must not load before its multiprocess folder
     from workers.engine import EngineConfig
@@ -64,7 +64,7 @@ def cmd_api(s: Settings, _: argparse.Namespace) -> int:
     if s.admin_token is None:
         raise ConfigError("WEBHOOKS_ADMIN_TOKEN: the API refuses to start without an admin token")
     if s.api_workers > 1:
-        from webhooks.multiproc import use_multiprocess_dir
+        from webhooks.runtime.multiproc import use_multiprocess_dir
 
         use_multiprocess_dir()  # every uvicorn worker's metrics in one /metrics answer
     try:
@@ -82,7 +82,7 @@ def cmd_api(s: Settings, _: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         log_level=s.log_level.lower(),
-        log_config=None,  # uvicorn's records go through our handler (webhooks.logs)
+        log_config=None,  # uvicorn's records go through our handler (webhooks.runtime.logs)
         access_log=False,
         proxy_headers=False,
         server_header=False,

@@ -24,17 +24,17 @@ from pathlib import Path
 from types import FrameType
 
 from cli import platform_info
+from cli.datalock import DataLock
+from cli.embedded import EmbeddedRedis, find_server, free_port
 from cli.logtail import LogTail
 from cli.processes import check_acknowledgement
+from cli.snapshot import server_name
 from cli.supervisor import Supervisor
 from webhooks import __version__
-from webhooks.config import target_of
-from webhooks.connection import RedisTarget, sync_client, warn_if_not_durable
-from webhooks.datalock import DataLock
-from webhooks.embedded import EmbeddedRedis, find_server, free_port
 from webhooks.errors import ConfigError
+from webhooks.runtime.connection import RedisTarget, sync_client, warn_if_not_durable
 from webhooks.settings import Settings
-from webhooks.status import server_name
+from webhooks.wiring import target_of
 
 READY_TIMEOUT_S = 60.0
 ME = [sys.executable, "-m", "cli"]

@@ -5,7 +5,7 @@ event loop (a background thread, see :mod:`workers.runtime`), and keeps its
 HTTP connection pool, its in-flight requests, its lease heartbeats and its
 outcome writer running across RQ jobs. An RQ job calls :meth:`Engine.drain`,
 which *leases* work for up to ``budget_s``: it takes the next tenant of the
-round robin (:func:`webhooks.queue.next_tenant`) and leases from it at most
+round robin (:func:`webhooks.queueing.queue.next_tenant`) and leases from it at most
 ``tenant_quantum`` deliveries, which Redis already limited to what each
 endpoint's ``max_in_flight`` allows across all workers, so every leased
 delivery starts at once and none is handed back for lack of room. It keeps up
@@ -21,12 +21,12 @@ now rather than after the lease expires.
 
 Endpoint changes apply at once, to deliveries already leased too. A lease carries a copy of its
 endpoints' documents and each one's revision (field ``rev`` of the endpoint hash, bumped by every
-endpoint write in the same step; :attr:`webhooks.queue.Lease.revisions`). Nothing is sent on a
+endpoint write in the same step; :attr:`webhooks.queueing.queue.Lease.revisions`). Nothing is sent on a
 copy that may be stale: a copy is used as it is only within ``endpoint_recheck_s`` of when it was
 last known current (the lease, or the last re-check); older, the current revisions of the lease's
 endpoints are read in one round trip shared by all its deliveries (rarely needed: a lease's sends
 start as it arrives, unless they wait for a rate limit). A rate-limited delivery's wait ends with
-:func:`webhooks.queue.take_send_slot`, which compares the revision in the same round trip and
+:func:`webhooks.queueing.queue.take_send_slot`, which compares the revision in the same round trip and
 grants no slot on a stale copy. A delivery whose endpoint changed is *handed back* unsent (outcome
 ``back``, to the head of its ready list) and leased again under the new settings, where a deleted
 or disabled endpoint's delivery ends ``dead`` as always. docs/api.md states the bound measured.
@@ -34,7 +34,7 @@ or disabled endpoint's delivery ends ``dead`` as always. docs/api.md states the 
 Failure behaviour: a Redis error while recording is retried until it succeeds (the outcomes
 stay in memory and the leases, recorded or not, keep their heartbeat); on a Redis Cluster, the
 tenants whose primary answered are recorded at once and only the others retried. If the process
-dies, its leases expire and the scheduler's :func:`webhooks.queue.tick` hands the deliveries to
+dies, its leases expire and the scheduler's :func:`webhooks.queueing.queue.tick` hands the deliveries to
 another worker: at least once, never lost.
 """
 
@@ -49,13 +49,15 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from webhooks import history, operational, queue, reshard, retry
 from webhooks.errors import ConfigError
-from webhooks.logs import delivery_log
-from webhooks.queue import Lease, LeasedDelivery, Outcome
-from webhooks.scripts import PartlyApplied
-from webhooks.secretbox import SecretBox
-from webhooks.signing import SigningKey, parse_key
+from webhooks.intake import operational
+from webhooks.outbound import retry
+from webhooks.outbound.secretbox import SecretBox
+from webhooks.outbound.signing import SigningKey, parse_key
+from webhooks.queueing import history, queue, reshard
+from webhooks.queueing.queue import Lease, LeasedDelivery, Outcome
+from webhooks.queueing.scripts import PartlyApplied
+from webhooks.runtime.logs import delivery_log
 from workers import observe
 from workers.sender import AttemptResult, build_headers, send
 
@@ -81,7 +83,7 @@ class EngineConfig:
     defer_s: float = 1.0
     retention_ms: int = queue.DEFAULT_RETENTION_MS
     breaker: queue.Breaker = field(default_factory=queue.Breaker)
-    ops_window_ms: int = 0  # > 0: record operational notifications (webhooks.operational); 0: off
+    ops_window_ms: int = 0  # > 0: record operational notifications (webhooks.intake.operational); 0: off
     endpoint_recheck_s: float = 0.1  # a lease's endpoint copies older than this are re-checked
 
 
@@ -420,7 +422,7 @@ class Engine:
         """Wait for a slot of the endpoint's rate limit, shared by all workers through Redis;
         returns the time (ms) the slot was granted at, which the attempt is stamped with, or None
         when the worker began stopping meanwhile (the delivery is handed back unsent), or
-        :data:`webhooks.queue.STALE` when the endpoint's revision is no longer ``revision`` (it was
+        :data:`webhooks.queueing.queue.STALE` when the endpoint's revision is no longer ``revision`` (it was
         changed: the grant is asked with the revision, so no slot is granted to a stale copy), or
         :data:`UNCHECKED` when Redis could not be asked (the caller re-checks the revision instead).
 

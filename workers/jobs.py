@@ -1,5 +1,5 @@
 """The RQ jobs. A job is a trigger to lease ready deliveries for a while; the deliveries' own
-durable state lives in :mod:`webhooks.queue`, so a lost or duplicated job loses nothing."""
+durable state lives in :mod:`webhooks.queueing.queue`, so a lost or duplicated job loses nothing."""
 
 import logging
 

@@ -4,13 +4,13 @@ Any number may run (standalone or embedded in workers); a lock in Redis lets
 one act at a time and passes to another within ``LOCK_TTL_MS`` when the
 holder dies. Every step is an idempotent script, so an overlap at hand-over is
 harmless. Each tick it visits the tenants whose wake time has come
-(:func:`webhooks.queue.tick`); every ``SWEEP_EVERY_S`` it sweeps all tenants
-(:func:`webhooks.queue.repair`), which repairs an activation or wake time lost
+(:func:`webhooks.queueing.queue.tick`); every ``SWEEP_EVERY_S`` it sweeps all tenants
+(:func:`webhooks.queueing.queue.repair`), which repairs an activation or wake time lost
 to a crash between a tenant's script and the global call after it; every
-second it keeps the memory budget (:mod:`webhooks.memory`). With operational webhooks on, it
+second it keeps the memory budget (:mod:`webhooks.queueing.memory`). With operational webhooks on, it
 creates or corrects the operator tenant when it first acts, emits every tick the notifications
-whose time has come (:func:`webhooks.operational.emit_due`), and its sweep marks due any tenant
-still holding some (:func:`webhooks.operational.rescan`).
+whose time has come (:func:`webhooks.intake.operational.emit_due`), and its sweep marks due any tenant
+still holding some (:func:`webhooks.intake.operational.rescan`).
 """
 
 import asyncio
@@ -24,8 +24,10 @@ import redis
 from redis.asyncio import Redis
 from rq import Queue
 
-from webhooks import keys, memory, operational, queue, reshard
-from webhooks.secretbox import SecretBox
+from webhooks import keys
+from webhooks.intake import operational
+from webhooks.outbound.secretbox import SecretBox
+from webhooks.queueing import memory, queue, reshard
 from workers import jobs
 
 log = logging.getLogger("webhooks.scheduler")

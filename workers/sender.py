@@ -18,8 +18,8 @@ import httpx
 from aiohttp.http_exceptions import HttpProcessingError, PayloadEncodingError
 
 from webhooks import __version__
-from webhooks.netguard import find_forbidden_address_error
-from webhooks.signing import SigningKey, signature_header
+from webhooks.outbound.netguard import find_forbidden_address_error
+from webhooks.outbound.signing import SigningKey, signature_header
 
 USER_AGENT = f"webhooks/{__version__}"
 EXCERPT_BYTES = 1024

@@ -7,11 +7,11 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.console import web
+from api.console.state import PORTAL_LINK_DEFAULT_S, Kind, LinkState
 from api.console.web import BASE, ConsoleRoute, Redirect
 from api.deps import app_state, now_ms
 from api.routes.portal_links import portal_url
 from webhooks import errors
-from webhooks.console_state import PORTAL_LINK_DEFAULT_S, Kind, LinkState
 
 router = APIRouter(prefix=BASE, route_class=ConsoleRoute, include_in_schema=False)
 LOGIN_TOKEN_MAX_AGE_S = 3600

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from webhooks.errors import NotFound
 from webhooks.models import Attempt
-from webhooks.store import Store
+from webhooks.stores.store import Store
 
 WINDOW_MS = 3_600_000
 BUCKETS = 12

@@ -18,12 +18,12 @@ from fastapi.responses import HTMLResponse
 
 from api.console import web
 from api.console.event_pages import READ_CONCURRENCY, UNSETTLED, Str, endpoint_urls
+from api.console.state import MAX_TRACKED, Kind, Session, TrackedReplay
 from api.console.web import BASE, ConsoleRoute, Redirect
 from api.deps import now_ms
 from webhooks import errors
-from webhooks.console_state import MAX_TRACKED, Kind, Session, TrackedReplay
 from webhooks.models import Delivery, DeliveryStatus
-from webhooks.store import DeadFilter, Store
+from webhooks.stores.store import DeadFilter, Store
 
 router = APIRouter(prefix=BASE, route_class=ConsoleRoute, include_in_schema=False)
 PAGE = 50

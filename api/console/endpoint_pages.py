@@ -7,10 +7,10 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
 from api.console import chart, web
+from api.console.state import Session
 from api.console.web import BASE, ConsoleRoute, Form, Redirect
 from api.deps import now_ms
 from webhooks import errors
-from webhooks.console_state import Session
 from webhooks.models import Endpoint
 
 router = APIRouter(prefix=f"{BASE}/endpoints", route_class=ConsoleRoute, include_in_schema=False)

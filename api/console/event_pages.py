@@ -8,12 +8,12 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
 from api.console import web, wire
+from api.console.state import Kind, Session
 from api.console.web import BASE, ConsoleRoute, Redirect
 from api.deps import now_ms
 from webhooks import errors
-from webhooks.console_state import Kind, Session
 from webhooks.models import DeliveryStatus, Event
-from webhooks.store import Store
+from webhooks.stores.store import Store
 
 router = APIRouter(prefix=BASE, route_class=ConsoleRoute, include_in_schema=False)
 DELIVERIES_PER_PAGE = 100

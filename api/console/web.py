@@ -9,7 +9,7 @@ style (``script-src 'self'``: the only script is ``static/console.js``),
 link's token must not leak), ``nosniff``.
 
 The session cookie (:data:`COOKIE`, path ``/console``) is HttpOnly and holds a
-random session id only (:mod:`webhooks.console_state`). SameSite is ``Strict``
+random session id only (:mod:`api.console.state`). SameSite is ``Strict``
 for an operator's session (signing in happens on the console's own page),
 ``Lax`` for a tenant's (a portal link is opened from the SaaS's own site, a
 cross-site navigation that a Strict cookie would not follow), and ``None``
@@ -39,10 +39,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 
 from api import errors as api_errors
+from api.console.state import ConsoleState, Kind, Session
 from api.deps import app_state, now_ms
 from webhooks import errors
-from webhooks.console_state import ConsoleState, Kind, Session
-from webhooks.store import Store
+from webhooks.stores.store import Store
 from webhooks.timefmt import iso_from_ms
 
 log = logging.getLogger("webhooks.console")

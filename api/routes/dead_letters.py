@@ -7,7 +7,7 @@ from api.deps import CallerDep, StoreDep, now_ms, resolve_tenant
 from api.errors import responses
 from api.schemas import ReplayRequest
 from webhooks.models import Delivery, Page, ReplayResult
-from webhooks.store import DeadFilter
+from webhooks.stores.store import DeadFilter
 from webhooks.timefmt import ms_from_datetime
 
 router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"], responses=responses(401, 404, 422, 503))

@@ -1,4 +1,4 @@
-"""The tenant's event-type catalogue: ``/v1/event-types`` (see :mod:`webhooks.event_type_store`)."""
+"""The tenant's event-type catalogue: ``/v1/event-types`` (see :mod:`webhooks.stores.catalogue`)."""
 
 from typing import Annotated
 
@@ -7,9 +7,9 @@ from fastapi import APIRouter, Depends, Query, Response
 from api.deps import CallerDep, StoreDep, TenantDep, now_ms, resolve_tenant
 from api.errors import responses
 from api.schemas import EventTypeCreate, EventTypeUpdate
-from webhooks.event_type_store import EventTypeStore
-from webhooks.event_types import EventType
+from webhooks.intake.event_types import EventType
 from webhooks.models import Page
+from webhooks.stores.catalogue import EventTypeStore
 
 router = APIRouter(prefix="/v1/event-types", tags=["event types"], responses=responses(401, 404, 422, 503))
 

@@ -7,7 +7,7 @@ from api.deps import StoreDep, TenantDep, now_ms
 from api.errors import responses
 from api.schemas import EventBatch, EventCreate
 from webhooks.errors import Invalid
-from webhooks.ingest import EventIn
+from webhooks.intake.ingest import EventIn
 from webhooks.models import Event, Page
 from webhooks.timefmt import ms_from_datetime
 

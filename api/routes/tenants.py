@@ -6,8 +6,8 @@ from api.deps import AdminDep, Caller, CallerDep, StoreDep, now_ms
 from api.errors import responses
 from api.schemas import TenantCreate, TenantUpdate
 from webhooks.errors import NotFound
-from webhooks.event_type_store import EventTypeStore
 from webhooks.models import ApiKey, ApiKeyCreated, Page, Tenant, TenantCreated
+from webhooks.stores.catalogue import EventTypeStore
 
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"], responses=responses(401, 403, 404, 422, 503))
 

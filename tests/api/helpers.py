@@ -1,6 +1,6 @@
 """Helpers for the API tests: drive deliveries without a worker, read all of Redis, post events.
 
-Deliveries are moved with the queue's own transitions (:mod:`webhooks.queue`: lease, complete,
+Deliveries are moved with the queue's own transitions (:mod:`webhooks.queueing.queue`: lease, complete,
 promote) on an asyncio client of the test's real Redis, exactly as a worker would record them.
 """
 
@@ -13,7 +13,8 @@ import redis
 from redis.asyncio import Redis as AsyncRedis
 
 from tests.support.outcomes import outcome_of
-from webhooks import keys, queue
+from webhooks import keys
+from webhooks.queueing import queue
 
 # kind -> (new status, status code of the attempt, error of the attempt)
 OUTCOMES: dict[str, tuple[str, int | None, str | None]] = {

@@ -20,7 +20,7 @@ from tests.conftest import ADMIN_TOKEN, ApiServers, api_config
 from tests.support.poll import poll
 from tests.support.redis_proc import RedisProc
 from webhooks import keys
-from webhooks.replication import AckPolicy
+from webhooks.runtime.replication import AckPolicy
 
 TIMEOUT_MS = 500
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -145,7 +145,7 @@ def test_a_retry_finding_its_event_stored_waits_for_the_replica_to_have_it(
     the replica has the stored one. Here another API process stored it while the replica was
     frozen (SIGSTOP: still connected, acknowledging nothing); the retry is answered 503 until the
     replica has it, then 202. (WAIT alone counts its connection's last write, which need not be
-    that event's: webhooks/replication.py writes a fence first.)"""
+    that event's: webhooks/runtime/replication.py writes a fence first.)"""
     first_api = acked_api(AckPolicy(replicas=1, timeout_ms=TIMEOUT_MS))
     second_api = acked_api(AckPolicy(replicas=1, timeout_ms=TIMEOUT_MS))
     tenant_id, auth = _tenant(first_api)

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from tests.api.helpers import assert_error, delivery_ids, post_event, ready_ids
-from webhooks.history import StoredEvent
+from webhooks.queueing.history import StoredEvent
 
 URL = "http://127.0.0.1:9/hook"
 

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from api.ingest import _accepted_json, _well_formed_batch
 from api.jsonbody import JsonRefused, parse
 from api.schemas import EVENT_FIELD_MAX, EventBatch
-from webhooks.ingest import EventIn
+from webhooks.intake.ingest import EventIn
 
 
 def _model(raw: bytes) -> list[EventIn] | None:
@@ -89,8 +89,8 @@ def test_what_json_rules_refuse_never_reaches_the_fast_path(raw: bytes, loc: tup
 
 
 def test_the_202_body_is_written_as_orjson_writes_the_event_object() -> None:
-    from webhooks import history
-    from webhooks.queue import NewEvent
+    from webhooks.queueing import history
+    from webhooks.queueing.queue import NewEvent
 
     payload = {"n": 1, "s": 'quote " and \\ backslash, ünïcode, \u2028', "f": 1.5, "l": [None, True]}
     record = history.event_record("invoice.paid", 1_800_000_000_000, "", 2, orjson.dumps(payload))

@@ -19,8 +19,8 @@ from tests.cluster.conftest import Stack, new_tenant
 from tests.conftest import ApiServers, Tenant, api_config
 from tests.support.redis_cluster import RedisCluster
 from webhooks import keys
-from webhooks.connection import RedisTarget
-from webhooks.replication import AckPolicy
+from webhooks.runtime.connection import RedisTarget
+from webhooks.runtime.replication import AckPolicy
 
 ACK = AckPolicy(replicas=1, timeout_ms=500)
 

@@ -8,12 +8,12 @@ import pytest
 import redis.asyncio
 
 from api.console import chart, wire
-from webhooks import queue
 from webhooks.errors import ConfigError, Conflict
 from webhooks.models import Attempt
-from webhooks.secretbox import SecretBox
+from webhooks.outbound.secretbox import SecretBox
+from webhooks.queueing import queue
 from webhooks.settings import load
-from webhooks.store import TEST_EVENT_TYPE, Policy, Store
+from webhooks.stores.store import TEST_EVENT_TYPE, Policy, Store
 from webhooks.timefmt import iso_from_ms
 from workers.sender import build_headers
 

@@ -1,4 +1,4 @@
-"""Console sessions, portal links and tracked replays in a real Redis (webhooks/console_state.py)."""
+"""Console sessions, portal links and tracked replays in a real Redis (api/console/state.py)."""
 
 import asyncio
 import hashlib
@@ -7,9 +7,7 @@ import time
 import pytest
 import redis.asyncio
 
-from tests.support.poll import poll
-from webhooks import keys
-from webhooks.console_state import (
+from api.console.state import (
     SESSION_IDLE_S,
     SESSION_MAX_S,
     ConsoleState,
@@ -17,9 +15,11 @@ from webhooks.console_state import (
     LinkState,
     parse_cookie,
 )
+from tests.support.poll import poll
+from webhooks import keys
 from webhooks.errors import Invalid
-from webhooks.secretbox import SecretBox
-from webhooks.store import Store
+from webhooks.outbound.secretbox import SecretBox
+from webhooks.stores.store import Store
 
 ADMIN = "the-admin-token-0123456789"
 Loop = asyncio.AbstractEventLoop

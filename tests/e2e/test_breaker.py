@@ -8,11 +8,11 @@ import httpx
 import redis
 import redis.asyncio as aredis
 
+from cli.snapshot import PlatformStatus, snapshot
 from tests.conftest import Processes, Tenant
 from tests.support.poll import poll
 from tests.support.receiver import Receiver
 from webhooks import keys
-from webhooks.status import PlatformStatus, snapshot
 
 BREAKER = {
     "WEBHOOKS_BREAKER_FAILURES": "3",

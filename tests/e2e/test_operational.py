@@ -13,8 +13,8 @@ from tests.conftest import Processes, Tenant
 from tests.support.poll import poll
 from tests.support.receiver import Receiver
 from webhooks import keys
-from webhooks.operational import OPERATOR_ENDPOINT, OPERATOR_TENANT
-from webhooks.signing import generate_secret
+from webhooks.intake.operational import OPERATOR_ENDPOINT, OPERATOR_TENANT
+from webhooks.outbound.signing import generate_secret
 
 SECRET = generate_secret()
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from cli.embedded import server_version
 from tests.support.poll import poll
 from tests.support.redis_proc import free_port
 from tests.support.up import UpProcess, clean_env, servers_on
-from webhooks.embedded import server_version
 
 
 @pytest.fixture

@@ -73,7 +73,7 @@ from tests.faults.cluster import (
 from tests.faults.producer import Producer
 from tests.faults.receiver import Arrival, VerifyingReceiver
 from webhooks import keys
-from webhooks.history import StoredEvent, event_id_of
+from webhooks.queueing.history import StoredEvent, event_id_of
 
 DEFAULT_LEASE_TTL_S = 10.0  # workers' default (WEBHOOKS_LEASE_TTL_S unset)
 KINDS = ("worker", "lockholder", "scheduler", "api", "redis")
@@ -325,7 +325,7 @@ def resolve_seed(seed: int | None) -> int:
 
 
 def delivery_ids(r: redis.Redis, tenant_id: str) -> list[str]:
-    """Every delivery id of the tenant, through its events index (webhooks/history.py)."""
+    """Every delivery id of the tenant, through its events index (webhooks/queueing/history.py)."""
     events = r.zrange(keys.events(tenant_id), 0, -1)
     pipe = r.pipeline(transaction=False)
     for eid in events:

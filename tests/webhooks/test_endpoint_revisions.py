@@ -10,11 +10,12 @@ from typing import Any
 import redis.asyncio
 
 from tests.support.outcomes import outcome_of
-from webhooks import keys, queue
-from webhooks.ingest import EventIn
-from webhooks.policy import Policy
-from webhooks.secretbox import SecretBox
-from webhooks.store import Store
+from webhooks import keys
+from webhooks.intake.ingest import EventIn
+from webhooks.outbound.secretbox import SecretBox
+from webhooks.queueing import queue
+from webhooks.stores.policy import Policy
+from webhooks.stores.store import Store
 
 NOW = 1_800_000_000_000
 

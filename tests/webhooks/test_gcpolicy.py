@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from webhooks import gcpolicy
+from webhooks.runtime import gcpolicy
 
 
 @pytest.fixture

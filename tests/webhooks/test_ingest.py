@@ -9,7 +9,7 @@ import redis.asyncio
 
 from webhooks import keys
 from webhooks.errors import Invalid, PayloadTooLarge, RoutesChanging, StorageError
-from webhooks.ingest import (
+from webhooks.intake.ingest import (
     STALE_BACKOFF_MAX_S,
     STALE_BACKOFF_S,
     STALE_TRIES,

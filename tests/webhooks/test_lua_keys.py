@@ -9,7 +9,7 @@ that reaches into another slot; tests/cluster runs every script on a real cluste
 import importlib.resources
 import re
 
-SCRIPTS = importlib.resources.files("webhooks").joinpath("lua")
+SCRIPTS = importlib.resources.files("webhooks.queueing").joinpath("lua")
 CALL = re.compile(r"redis\.call\(\s*'([A-Z]+)'\s*,\s*([^,)]+)")
 KEYLESS = {"TIME"}
 

@@ -1,4 +1,5 @@
-"""Tests for webhooks.netguard: address policy, literal spellings, URL checks and the connect-time guard."""
+"""Tests for webhooks.outbound.netguard: address policy, literal spellings, URL checks and the connect-time
+guard."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from webhooks.errors import InvalidTarget
-from webhooks.netguard import (
+from webhooks.outbound.netguard import (
     MAX_URL_LENGTH,
     ForbiddenAddressError,
     GuardedConnector,

@@ -10,13 +10,15 @@ import redis
 import redis.asyncio
 
 from tests.support.outcomes import outcome_of
-from webhooks import history, ids, keys, operational, queue
+from webhooks import ids, keys
 from webhooks.errors import ConfigError
-from webhooks.operational import OPERATOR_ENDPOINT, OPERATOR_TENANT, Target
-from webhooks.queue import Breaker, Lease, NewEvent, Outcome
-from webhooks.secretbox import SecretBox
+from webhooks.intake import operational
+from webhooks.intake.operational import OPERATOR_ENDPOINT, OPERATOR_TENANT, Target
+from webhooks.outbound.secretbox import SecretBox
+from webhooks.outbound.signing import generate_secret
+from webhooks.queueing import history, queue
+from webhooks.queueing.queue import Breaker, Lease, NewEvent, Outcome
 from webhooks.settings import load
-from webhooks.signing import generate_secret
 
 NOW = 1_800_000_000_000
 DAY_MS = 86400 * 1000

@@ -9,8 +9,9 @@ import redis
 import redis.asyncio
 
 from tests.support.outcomes import outcome_of
-from webhooks import history, ids, keys, queue
-from webhooks.queue import Breaker, Lease, NewEvent, Outcome
+from webhooks import ids, keys
+from webhooks.queueing import history, queue
+from webhooks.queueing.queue import Breaker, Lease, NewEvent, Outcome
 
 NOW = 1_800_000_000_000
 A, B = "ten_a", "ten_b"

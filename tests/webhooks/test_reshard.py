@@ -1,4 +1,4 @@
-"""The pause a slot move puts on its tenants (webhooks/reshard.py, lua/_paused.lua), on a real Redis;
+"""The pause a slot move puts on its tenants (webhooks/queueing/reshard.py, lua/_paused.lua), on a real Redis;
 the move itself runs on a real cluster in tests/cluster/test_reshard.py."""
 
 import asyncio
@@ -12,7 +12,8 @@ import redis.asyncio
 
 from tests.conftest import Tenant
 from tests.webhooks.test_queue import endpoint, event
-from webhooks import keys, queue, reshard
+from webhooks import keys
+from webhooks.queueing import queue, reshard
 
 
 def test_a_paused_tenant_gets_503_retry_after_and_its_scripts_change_nothing_while_others_go_on(

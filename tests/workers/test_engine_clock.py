@@ -15,15 +15,16 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.support.poll import poll
 from tests.support.receiver import Receiver
-from webhooks import operational, queue
-from webhooks.connection import RedisTarget, async_client
-from webhooks.egress import delivery_transport
-from webhooks.ingest import EventIn
-from webhooks.operational import Target
-from webhooks.policy import Policy
-from webhooks.secretbox import SecretBox
-from webhooks.signing import generate_secret
-from webhooks.store import Store
+from webhooks.intake import operational
+from webhooks.intake.ingest import EventIn
+from webhooks.intake.operational import Target
+from webhooks.outbound.egress import delivery_transport
+from webhooks.outbound.secretbox import SecretBox
+from webhooks.outbound.signing import generate_secret
+from webhooks.queueing import queue
+from webhooks.runtime.connection import RedisTarget, async_client
+from webhooks.stores.policy import Policy
+from webhooks.stores.store import Store
 from workers.engine import Engine, EngineConfig
 
 DAY_MS = 86400 * 1000

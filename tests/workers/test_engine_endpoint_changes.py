@@ -13,13 +13,13 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.receiver import Receiver
-from webhooks import queue
-from webhooks.connection import RedisTarget, async_client
-from webhooks.egress import delivery_transport
-from webhooks.ingest import EventIn
-from webhooks.policy import Policy
-from webhooks.secretbox import SecretBox
-from webhooks.store import Store
+from webhooks.intake.ingest import EventIn
+from webhooks.outbound.egress import delivery_transport
+from webhooks.outbound.secretbox import SecretBox
+from webhooks.queueing import queue
+from webhooks.runtime.connection import RedisTarget, async_client
+from webhooks.stores.policy import Policy
+from webhooks.stores.store import Store
 from workers.engine import Engine, EngineConfig
 
 

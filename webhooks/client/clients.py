@@ -1,14 +1,15 @@
 """The blocking :class:`Client` and the asyncio :class:`AsyncClient`: one set of resources
-(:mod:`webhooks.client.config`, :mod:`webhooks.client.traffic`) over a sync or an async transport."""
+(:mod:`webhooks.client.config_resources`, :mod:`webhooks.client.traffic`) over a sync or an async
+transport."""
 
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 import httpx
 
-from webhooks.client.config import Endpoints, EventTypes, Tenants
+from webhooks.client.config_resources import Endpoints, EventTypes, Tenants
 from webhooks.client.core import RetryPolicy, Session
-from webhooks.client.ops import Async, M, Sync
+from webhooks.client.methods import Async, M, Sync
 from webhooks.client.traffic import DeadLetters, Deliveries, Events, Replays
 from webhooks.client.transport import AsyncTransport, SyncTransport, Transport
 

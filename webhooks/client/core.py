@@ -35,7 +35,7 @@ import httpx
 
 from webhooks import __version__
 from webhooks.client.errors import ApiConnectionError, ApiError
-from webhooks.retry import parse_retry_after
+from webhooks.outbound.retry import parse_retry_after
 
 T = TypeVar("T")
 RETRY_STATUSES = frozenset({429, 503})

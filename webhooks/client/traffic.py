@@ -1,5 +1,5 @@
 """Resources of the traffic: events, deliveries, dead letters, replays
-(conventions: :mod:`webhooks.client.ops`)."""
+(conventions: :mod:`webhooks.client.methods`)."""
 
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -9,6 +9,7 @@ from pydantic import TypeAdapter
 from webhooks import ids
 from webhooks.client.core import Call, Listing, compact
 from webhooks.client.fields import When, new_idempotency_key, nothing, route_path
+from webhooks.client.methods import M, Resource, listing, operation
 from webhooks.client.models import (
     Delivery,
     DeliveryDetail,
@@ -18,7 +19,6 @@ from webhooks.client.models import (
     Replay,
     ReplayResult,
 )
-from webhooks.client.ops import M, Resource, listing, operation
 
 # An alias: inside a resource class ``list`` names its list method, not the builtin.
 EventList = list[Event]
