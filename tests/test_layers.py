@@ -56,7 +56,7 @@ STORAGE = (
     "redis",
     "webhooks.stores",
     "webhooks.runtime.connection",
-    "webhooks.queueing.queue",
+    "webhooks.queueing",
     "cli.snapshot",
 )
 
@@ -72,3 +72,58 @@ def test_the_module_walk_sees_from_imports(tmp_path: Path) -> None:
     sample = tmp_path / "m.py"
     sample.write_text("from webhooks import store\nimport redis.asyncio\n")
     assert imported_modules(sample) == {"webhooks", "webhooks.store", "redis.asyncio"}
+
+
+# Inside the domain: each subpackage of webhooks/ and what it must not import (checked per file).
+# The top-level leaves (errors, ids, keys, models, timefmt) import no subpackage at all.
+SUBPACKAGES = ("queueing", "intake", "stores", "outbound", "runtime", "client")
+DOMAIN_RULES = {
+    "runtime": {"queueing", "intake", "stores", "outbound", "client"},  # process plumbing only
+    "outbound": {"queueing", "intake", "stores", "runtime", "client"},  # signing, retry, SSRF guard
+    "queueing": {"intake", "stores", "outbound", "client"},  # the queue engine knows no store
+    "intake": {"stores", "client"},  # ingest writes through the queue, never through a store
+    "stores": {"client"},
+    "client": {"queueing", "intake", "stores", "runtime"},  # an HTTP client: no Redis side
+    "leaves": set(SUBPACKAGES),
+}
+LEAVES = ("errors", "ids", "keys", "models", "timefmt")
+
+
+def domain_part(module: str) -> str | None:
+    """The subpackage of webhooks/ a module belongs to ('top' for a top-level module), or None."""
+    parts = module.split(".")
+    if parts[0] != "webhooks" or len(parts) < 2:
+        return None
+    return parts[1] if parts[1] in SUBPACKAGES else "top"
+
+
+@pytest.mark.parametrize("part", sorted(DOMAIN_RULES))
+def test_a_domain_subpackage_imports_only_what_sits_beside_or_below_it(part: str) -> None:
+    if part == "leaves":
+        files = [ROOT / "webhooks" / f"{name}.py" for name in LEAVES]
+    else:
+        files = sorted((ROOT / "webhooks" / part).rglob("*.py"))
+    assert files and all(f.exists() for f in files), f"webhooks/{part} is not where the rule expects it"
+    forbidden = DOMAIN_RULES[part]
+    wrong = {
+        str(f.relative_to(ROOT)): found
+        for f in files
+        if (found := sorted({domain_part(m) for m in imported_modules(f)} & forbidden))
+    }
+    assert not wrong, f"webhooks/{part} must not import webhooks.{{{','.join(sorted(forbidden))}}}: {wrong}"
+
+
+def test_the_domain_part_of_a_module() -> None:
+    assert domain_part("webhooks.queueing.queue") == "queueing"
+    assert domain_part("webhooks.keys") == "top"
+    assert domain_part("webhooks") is None and domain_part("redis.asyncio") is None
+
+
+def test_at_most_15_modules_sit_at_the_top_of_the_domain() -> None:
+    top = sorted(p.name for p in (ROOT / "webhooks").glob("*.py") if p.name != "__init__.py")
+    assert len(top) <= 15, f"{len(top)} modules at the top of webhooks/ (move some into a subpackage): {top}"
+
+
+def test_no_subpackage_of_the_domain_shadows_a_module_of_its_name() -> None:
+    for folder in (p for p in (ROOT / "webhooks").rglob("*") if p.is_dir() and (p / "__init__.py").exists()):
+        assert not folder.with_suffix(".py").exists(), f"{folder.name}/ and {folder.name}.py: one import path"
