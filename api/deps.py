@@ -7,7 +7,6 @@ parameter, or the body field where a body has one).
 """
 
 import hmac
-import time
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -15,6 +14,7 @@ from fastapi import Depends, Query, Request
 
 from webhooks.errors import Forbidden, Invalid, NotFound, Unauthorized
 from webhooks.stores.store import Store
+from webhooks.timefmt import now_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +36,6 @@ def app_state(request: Request) -> AppState:  # plain helper, not a dependency
 
 async def get_store(request: Request) -> Store:  # async: sync dependencies run in a thread pool
     return app_state(request).store
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 async def caller(request: Request) -> Caller:

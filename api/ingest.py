@@ -31,6 +31,7 @@ from api.deps import AppState, caller_from_header, resolve_tenant
 from api.schemas import EVENT_FIELD_MAX, EventBatch, EventCreate
 from webhooks.errors import Invalid, PayloadTooLarge, WebhooksError
 from webhooks.intake.ingest import EventIn
+from webhooks.intake.validation import MAX_IDEMPOTENCY_KEY
 from webhooks.queueing import history
 from webhooks.queueing.queue import NewEvent
 from webhooks.runtime import metrics
@@ -41,7 +42,6 @@ log = logging.getLogger("webhooks.api")
 SINGLE = "/v1/events"
 BATCH = "/v1/events/batch"
 BATCH_BODY_LIMIT = 64 * 1024 * 1024
-MAX_IDEMPOTENCY_KEY = 256
 _SINGLE_SECONDS = metrics.INGEST_SECONDS.labels("single")
 _BATCH_SECONDS = metrics.INGEST_SECONDS.labels("batch")
 

@@ -19,6 +19,7 @@ from webhooks.outbound.netguard import check_target_url
 from webhooks.outbound.retry import parse_schedule
 from webhooks.outbound.signing import secret_key_bytes
 from webhooks.queueing.queue import Breaker
+from webhooks.queueing.scripts import DEFAULT_MAX_IN_FLIGHT
 from webhooks.runtime.replication import AckPolicy
 
 ENV_PREFIX = "WEBHOOKS_"
@@ -51,7 +52,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     # Engine tuning (not in the contract; defaults suit most machines).
     worker_concurrency: int = Field(512, ge=1, le=10000)
-    endpoint_max_in_flight: int = Field(1024, ge=1, le=10000)  # an endpoint's default max_in_flight
+    # an endpoint's default max_in_flight
+    endpoint_max_in_flight: int = Field(DEFAULT_MAX_IN_FLIGHT, ge=1, le=10000)
     disable_after_s: float = Field(432000.0, ge=0, le=365 * 86400)  # 0: never disable
     breaker_failures: int = Field(5, ge=1, le=1000)
     breaker_pause_s: float = Field(5.0, gt=0, le=3600)

@@ -58,6 +58,7 @@ from webhooks.queueing import history, queue, reshard
 from webhooks.queueing.queue import Lease, LeasedDelivery, Outcome
 from webhooks.queueing.scripts import PartlyApplied
 from webhooks.runtime.logs import delivery_log
+from webhooks.timefmt import now_ms
 from workers import observe
 from workers.sender import AttemptResult, build_headers, send
 
@@ -112,10 +113,6 @@ class _LeaseState:
     current_at: float  # monotonic time at which the lease's endpoint copies were last known current
     changed: set[str] = field(default_factory=set)  # endpoints changed since the lease read them
     recheck: "asyncio.Task[None] | None" = None  # the re-check under way, shared by its deliveries
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Engine:

@@ -28,6 +28,7 @@ from webhooks import keys
 from webhooks.intake import operational
 from webhooks.outbound.secretbox import SecretBox
 from webhooks.queueing import memory, queue, reshard
+from webhooks.timefmt import now_ms
 from workers import jobs
 
 log = logging.getLogger("webhooks.scheduler")
@@ -49,10 +50,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 """
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True, slots=True)

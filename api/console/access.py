@@ -9,9 +9,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from api.console import web
 from api.console.state import PORTAL_LINK_DEFAULT_S, Kind, LinkState
 from api.console.web import BASE, ConsoleRoute, Redirect
-from api.deps import app_state, now_ms
+from api.deps import app_state
 from api.routes.portal_links import portal_url
 from webhooks import errors
+from webhooks.timefmt import now_ms
 
 router = APIRouter(prefix=BASE, route_class=ConsoleRoute, include_in_schema=False)
 LOGIN_TOKEN_MAX_AGE_S = 3600

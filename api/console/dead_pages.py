@@ -20,10 +20,10 @@ from api.console import web
 from api.console.event_pages import READ_CONCURRENCY, UNSETTLED, Str, endpoint_urls
 from api.console.state import MAX_TRACKED, Kind, Session, TrackedReplay
 from api.console.web import BASE, ConsoleRoute, Redirect
-from api.deps import now_ms
 from webhooks import errors
 from webhooks.models import Delivery, DeliveryStatus
 from webhooks.stores.store import DeadFilter, Store
+from webhooks.timefmt import now_ms
 
 router = APIRouter(prefix=BASE, route_class=ConsoleRoute, include_in_schema=False)
 PAGE = 50

@@ -9,9 +9,9 @@ from fastapi.responses import HTMLResponse
 from api.console import chart, web
 from api.console.state import Session
 from api.console.web import BASE, ConsoleRoute, Form, Redirect
-from api.deps import now_ms
 from webhooks import errors
 from webhooks.models import Endpoint
+from webhooks.timefmt import now_ms
 
 router = APIRouter(prefix=f"{BASE}/endpoints", route_class=ConsoleRoute, include_in_schema=False)
 RECENT_DELIVERIES = 20

@@ -10,10 +10,10 @@ from fastapi.responses import HTMLResponse
 from api.console import web, wire
 from api.console.state import Kind, Session
 from api.console.web import BASE, ConsoleRoute, Redirect
-from api.deps import now_ms
 from webhooks import errors
 from webhooks.models import DeliveryStatus, Event
 from webhooks.stores.store import Store
+from webhooks.timefmt import now_ms
 
 router = APIRouter(prefix=BASE, route_class=ConsoleRoute, include_in_schema=False)
 DELIVERIES_PER_PAGE = 100

@@ -40,10 +40,10 @@ from fastapi.routing import APIRoute
 
 from api import errors as api_errors
 from api.console.state import ConsoleState, Kind, Session
-from api.deps import app_state, now_ms
+from api.deps import app_state
 from webhooks import errors
 from webhooks.stores.store import Store
-from webhooks.timefmt import iso_from_ms
+from webhooks.timefmt import iso_from_ms, now_ms
 
 log = logging.getLogger("webhooks.console")
 

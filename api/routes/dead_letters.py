@@ -3,12 +3,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import CallerDep, StoreDep, now_ms, resolve_tenant
+from api.deps import CallerDep, StoreDep, resolve_tenant
 from api.errors import responses
 from api.schemas import ReplayRequest
 from webhooks.models import Delivery, Page, ReplayResult
 from webhooks.stores.store import DeadFilter
-from webhooks.timefmt import ms_from_datetime
+from webhooks.timefmt import ms_from_datetime, now_ms
 
 router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"], responses=responses(401, 404, 422, 503))
 

@@ -3,10 +3,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from api.deps import CallerDep, StoreDep, TenantDep, now_ms
+from api.deps import CallerDep, StoreDep, TenantDep
 from api.errors import responses
 from api.routes.dead_letters import scope_of
 from webhooks.models import Delivery, DeliveryDetail, DeliveryStatus, Page
+from webhooks.timefmt import now_ms
 
 router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"], responses=responses(401, 404, 422, 503))
 

@@ -3,11 +3,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
-from api.deps import CallerDep, StoreDep, TenantDep, now_ms, resolve_tenant
+from api.deps import CallerDep, StoreDep, TenantDep, resolve_tenant
 from api.errors import responses
 from api.schemas import EndpointCreate, EndpointUpdate, RecoverRequest, SecretRotate
 from webhooks.models import Endpoint, EndpointWithSecret, Page, ReplayResult, Secret
-from webhooks.timefmt import ms_from_datetime
+from webhooks.timefmt import ms_from_datetime, now_ms
 
 router = APIRouter(prefix="/v1/endpoints", tags=["endpoints"], responses=responses(401, 404, 422, 503))
 

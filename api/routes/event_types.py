@@ -4,12 +4,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from api.deps import CallerDep, StoreDep, TenantDep, now_ms, resolve_tenant
+from api.deps import CallerDep, StoreDep, TenantDep, resolve_tenant
 from api.errors import responses
 from api.schemas import EventTypeCreate, EventTypeUpdate
 from webhooks.intake.event_types import EventType
 from webhooks.models import Page
 from webhooks.stores.catalogue import EventTypeStore
+from webhooks.timefmt import now_ms
 
 router = APIRouter(prefix="/v1/event-types", tags=["event types"], responses=responses(401, 404, 422, 503))
 

@@ -3,13 +3,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
 
-from api.deps import StoreDep, TenantDep, now_ms
+from api.deps import StoreDep, TenantDep
 from api.errors import responses
 from api.schemas import EventBatch, EventCreate
 from webhooks.errors import Invalid
 from webhooks.intake.ingest import EventIn
 from webhooks.models import Event, Page
-from webhooks.timefmt import ms_from_datetime
+from webhooks.timefmt import ms_from_datetime, now_ms
 
 router = APIRouter(prefix="/v1/events", tags=["events"], responses=responses(401, 404, 422, 503))
 

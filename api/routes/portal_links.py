@@ -4,9 +4,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.console.state import PORTAL_LINK_DEFAULT_S, PORTAL_LINK_MAX_S, ConsoleState
-from api.deps import AdminDep, StoreDep, now_ms
+from api.deps import AdminDep, StoreDep
 from api.errors import responses
-from webhooks.timefmt import iso_from_ms
+from webhooks.timefmt import iso_from_ms, now_ms
 
 CONSOLE = "/console"
 

@@ -2,10 +2,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import CallerDep, StoreDep, now_ms
+from api.deps import CallerDep, StoreDep
 from api.errors import responses
 from api.routes.dead_letters import scope_of
 from webhooks.models import Page, Replay
+from webhooks.timefmt import now_ms
 
 router = APIRouter(prefix="/v1/replays", tags=["replays"], responses=responses(401, 404, 422, 503))
 

@@ -2,12 +2,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import AdminDep, Caller, CallerDep, StoreDep, now_ms
+from api.deps import AdminDep, Caller, CallerDep, StoreDep
 from api.errors import responses
 from api.schemas import TenantCreate, TenantUpdate
 from webhooks.errors import NotFound
 from webhooks.models import ApiKey, ApiKeyCreated, Page, Tenant, TenantCreated
 from webhooks.stores.catalogue import EventTypeStore
+from webhooks.timefmt import now_ms
 
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"], responses=responses(401, 403, 404, 422, 503))
 

@@ -14,6 +14,7 @@ import inspect
 import re
 
 from webhooks import keys
+from webhooks.queueing import scripts
 
 SCRIPTS = importlib.resources.files("webhooks.queueing").joinpath("lua")
 CALL = re.compile(r"redis\.call\(\s*'([A-Z]+)'\s*,\s*([^,)]+)")
@@ -101,3 +102,12 @@ def test_the_shape_reader_sees_literals_variables_and_unknown_keys() -> None:
     code = "redis.call('HSET', B .. 'rl:' .. ARGV[1] .. ':' .. window, B .. 'nope:' .. r.id, 'x')"
     assert lua_shapes(code) == {"rl:<>:<>", "nope:<>"}
     assert "rl:<>:<>" in keys_shapes() and "nope:<>" not in keys_shapes()
+
+
+def test_the_lua_copies_of_the_in_flight_limits_match_python() -> None:
+    common = sources()["_common.lua"]
+    found = dict(re.findall(r"^local (DEFAULT_MAX_IN_FLIGHT|SLOW_START) = (\d+)", common, re.M))
+    assert found == {
+        "DEFAULT_MAX_IN_FLIGHT": str(scripts.DEFAULT_MAX_IN_FLIGHT),
+        "SLOW_START": str(scripts.SLOW_START),
+    }

@@ -19,6 +19,10 @@ from redis.commands.core import AsyncScript
 from webhooks.runtime.connection import is_cluster
 
 GLOBAL_SCRIPTS = frozenset({"global"})  # scripts of global keys: no tenant, no pause check
+# An endpoint's requests in flight across all workers: its default cap, and where a new or recovering
+# endpoint starts (+1 per success). lua/_common.lua keeps copies (tests/webhooks/test_lua_keys.py).
+DEFAULT_MAX_IN_FLIGHT = 1024
+SLOW_START = 16
 
 
 def _script_source(name: str) -> str:

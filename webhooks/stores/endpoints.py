@@ -19,6 +19,7 @@ from webhooks.intake import routing, validation
 from webhooks.models import Endpoint, EndpointWithSecret, Page, Secret
 from webhooks.outbound.netguard import check_target_url
 from webhooks.outbound.signing import HMAC_SHA256, NewKey, check_scheme, generate_key
+from webhooks.queueing.scripts import SLOW_START
 from webhooks.stores import paging
 from webhooks.timefmt import iso_from_ms
 
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from webhooks.stores.policy import Policy
 
 ORDERINGS = ("parallel", "fifo")
-SLOW_START = 16  # as in lua/_common.lua
 
 
 def check_max_in_flight(value: int | None, default: int) -> int:

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from webhooks.queueing import queue
+from webhooks.queueing.scripts import DEFAULT_MAX_IN_FLIGHT
 from webhooks.runtime.replication import NO_ACK, AckPolicy
 
 
@@ -18,5 +19,5 @@ class Policy:
     tenant_rate_per_s: float = 0.0  # API requests per second per tenant; 0 = unlimited
     tenant_burst: float = 0.0
     retention_ms: int = queue.DEFAULT_RETENTION_MS
-    default_max_in_flight: int = 1024
+    default_max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     ack: AckPolicy = NO_ACK  # what a write waits for before it is answered (replicas, fsync)

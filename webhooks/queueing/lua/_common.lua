@@ -2,7 +2,7 @@
 -- KEYS[1] is the tenant's key base, "wh:{t:<tenant id>}:": every key a script touches starts
 -- with it, so a script stays inside one Redis Cluster hash slot.
 local B = KEYS[1]
-local DEFAULT_MAX_IN_FLIGHT = 1024  -- webhooks/stores/policy.py and the setting say the same
+local DEFAULT_MAX_IN_FLIGHT = 1024  -- webhooks/queueing/scripts.py defines both (a test compares)
 local SLOW_START = 16  -- requests in flight a new or recovering endpoint starts with (`cap`), +1 per success
 
 -- Requests the endpoint may still start now, across all workers: its max_in_flight, lowered by
