@@ -51,6 +51,7 @@ from redis.asyncio import Redis
 
 from webhooks.errors import ConfigError
 from webhooks.intake import operational
+from webhooks.models import DeliveryStatus
 from webhooks.outbound import retry
 from webhooks.outbound.secretbox import SecretBox
 from webhooks.outbound.signing import SigningKey, parse_key
@@ -461,7 +462,7 @@ class Engine:
         classified = retry.classify(result.status_code, result.retry_after, now)
         series = d.series_attempts + 1
         decision = retry.decide(classified, series, self.cfg.schedule, now, self.rng)
-        if decision.status == "succeeded":
+        if decision.status is DeliveryStatus.SUCCEEDED:
             self.totals.succeeded += 1
         else:
             self.totals.failed += 1
@@ -482,7 +483,7 @@ class Engine:
             due_ms=decision.due_ms,
             gone=decision.disable_endpoint,
             status_code=result.status_code,
-            ok=decision.status == "succeeded",
+            ok=decision.status is DeliveryStatus.SUCCEEDED,
             throttle=retry.is_throttle(result.status_code, result.retry_after),
             pause_ms=pause_ms,
             error=result.error,

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from webhooks.models import DeliveryStatus
+
 JITTER = 0.2
 
 
@@ -109,7 +111,7 @@ def parse_schedule(text: str) -> tuple[float, ...]:
 class Decision:
     """What follows an attempt: the new status, when to try again, whether to disable the endpoint."""
 
-    status: str  # "succeeded", "retrying" or "dead"
+    status: DeliveryStatus  # SUCCEEDED, RETRYING or DEAD
     due_ms: int | None = None
     disable_endpoint: bool = False
 
@@ -123,10 +125,10 @@ def decide(
 ) -> Decision:
     """The decision after the ``series_attempts``-th attempt of the current series ended with ``outcome``."""
     if outcome.verdict is Verdict.SUCCESS:
-        return Decision("succeeded")
+        return Decision(DeliveryStatus.SUCCEEDED)
     if outcome.verdict is Verdict.GONE:
-        return Decision("dead", disable_endpoint=True)
+        return Decision(DeliveryStatus.DEAD, disable_endpoint=True)
     delay_s = next_delay_s(schedule, series_attempts, rng, outcome.retry_after_s)
     if delay_s is None:
-        return Decision("dead")
-    return Decision("retrying", due_ms=now_ms + int(delay_s * 1000))
+        return Decision(DeliveryStatus.DEAD)
+    return Decision(DeliveryStatus.RETRYING, due_ms=now_ms + int(delay_s * 1000))
