@@ -5,12 +5,12 @@ one act at a time and passes to another within ``LOCK_TTL_MS`` when the
 holder dies. Every step is an idempotent script, so an overlap at hand-over is
 harmless. Each tick it visits the tenants whose wake time has come
 (:func:`webhooks.queueing.queue.tick`); every ``SWEEP_EVERY_S`` it sweeps all tenants
-(:func:`webhooks.queueing.queue.repair`), which repairs an activation or wake time lost
-to a crash between a tenant's script and the global call after it; every
-second it keeps the memory budget (:mod:`webhooks.queueing.memory`). With operational webhooks on, it
+(:func:`webhooks.queueing.queue.repair`), which repairs an activation or wake time lost to a
+crash between a tenant's script and the global call after it; every ``MEMORY_EVERY_S`` (0.2 s)
+it keeps the memory budget (:mod:`webhooks.queueing.memory`). With operational webhooks on, it
 creates or corrects the operator tenant when it first acts, emits every tick the notifications
-whose time has come (:func:`webhooks.intake.operational.emit_due`), and its sweep marks due any tenant
-still holding some (:func:`webhooks.intake.operational.rescan`).
+whose time has come (:func:`webhooks.intake.operational.emit_due`), and its sweep marks due any
+tenant still holding some (:func:`webhooks.intake.operational.rescan`).
 """
 
 import asyncio
