@@ -33,7 +33,7 @@ from webhooks.errors import Invalid, PayloadTooLarge, WebhooksError
 from webhooks.intake.ingest import EventIn
 from webhooks.intake.validation import MAX_IDEMPOTENCY_KEY
 from webhooks.queueing import history
-from webhooks.queueing.queue import NewEvent
+from webhooks.queueing.arrivals import NewEvent
 from webhooks.runtime import metrics
 from webhooks.timefmt import iso_from_ms
 

@@ -1,6 +1,6 @@
 """What ``webhooks status`` shows, gathered in one place: :func:`snapshot`.
 
-Read-only: a few pipelined reads per tenant and endpoint (:func:`webhooks.queueing.queue.depths`), through
+Read-only: a few pipelined reads per tenant and endpoint (:func:`webhooks.queueing.depths.depths`), through
 :mod:`webhooks.keys`.
 """
 
@@ -14,7 +14,7 @@ from rq.worker import Worker
 from rq.worker_registration import REDIS_WORKER_KEYS
 
 from webhooks import keys
-from webhooks.queueing import memory, queue
+from webhooks.queueing import depths, memory
 
 
 @dataclass(slots=True)
@@ -92,11 +92,11 @@ async def snapshot(r: "Redis", now_ms: int, rq: "Redis | None" = None) -> Platfo
 
     ``r`` decodes responses; ``rq`` is the Redis RQ lives on when it is another one (a cluster's
     ``WEBHOOKS_RQ_REDIS_URL``). Raises ``redis.RedisError`` when Redis cannot be read. The queue
-    figures are summed over every tenant by :func:`webhooks.queueing.queue.depths`; on a cluster the
+    figures are summed over every tenant by :func:`webhooks.queueing.depths.depths`; on a cluster the
     memory is the fullest primary's.
     """
     rq = rq or r
-    d = await queue.depths(r, now_ms)
+    d = await depths.depths(r, now_ms)
     server = await r.info("server")  # on a cluster: one node's (they run the same server)
     use = await memory.usage(r)
     async with r.pipeline(transaction=False) as pipe:
@@ -104,7 +104,7 @@ async def snapshot(r: "Redis", now_ms: int, rq: "Redis | None" = None) -> Platfo
         pipe.pttl(keys.SCHEDULER_LOCK)
         leader, ttl = await pipe.execute()
     drain_jobs = await rq.llen(Queue.redis_queue_namespace_prefix + keys.RQ_QUEUE)
-    tenants = await queue.tenant_ids(r)
+    tenants = await depths.tenant_ids(r)
     async with r.pipeline(transaction=False) as pipe:
         for t in tenants:
             pipe.exists(keys.moving(t))

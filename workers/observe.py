@@ -8,7 +8,7 @@ stays free of metric and log plumbing:
 
 Requests in flight are read from the engine when scraped (:func:`watch_engine`). The queue's
 state comes from Redis at scrape time through :class:`webhooks.runtime.metrics.QueueGauges`, with
-:func:`queue_reader` (every tenant's queues through :func:`webhooks.queueing.queue.depths`).
+:func:`queue_reader` (every tenant's queues through :func:`webhooks.queueing.depths.depths`).
 Every function here is cheap (a counter, a histogram bucket) and never raises into the engine.
 """
 
@@ -21,7 +21,7 @@ from typing import Protocol
 from prometheus_client import Counter
 
 from webhooks.errors import ConfigError
-from webhooks.queueing import memory, queue
+from webhooks.queueing import depths, memory
 from webhooks.runtime import metrics
 from webhooks.runtime.connection import RedisTarget, async_client
 from webhooks.runtime.logs import DELIVERY_LOGGER, DeliveryIds, delivery_log
@@ -104,7 +104,7 @@ def watch_engine(engine: _InFlight) -> None:
 def queue_reader(
     target: RedisTarget, clock: Callable[[], float] = time.time
 ) -> Callable[[], Mapping[str, float]]:
-    """A reader for :class:`~webhooks.runtime.metrics.QueueGauges`: :func:`webhooks.queueing.queue.depths`
+    """A reader for :class:`~webhooks.runtime.metrics.QueueGauges`: :func:`webhooks.queueing.depths.depths`
     (every tenant's queues) and ``INFO memory``, read on a client of its own (scrapes run on
     prometheus-client's thread, outside any event loop).
 
@@ -116,7 +116,7 @@ def queue_reader(
         r = async_client(target)
         try:
             now_ms = int(clock() * 1000)
-            d = await queue.depths(r, now_ms)
+            d = await depths.depths(r, now_ms)
             use = await memory.usage(r)
         finally:
             await r.aclose()

@@ -90,7 +90,7 @@ def test_what_json_rules_refuse_never_reaches_the_fast_path(raw: bytes, loc: tup
 
 def test_the_202_body_is_written_as_orjson_writes_the_event_object() -> None:
     from webhooks.queueing import history
-    from webhooks.queueing.queue import NewEvent
+    from webhooks.queueing.arrivals import NewEvent
 
     payload = {"n": 1, "s": 'quote " and \\ backslash, ünïcode, \u2028', "f": 1.5, "l": [None, True]}
     record = history.event_record("invoice.paid", 1_800_000_000_000, "", 2, orjson.dumps(payload))

@@ -11,7 +11,7 @@ from api.console import chart, wire
 from webhooks.errors import ConfigError, Conflict
 from webhooks.models import Attempt
 from webhooks.outbound.secretbox import SecretBox
-from webhooks.queueing import queue
+from webhooks.queueing import depths
 from webhooks.settings import load
 from webhooks.stores.store import TEST_EVENT_TYPE, Policy, Store
 from webhooks.timefmt import iso_from_ms
@@ -110,7 +110,7 @@ def test_the_test_event_goes_to_that_endpoint_only(
     assert sent.event_type == TEST_EVENT_TYPE and [d.endpoint_id for d in sent.deliveries] == [picky.id]
     stored = loop.run_until_complete(store.get_event(tenant, sent.id))
     assert [d.endpoint_id for d in stored.deliveries] == [picky.id]
-    assert loop.run_until_complete(queue.depths(ar)).ready == 1
+    assert loop.run_until_complete(depths.depths(ar)).ready == 1
     loop.run_until_complete(store.update_endpoint(tenant, picky.id, {"disabled": True}, now))
     with pytest.raises(Conflict, match="disabled"):
         loop.run_until_complete(store.send_test_event(tenant, picky.id, now))

@@ -21,7 +21,7 @@ from webhooks.intake.operational import Target
 from webhooks.outbound.egress import delivery_transport
 from webhooks.outbound.secretbox import SecretBox
 from webhooks.outbound.signing import generate_secret
-from webhooks.queueing import queue
+from webhooks.queueing import depths, queue, upkeep
 from webhooks.runtime.connection import RedisTarget, async_client
 from webhooks.stores.policy import Policy
 from webhooks.stores.store import Store
@@ -75,7 +75,7 @@ def test_an_endpoint_failing_for_five_days_on_the_engine_clock_is_disabled_and_t
             await engine.idle()
             assert (await store.get_endpoint(tenant.id, ep.id)).disabled is False
             clock.ms += DISABLE_AFTER_MS  # five days on: the retry is due, and fails again
-            await queue.tick(r, await queue.tenant_ids(r), clock())
+            await upkeep.tick(r, await depths.tenant_ids(r), clock())
             await engine.drain(1.0)
             await engine.idle()
             got = await store.get_endpoint(tenant.id, ep.id)

@@ -3,7 +3,7 @@
 - **Routing** needs the tenant's endpoints. They are cached per tenant together
   with the tenant's endpoint *version* (bumped in the same transaction as every
   endpoint change, and by a 410). The ingest script refuses to write anything
-  routed with a version that is no longer current (:class:`queue.StaleRoutes`),
+  routed with a version that is no longer current (:class:`arrivals.StaleRoutes`),
   so a cached route is never used after a change: the events are routed again.
 - **Event-type catalogue**: the tenant's compiled schemas and strict mode
   (:mod:`webhooks.intake.event_types`) are read and cached with the routes, under the same version
@@ -37,7 +37,7 @@ from redis.exceptions import OutOfMemoryError
 from webhooks import ids, keys
 from webhooks.errors import Invalid, PayloadTooLarge, RoutesChanging, StorageFull
 from webhooks.intake import event_types, routing, validation
-from webhooks.queueing import history, queue
+from webhooks.queueing import arrivals, history, queue
 from webhooks.queueing.history import StoredEvent
 from webhooks.queueing.memory import LevelCache
 from webhooks.runtime import replication
@@ -77,7 +77,7 @@ def prepare(
     routes_version: str | None = None,
     catalogue: event_types.Catalogue = event_types.EMPTY,
     endpoint_ids: list[str] | None = None,
-) -> queue.NewEvent:
+) -> arrivals.NewEvent:
     """Validate one event, serialize its body once and pick its deliveries (pure but for random ids).
 
     ``endpoint_ids``, when given, is what ``routing.route(routes, event.event_type)`` returns
@@ -109,7 +109,7 @@ def prepare(
         raise PayloadTooLarge(f"payload: the event body is {size} bytes; the limit is {max_payload_bytes}")
     if catalogue.active:  # after serializing: orjson bounds the payload's depth first
         catalogue.check(event.event_type, event.payload)
-    return queue.NewEvent(
+    return arrivals.NewEvent(
         tenant_id,
         event_id,
         event.event_type,
@@ -140,7 +140,7 @@ class _TenantView(NamedTuple):
 
 @dataclass
 class _Pending:
-    events: list[queue.NewEvent]
+    events: list[arrivals.NewEvent]
     done: "asyncio.Future[list[StoredEvent | None]]"
 
 
@@ -219,7 +219,7 @@ class Ingestor:
 
     async def ingest(
         self, tenant_id: str, events: Sequence[EventIn], now_ms: int, *, batch: bool = False
-    ) -> list[tuple[queue.NewEvent, StoredEvent | None]]:
+    ) -> list[tuple[arrivals.NewEvent, StoredEvent | None]]:
         """Store events all-or-nothing; per event, the stored event when its id or key was seen before.
 
         With ``batch``, a validation error names the event by position (``events.3.event_type: ...``).
@@ -262,7 +262,7 @@ class Ingestor:
                 continue
             try:
                 stored = await self._commit(prepared)
-            except queue.StaleRoutes as stale:
+            except arrivals.StaleRoutes as stale:
                 self.forget(stale.tenant_id)
                 continue
             return list(zip(prepared, stored, strict=True))
@@ -271,7 +271,7 @@ class Ingestor:
     async def _is_current(self, tenant_id: str, version: str) -> bool:
         return str(await self.r.get(keys.endpoint_version(tenant_id)) or "0") == version
 
-    async def _commit(self, events: list[queue.NewEvent]) -> list[StoredEvent | None]:
+    async def _commit(self, events: list[arrivals.NewEvent]) -> list[StoredEvent | None]:
         done: asyncio.Future[list[StoredEvent | None]] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(events, done))
         if self._writers < MAX_WRITERS:
@@ -295,7 +295,7 @@ class Ingestor:
     async def _write(self, group: list[_Pending]) -> None:
         try:
             events = [e for p in group for e in p.events]
-            stored = await queue.ingest(self.r, events, self.retention_ms, errors_in_place=True)
+            stored = await arrivals.ingest(self.r, events, self.retention_ms, errors_in_place=True)
             written = {
                 e.tenant_id for e, x in zip(events, stored, strict=True) if not isinstance(x, Exception)
             }

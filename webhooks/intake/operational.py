@@ -38,7 +38,7 @@ from webhooks import ids, keys
 from webhooks.intake.ingest import EventIn, prepare
 from webhooks.outbound.secretbox import SecretBox
 from webhooks.outbound.signing import HMAC_SHA256
-from webhooks.queueing import queue
+from webhooks.queueing import arrivals, queue
 from webhooks.queueing.scripts import ScriptCall, run_scripts, scripts
 from webhooks.timefmt import iso_from_ms
 
@@ -179,7 +179,7 @@ async def _emit(r: "Redis", due: list[str], now_ms: int, window_ms: int, retenti
             new = EventIn(kind, body, event_id_of(t, e))
             events.append(prepare(OPERATOR_TENANT, new, route, now_ms, MAX_BODY_BYTES))
     for i in range(0, len(events), INGEST_CHUNK):  # one script call each, on the operator's slot
-        await queue.ingest(r, events[i : i + INGEST_CHUNK], retention_ms)
+        await arrivals.ingest(r, events[i : i + INGEST_CHUNK], retention_ms)
     acks: list[ScriptCall] = [
         (script, [keys.tenant_base(t)], ["ack", *[e["n"] for e in entries]])
         for t, entries, _ in taken

@@ -1,4 +1,7 @@
-"""The delivery queue: fair leasing, outcomes, retries, recovery and trimming, on Redis.
+"""The delivery queue on Redis: the lease and outcome transitions (lease, heartbeat, complete,
+requeue, rate slots). New events enter through :mod:`webhooks.queueing.arrivals`; the scheduler's
+side (tick, sweep, retire, trim) is :mod:`webhooks.queueing.upkeep`; :mod:`webhooks.queueing.depths`
+counts what waits.
 
 Shape of the state (keys in :mod:`webhooks.keys`; ``docs/architecture.md`` draws it):
 
@@ -14,8 +17,9 @@ Shape of the state (keys in :mod:`webhooks.keys`; ``docs/architecture.md`` draws
   :func:`take_send_slot`, which grants no rate-limit slot to a stale copy).
 - :func:`complete` records outcomes only for deliveries still under the caller's lease, gives
   the endpoint slots back, and keeps the breaker and throttling state.
-- Failures wait in their endpoint's *due* zset; the scheduler's :func:`tick` of a tenant moves
-  due deliveries back, lifts pauses that are over and returns the deliveries of expired leases.
+- Failures wait in their endpoint's *due* zset; the scheduler's ``upkeep.tick`` of a tenant moves
+  due deliveries back, lifts pauses that are over and returns the deliveries of expired leases
+  (:mod:`webhooks.queueing.upkeep`, with trimming).
   The global *wake* zset says when each tenant needs a tick.
 
 Fairness (deficit round robin with unit costs): every lease visit of a tenant grants it at most
@@ -30,7 +34,7 @@ Every transition is one Lua script over the keys of one tenant (one Redis Cluste
 hence atomic: a process killed at any moment leaves each delivery in exactly one of a ready list,
 a lease, a due zset, or a final state. The global active and wake entries are written by separate
 idempotent calls after the script; a crash between the two is repaired by the scheduler's sweep
-(:func:`repair`). Only the scheduler removes tenants from the active list (:func:`retire_idle`),
+(``upkeep.repair``). Only the scheduler removes tenants from the active list (``upkeep.retire_idle``),
 so removals cannot race one another. Deliveries are at least once: a reclaimed delivery may
 already have reached its receiver.
 """
@@ -43,21 +47,11 @@ import orjson
 from redis.asyncio import Redis
 
 from webhooks import ids, keys
-from webhooks.queueing import reshard
 from webhooks.queueing.history import StoredEvent
 from webhooks.queueing.scripts import PartlyApplied, ScriptCall, run_scripts, scripts
 
-IDEMPOTENCY_TTL_S = 24 * 3600
 DEFAULT_RETENTION_MS = 30 * 86400 * 1000
 ERROR_CHARS = 200  # the most of an error kept with a dead delivery's operational summary
-
-
-class StaleRoutes(Exception):
-    """The endpoints of ``tenant_id`` changed after the events were routed; nothing was written."""
-
-    def __init__(self, tenant_id: str) -> None:
-        super().__init__(tenant_id)
-        self.tenant_id = tenant_id
 
 
 async def activate(r: "Redis", tenant_ids: list[str]) -> None:
@@ -78,91 +72,6 @@ async def wake_at(r: "Redis", wakes: dict[str, int], key: str = keys.WAKE) -> No
         for tenant_id, at_ms in wakes.items():
             args += [at_ms, tenant_id]
         await scripts(r).global_(keys=[key], args=args)
-
-
-# -- ingest ---------------------------------------------------------------------------------------
-
-
-# Not frozen: one is made per event or delivery on the hot path, and a frozen dataclass's
-# __init__ costs about three times as much. Treated as immutable all the same.
-@dataclass(slots=True)
-class NewEvent:
-    """An event ready to store: routed, its record (webhooks/queueing/history.py) built once."""
-
-    tenant_id: str
-    event_id: str
-    event_type: str
-    created_ms: int
-    record: str
-    idempotency_key: str
-    deliveries: list[tuple[str, str]]  # (delivery id, endpoint id)
-    routes_version: str | None = None  # the endpoint version routing used; checked at write time
-    generated_id: bool = False  # the platform made the id up: no stored event can have it
-    derived_ids: bool = False  # the event id and the delivery ids share one stem (webhooks.ids)
-
-
-async def ingest(
-    r: "Redis",
-    events: list[NewEvent],
-    retention_ms: int = DEFAULT_RETENTION_MS,
-    *,
-    errors_in_place: bool = False,
-) -> list[StoredEvent | Exception | None]:
-    """Store events with their deliveries on their endpoints' ready lists: one script per tenant.
-
-    Returns, per event, None when it was stored now, the stored event that its id or idempotency
-    key already names (nothing new is queued for it), or :class:`StaleRoutes` when its tenant's
-    endpoints changed since routing (nothing of that tenant was written). Each tenant's events
-    are stored all or none. When a tenant's script fails (a primary away, the tenant paused by a
-    slot move, memory refused), nothing of that tenant is written and the other tenants of the
-    call are stored and activated; the first such error is then raised, or with
-    ``errors_in_place`` it is the reply of each of that tenant's events. An error of the whole
-    call (Redis unreachable) is raised.
-    """
-    if not events:
-        return []
-    by_tenant: dict[str, list[int]] = {}
-    for i, ev in enumerate(events):
-        by_tenant.setdefault(ev.tenant_id, []).append(i)
-    script = scripts(r).ingest
-    calls: list[ScriptCall] = []
-    for tenant_id, positions in by_tenant.items():
-        first = events[positions[0]]
-        args: list[str | int] = [IDEMPOTENCY_TTL_S, retention_ms, first.routes_version or ""]
-        for i in positions:
-            ev = events[i]
-            fields = [
-                ("!" if ev.generated_id else "") + ("~" if ev.derived_ids else "") + ev.event_id,
-                ev.idempotency_key,
-                ev.event_type,
-                str(ev.created_ms),
-                str(len(ev.deliveries)),
-            ]
-            for delivery_id, endpoint_id in ev.deliveries:
-                fields += [delivery_id, endpoint_id]
-            fields.append("")  # the head ends with a newline
-            args += ["\n".join(fields), ev.record]
-        calls.append((script, [keys.tenant_base(tenant_id)], args))
-    replies = await run_scripts(r, calls, errors_in_place=True)
-    out: list[StoredEvent | Exception | None] = [None] * len(events)
-    to_activate = []
-    for (tenant_id, positions), reply in zip(by_tenant.items(), replies, strict=True):
-        if isinstance(reply, Exception) or reply[0] == "stale":
-            failed = reply if isinstance(reply, Exception) else StaleRoutes(tenant_id)
-            for i in positions:
-                out[i] = failed
-            continue
-        if int(reply[0]):
-            to_activate.append(tenant_id)
-        existing = reply[1]
-        for j in range(0, len(existing), 2):
-            event_id, _, record = existing[j + 1].partition("\n")
-            out[positions[int(existing[j]) - 1]] = StoredEvent(tenant_id, event_id, record)
-    await activate(r, to_activate)
-    first_error = next((x for x in replies if isinstance(x, Exception)), None)
-    if first_error is not None and not errors_in_place:
-        raise first_error
-    return out
 
 
 # -- leasing --------------------------------------------------------------------------------------
@@ -385,142 +294,6 @@ async def heartbeat(r: "Redis", leases: list[tuple[str, str]], expiry_ms: int) -
     return gone
 
 
-# -- the scheduler's side ---------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Ticked:
-    leases: int = 0
-    reclaimed: int = 0
-    promoted: int = 0
-    tenants: int = 0
-    paused: int = 0  # tenants whose slot is moving (webhooks/queueing/reshard.py): ticked again soon
-
-
-RETICK_MS = 100  # a tenant whose tick failed is visited again this much later
-
-
-async def tick(r: "Redis", tenant_ids: list[str], now_ms: int, most: int = 1000) -> Ticked:
-    """Visit tenants: reclaim expired leases, promote due deliveries, lift pauses; set their next wake.
-
-    Each tenant's wake entry is removed before its script runs and re-added (keeping the earliest)
-    after, so a wake time registered meanwhile by a worker is never lost. A tenant whose script
-    failed is woken again ``RETICK_MS`` later (a paused one, its slot moving, is counted in
-    ``paused``); when some failed for another reason, :class:`PartlyApplied` is raised once the
-    others' results are written.
-    """
-    out = Ticked()
-    if not tenant_ids:
-        return out
-    await r.zrem(keys.WAKE, *tenant_ids)
-    script = scripts(r).tick
-    calls: list[ScriptCall] = [(script, [keys.tenant_base(t)], [now_ms, most]) for t in tenant_ids]
-    replies = await run_scripts(r, calls, errors_in_place=True)
-    wakes: dict[str, int] = {}
-    to_activate = []
-    failed: dict[str, BaseException] = {}
-    for tenant_id, reply in zip(tenant_ids, replies, strict=True):
-        if isinstance(reply, BaseException):
-            wakes[tenant_id] = now_ms + RETICK_MS
-            if reshard.is_paused(reply):
-                out.paused += 1
-            else:
-                failed[tenant_id] = reply
-            continue
-        n_leases, n_back, n_promoted, act, wake, _ = reply
-        out.leases += int(n_leases)
-        out.reclaimed += int(n_back)
-        out.promoted += int(n_promoted)
-        if int(act):
-            to_activate.append(tenant_id)
-        if int(n_leases) >= most or int(n_promoted) >= most:
-            wakes[tenant_id] = now_ms  # more to do: come back at once
-        elif int(wake) >= 0:
-            wakes[tenant_id] = int(wake)
-    out.tenants = len(tenant_ids)
-    await activate(r, to_activate)
-    await wake_at(r, wakes)
-    if failed:
-        raise PartlyApplied(set(failed), next(iter(failed.values())), out)
-    return out
-
-
-async def retire_idle(r: "Redis", most: int = 500) -> int:
-    """Take tenants reported idle off the active list, one entry each, if still not marked active.
-
-    Every activation (``act`` 0 -> 1) pushes one entry after it. Reading ``act`` and removing an
-    entry are two calls (the flag and the list live in different slots), and a report can be stale
-    (two idle workers reported the same entry; the first report already removed it): an activation
-    landing between the read and the removal could then lose its own entry. So after removing,
-    ``act`` is read again, and a tenant marked active by then with no entry left is pushed back
-    (:func:`_relist_active`). An activation after that second read pushes its own entry, so a
-    tenant with work always keeps one; a surplus entry costs one empty visit and the sweep trims
-    it. Returns the number retired.
-    """
-    idle = [str(t) for t in await r.spop(keys.IDLE, most) or []]
-    if not idle:
-        return 0
-    async with r.pipeline(transaction=False) as pipe:
-        for t in idle:
-            pipe.hget(keys.tenant(t), "act")
-        acts = await pipe.execute()
-    retired = [t for t, act in zip(idle, acts, strict=True) if act != "1"]
-    if retired:
-        script = scripts(r).global_
-        await run_scripts(r, [(script, [keys.ACTIVE], ["unlist", 1, t]) for t in retired])
-        await _relist_active(r, retired)
-    return len(retired)
-
-
-async def _relist_active(r: "Redis", tenant_ids: list[str]) -> int:
-    """Push back those of these tenants marked active that have no entry on the active list (after
-    a removal that may have raced their activation); returns how many were pushed."""
-    async with r.pipeline(transaction=False) as pipe:
-        for t in tenant_ids:
-            pipe.hget(keys.tenant(t), "act")
-            pipe.lpos(keys.ACTIVE, t)
-        rows = await pipe.execute()
-    lost = [t for i, t in enumerate(tenant_ids) if rows[2 * i] == "1" and rows[2 * i + 1] is None]
-    await activate(r, lost)
-    return len(lost)
-
-
-async def due_tenants(r: "Redis", now_ms: int, most: int = 200) -> list[str]:
-    return [str(t) for t in await r.zrangebyscore(keys.WAKE, "-inf", now_ms, start=0, num=most)]
-
-
-async def repair(r: "Redis", tenant_ids: list[str], now_ms: int) -> int:
-    """The sweep: tick these tenants, put back on the active list those marked active but absent,
-    and leave one entry to those with more (the scheduler only: see :func:`retire_idle`).
-
-    This is what repairs a crash between a tenant's script and the global call after it (a lost
-    activation or wake time). Returns the number of tenants put back on the active list.
-    """
-    await tick(r, tenant_ids, now_ms)
-    async with r.pipeline(transaction=False) as pipe:
-        for tenant_id in tenant_ids:
-            pipe.hget(keys.tenant(tenant_id), "act")
-            pipe.lpos(keys.ACTIVE, tenant_id, count=0)
-        rows = await pipe.execute()
-    missing, extra, idle = [], [], []
-    for i, t in enumerate(tenant_ids):
-        act, found = rows[2 * i], rows[2 * i + 1] or []
-        if act == "1" and not found:
-            missing.append(t)
-        elif act == "1" and len(found) > 1:
-            extra.append((t, len(found) - 1))
-        elif act != "1" and found:
-            idle.append(t)
-    await activate(r, missing)
-    if extra or idle:
-        script = scripts(r).global_
-        calls: list[ScriptCall] = [(script, [keys.ACTIVE], ["unlist", n, t]) for t, n in extra]
-        calls += [(script, [keys.IDLE], ["idle", t]) for t in idle]
-        await run_scripts(r, calls)
-        await _relist_active(r, [t for t, _ in extra])  # the removals may have raced a retirement
-    return len(missing)
-
-
 async def requeue(
     r: "Redis",
     tenant_id: str,
@@ -577,117 +350,3 @@ async def endpoint_revisions(r: "Redis", tenant_id: str, endpoint_ids: list[str]
             pipe.hget(keys.endpoint(tenant_id, endpoint_id), "rev")
         got = await pipe.execute()
     return {e: str(v or "0") for e, v in zip(endpoint_ids, got, strict=True)}
-
-
-@dataclass(slots=True)
-class Trimmed:
-    events: int = 0
-    scanned: int = 0
-    exhausted: list[str] = field(default_factory=list)  # tenants whose scan stopped (fresh work, or the end)
-
-
-async def trim(
-    r: "Redis",
-    tenant_ids: list[str],
-    cutoff_ms: int,
-    *,
-    most: int = 0,
-    allow_dead: bool = False,
-    now_ms: int = 0,
-    fresh_ms: int = 60_000,
-) -> Trimmed:
-    """Drop index entries older than ``cutoff_ms`` and, with ``most`` > 0, up to ``most`` settled events
-    per tenant oldest first (see ``trim.lua``: pending work is never touched; the scan stops at
-    work younger than ``fresh_ms``)."""
-    out = Trimmed()
-    if not tenant_ids:
-        return out
-    script = scripts(r).trim
-    args: list[str | int] = [most, 1 if allow_dead else 0, cutoff_ms, now_ms, fresh_ms]
-    replies = await run_scripts(r, [(script, [keys.tenant_base(t)], args) for t in tenant_ids])
-    for tenant_id, (dropped, scanned, done) in zip(tenant_ids, replies, strict=True):
-        out.events += int(dropped)
-        out.scanned += int(scanned)
-        if int(done):
-            out.exhausted.append(tenant_id)
-    return out
-
-
-async def tenant_ids(r: "Redis") -> list[str]:
-    return [str(t) for t in await r.zrange(keys.TENANTS, 0, -1)]
-
-
-@dataclass(slots=True)
-class Depths:
-    ready: int = 0
-    due: int = 0
-    overdue: int = 0  # due deliveries whose time has come (the scheduler is behind, or down)
-    leases: int = 0
-    leased: int = 0  # deliveries under a lease
-    dead: int = 0
-    active_tenants: int = 0
-    oldest_ready_ms: int | None = None  # when the longest-waiting ready delivery was created or due
-    first_due_ms: int | None = None
-    breakers_open: int = 0  # endpoints whose circuit breaker is open or probing
-    counters: dict[str, int] = field(default_factory=dict)
-
-
-async def depths(r: "Redis", now_ms: int | None = None) -> Depths:
-    """Queue depths summed over every tenant (pipelined passes over the tenants and their endpoints)."""
-    tenants = await tenant_ids(r)
-    out = Depths(active_tenants=int(await r.llen(keys.ACTIVE)))
-    async with r.pipeline(transaction=False) as pipe:
-        for t in tenants:
-            pipe.zrange(keys.tenant_endpoints(t), 0, -1)
-            pipe.zcard(keys.leases(t))
-            pipe.zcard(keys.tenant_dead(t))
-            pipe.hgetall(keys.stats(t))
-        rows = await pipe.execute()
-    endpoints: list[tuple[str, str]] = []
-    for i, t in enumerate(tenants):
-        eps, n_leases, n_dead, stats = rows[4 * i : 4 * i + 4]
-        endpoints += [(t, e) for e in eps]
-        out.leases += int(n_leases)
-        out.dead += int(n_dead)
-        for k, v in stats.items():
-            out.counters[k] = out.counters.get(k, 0) + int(v)
-    if endpoints:
-        horizon = now_ms if now_ms is not None else "+inf"
-        async with r.pipeline(transaction=False) as pipe:
-            for t, e in endpoints:
-                pipe.llen(keys.ready(t, e))
-                pipe.zcard(keys.due(t, e))
-                pipe.lindex(keys.ready(t, e), 0)
-                pipe.zrange(keys.due(t, e), 0, 0, withscores=True)
-                pipe.zcount(keys.due(t, e), "-inf", horizon)
-                pipe.hget(keys.endpoint(t, e), "h")
-            counts = await pipe.execute()
-        heads = []
-        for j, (t, _) in enumerate(endpoints):
-            n_ready, n_due, head, first, overdue, half_open = counts[6 * j : 6 * j + 6]
-            out.breakers_open += 1 if half_open == "1" else 0
-            out.ready += int(n_ready)
-            out.due += int(n_due)
-            out.overdue += int(overdue) if now_ms is not None else 0
-            if head:
-                heads.append((t, str(head)))
-            if first and (out.first_due_ms is None or first[0][1] < out.first_due_ms):
-                out.first_due_ms = int(first[0][1])
-        if heads:
-            async with r.pipeline(transaction=False) as pipe:
-                for t, d in heads:
-                    pipe.hget(keys.delivery(t, d), "u")
-                stamps = await pipe.execute()
-            waited = [int(u) if u else ids.ms_of(d) for (_, d), u in zip(heads, stamps, strict=True)]
-            out.oldest_ready_ms = min(waited)
-    if tenants:
-        async with r.pipeline(transaction=False) as pipe:
-            for t in tenants:
-                pipe.zrange(keys.leases(t), 0, 999)
-            lease_lists = await pipe.execute()
-        async with r.pipeline(transaction=False) as pipe:
-            for t, lease_ids in zip(tenants, lease_lists, strict=True):
-                for lease_id in lease_ids:
-                    pipe.llen(keys.lease(t, lease_id))
-            out.leased = sum(int(n) for n in await pipe.execute())
-    return out

@@ -22,7 +22,7 @@ from webhooks.models import (
     Replay,
     ReplayResult,
 )
-from webhooks.queueing import history, queue
+from webhooks.queueing import depths, history, queue
 from webhooks.queueing.history import StoredEvent
 from webhooks.stores import paging, replays
 from webhooks.stores.endpoints import EndpointsMixin
@@ -157,7 +157,7 @@ class DeliveriesMixin(EndpointsMixin):
 
     async def _owner_of(self, delivery_id: str) -> str:
         """The tenant holding a delivery (for the operator, who may name any); NotFound if none."""
-        tenants = await queue.tenant_ids(self.r)
+        tenants = await depths.tenant_ids(self.r)
         async with self.r.pipeline(transaction=False) as pipe:
             for t in tenants:
                 pipe.exists(keys.delivery(t, delivery_id))
@@ -329,7 +329,7 @@ class DeliveriesMixin(EndpointsMixin):
         limit = paging.check_limit(limit)
         position = paging.decode_cursor(cursor, paging.SCORED_CURSOR)
         after = _split(position) if position else None
-        tenants = [tenant_id] if tenant_id is not None else await queue.tenant_ids(self.r)
+        tenants = [tenant_id] if tenant_id is not None else await depths.tenant_ids(self.r)
         rows: list[tuple[Delivery, int]] = []
         for t in tenants:
             rows += await self._dead_page(t, f, after, limit + 1)
@@ -350,7 +350,7 @@ class DeliveriesMixin(EndpointsMixin):
         this runs only when nothing matched: a deleted endpoint's dead letters stay listable."""
         if not ids.has_prefix(endpoint_id, ids.ENDPOINT):
             raise NotFound("endpoint_id: no such endpoint")
-        tenants = [tenant_id] if tenant_id is not None else await queue.tenant_ids(self.r)
+        tenants = [tenant_id] if tenant_id is not None else await depths.tenant_ids(self.r)
         for t in tenants:
             if await self.r.exists(keys.endpoint(t, endpoint_id)):
                 return
@@ -364,7 +364,7 @@ class DeliveriesMixin(EndpointsMixin):
         if len(delivery_ids) > 10000:
             raise Invalid("ids: at most 10000")
         unique = list(dict.fromkeys(delivery_ids))
-        tenants = [tenant_id] if tenant_id is not None else await queue.tenant_ids(self.r)
+        tenants = [tenant_id] if tenant_id is not None else await depths.tenant_ids(self.r)
         found: dict[str, tuple[str, str | None, str | None]] = {}
         for t in tenants:
             async with self.r.pipeline(transaction=False) as pipe:
@@ -401,7 +401,7 @@ class DeliveriesMixin(EndpointsMixin):
             matched = await self._named_dead(tenant_id, f, delivery_ids)
         else:
             matched = {}
-            tenants = [tenant_id] if tenant_id is not None else await queue.tenant_ids(self.r)
+            tenants = [tenant_id] if tenant_id is not None else await depths.tenant_ids(self.r)
             for t in tenants:
                 async for chunk in self._dead_scan(t, f, None):
                     matched.setdefault(t, []).extend(d.id for d, _ in chunk)

@@ -32,7 +32,7 @@ from webhooks.models import (
     TenantCreated,
 )
 from webhooks.outbound.secretbox import SecretBox
-from webhooks.queueing import queue
+from webhooks.queueing import arrivals
 from webhooks.queueing.history import StoredEvent
 from webhooks.stores import paging
 from webhooks.stores.auth import API_KEY_PREFIX, Authenticator, hash_api_key
@@ -160,7 +160,7 @@ class Store(DeliveriesMixin):
 
     async def accept(
         self, tenant_id: str, events: Sequence[EventIn], now_ms: int, *, batch: bool = False
-    ) -> list[tuple[queue.NewEvent, StoredEvent | None]]:
+    ) -> list[tuple[arrivals.NewEvent, StoredEvent | None]]:
         """Store events all-or-nothing (see :class:`webhooks.intake.ingest.Ingestor`); per event, the stored
         event when its id or idempotency key was seen before (nothing new is queued for it)."""
         if len(events) > self.policy.max_batch:
@@ -206,7 +206,7 @@ class Store(DeliveriesMixin):
         new = prepare(
             tenant_id, EventIn(TEST_EVENT_TYPE, payload), [(endpoint_id, False, None)], now_ms, 1 << 20
         )
-        await queue.ingest(self.r, [new], self.policy.retention_ms)
+        await arrivals.ingest(self.r, [new], self.policy.retention_ms)
         return Event(
             id=new.event_id,
             tenant_id=tenant_id,
