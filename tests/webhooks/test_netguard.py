@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from webhooks.errors import InvalidTarget
+from webhooks.outbound.addresses import forbidden_reason, parse_host_as_ip
 from webhooks.outbound.netguard import (
     MAX_URL_LENGTH,
     ForbiddenAddressError,
@@ -28,9 +29,7 @@ from webhooks.outbound.netguard import (
     _guarded_socket_factory,
     check_target_url,
     find_forbidden_address_error,
-    forbidden_reason,
     make_guarded_session,
-    parse_host_as_ip,
 )
 
 ip_address = ipaddress.ip_address

@@ -9,7 +9,7 @@ runs end to end through the tunnel, the proxy sees no content), the absolute-for
 pin the address any more. :class:`ProxiedTransport` therefore checks the target before handing
 it over: it resolves the name and refuses it (:class:`ForbiddenAddressError`, before the proxy
 sees anything) when **any** address is not public, by the same policy
-(:func:`~webhooks.outbound.netguard.forbidden_reason`); a name that does not resolve here is not sent
+(:func:`~webhooks.outbound.addresses.forbidden_reason`); a name that does not resolve here is not sent
 either. What is left to the proxy is the window between our resolution and its own (DNS
 rebinding): it must refuse private, loopback, link-local and metadata addresses itself on the
 address it connects to (smokescreen does by default; see docs/standard-webhooks.md).
@@ -30,11 +30,10 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from webhooks.outbound.addresses import forbidden_reason, parse_host_as_ip
 from webhooks.outbound.netguard import (
     ForbiddenAddressError,
-    forbidden_reason,
     make_guarded_session,
-    parse_host_as_ip,
 )
 
 VERDICT_TTL_S = 10.0  # as long as the direct connector caches DNS answers
