@@ -127,3 +127,19 @@ def test_at_most_15_modules_sit_at_the_top_of_the_domain() -> None:
 def test_no_subpackage_of_the_domain_shadows_a_module_of_its_name() -> None:
     for folder in (p for p in (ROOT / "webhooks").rglob("*") if p.is_dir() and (p / "__init__.py").exists()):
         assert not folder.with_suffix(".py").exists(), f"{folder.name}/ and {folder.name}.py: one import path"
+
+
+MAX_MODULE_LINES = 500
+
+
+def test_no_module_of_the_packages_is_over_500_lines() -> None:
+    files = [
+        f for package in ("webhooks", "workers", "api", "cli") for f in sorted((ROOT / package).rglob("*.py"))
+    ]
+    assert len(files) > 20, "the walk finds the packages' modules"
+    long = {
+        str(f.relative_to(ROOT)): n
+        for f in files
+        if (n := len(f.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert not long, f"modules over {MAX_MODULE_LINES} lines (split them along a seam): {long}"
