@@ -69,7 +69,7 @@ async def resolve_tenant(who: Caller, store: Store, tenant_id: str | None) -> st
     if who.is_admin:
         if not tenant_id:
             raise Invalid("tenant_id: the admin token acts for a tenant named by tenant_id")
-        await store.get_tenant(tenant_id)
+        await store.tenants.get_tenant(tenant_id)
         return tenant_id
     assert who.tenant_id is not None
     if tenant_id and tenant_id != who.tenant_id:

@@ -126,7 +126,7 @@ class FastIngest:
         out = [
             _accepted_json(new, created_at)
             if existing is None
-            else orjson.dumps((await store.event_out(existing)).model_dump(mode="json")).decode()
+            else orjson.dumps((await store.deliveries.event_out(existing)).model_dump(mode="json")).decode()
             for new, existing in accepted
         ]
         return ("[" + ",".join(out) + "]" if batch else out[0]).encode()

@@ -224,7 +224,7 @@ async def page(
     tenant_name = None
     if session is not None and session.tenant_id is not None:
         try:
-            tenant_name = (await store(request).get_tenant(session.tenant_id)).name
+            tenant_name = (await store(request).tenants.get_tenant(session.tenant_id)).name
         except errors.NotFound:
             tenant_name = "(deleted tenant)"
     query = request.url.query

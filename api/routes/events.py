@@ -49,7 +49,7 @@ async def list_events(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Page[Event]:
     """Newest first; ``since``/``until`` bound the events' creation time."""
-    return await store.list_events(
+    return await store.deliveries.list_events(
         tenant,
         event_type=event_type,
         since_ms=None if since is None else ms_from_datetime(since),
@@ -61,4 +61,4 @@ async def list_events(
 
 @router.get("/{event_id}", response_model=Event)
 async def get_event(event_id: str, tenant: TenantDep, store: StoreDep) -> Event:
-    return await store.get_event(tenant, event_id)
+    return await store.deliveries.get_event(tenant, event_id)

@@ -41,7 +41,7 @@ async def create_portal_link(
     ``expires_at``. Embed it in an iframe when ``WEBHOOKS_PORTAL_FRAME_ANCESTORS``
     allows the embedding site.
     """
-    await store.get_tenant(tenant_id)
+    await store.tenants.get_tenant(tenant_id)
     expires_in_s = body.expires_in_s if body else PORTAL_LINK_DEFAULT_S
     token, expires_ms = await ConsoleState(store.r).create_portal_link(tenant_id, expires_in_s, now_ms())
     return PortalLink(url=portal_url(request, tenant_id, token), expires_at=iso_from_ms(expires_ms) or "")

@@ -28,24 +28,24 @@ def test_every_endpoint_write_bumps_its_revision_and_only_its_own(
     ar: "redis.asyncio.Redis", loop: asyncio.AbstractEventLoop
 ) -> None:
     store = Store(ar, SecretBox(None), Policy(allow_private_targets=True))
-    tenant = run(loop, store.create_tenant("acme", NOW))
-    ep = run(loop, store.create_endpoint(tenant.id, url="http://127.0.0.1:9/a", now_ms=NOW))
-    other = run(loop, store.create_endpoint(tenant.id, url="http://127.0.0.1:9/b", now_ms=NOW))
+    tenant = run(loop, store.tenants.create_tenant("acme", NOW))
+    ep = run(loop, store.endpoints.create_endpoint(tenant.id, url="http://127.0.0.1:9/a", now_ms=NOW))
+    other = run(loop, store.endpoints.create_endpoint(tenant.id, url="http://127.0.0.1:9/b", now_ms=NOW))
 
     def revisions() -> dict[str, str]:
         return dict(run(loop, queue.endpoint_revisions(ar, tenant.id, [ep.id, other.id])))
 
     seen = [revisions()[ep.id]]
     writes = [
-        store.update_endpoint(tenant.id, ep.id, {"url": "http://127.0.0.1:9/c"}, NOW),
-        store.update_endpoint(tenant.id, ep.id, {"headers": {"x-a": "1"}}, NOW),
-        store.update_endpoint(tenant.id, ep.id, {"rate_limit_per_s": 3}, NOW),
-        store.update_endpoint(tenant.id, ep.id, {"max_in_flight": 2}, NOW),
-        store.update_endpoint(tenant.id, ep.id, {"disabled": True}, NOW),
-        store.update_endpoint(tenant.id, ep.id, {"disabled": False}, NOW),
-        store.rotate_secret(tenant.id, ep.id, 0, NOW),
-        store.rotate_secret(tenant.id, ep.id, 60, NOW, signing="ed25519"),
-        store.delete_endpoint(tenant.id, ep.id),
+        store.endpoints.update_endpoint(tenant.id, ep.id, {"url": "http://127.0.0.1:9/c"}, NOW),
+        store.endpoints.update_endpoint(tenant.id, ep.id, {"headers": {"x-a": "1"}}, NOW),
+        store.endpoints.update_endpoint(tenant.id, ep.id, {"rate_limit_per_s": 3}, NOW),
+        store.endpoints.update_endpoint(tenant.id, ep.id, {"max_in_flight": 2}, NOW),
+        store.endpoints.update_endpoint(tenant.id, ep.id, {"disabled": True}, NOW),
+        store.endpoints.update_endpoint(tenant.id, ep.id, {"disabled": False}, NOW),
+        store.endpoints.rotate_secret(tenant.id, ep.id, 0, NOW),
+        store.endpoints.rotate_secret(tenant.id, ep.id, 60, NOW, signing="ed25519"),
+        store.endpoints.delete_endpoint(tenant.id, ep.id),
     ]
     for write in writes:
         run(loop, write)
@@ -58,11 +58,14 @@ def test_a_lease_carries_the_revision_and_a_stale_one_gets_no_rate_slot(
     ar: "redis.asyncio.Redis", loop: asyncio.AbstractEventLoop
 ) -> None:
     store = Store(ar, SecretBox(None), Policy(allow_private_targets=True))
-    tenant = run(loop, store.create_tenant("acme", NOW))
+    tenant = run(loop, store.tenants.create_tenant("acme", NOW))
     ep = run(
-        loop, store.create_endpoint(tenant.id, url="http://127.0.0.1:9/a", now_ms=NOW, rate_limit_per_s=1)
+        loop,
+        store.endpoints.create_endpoint(
+            tenant.id, url="http://127.0.0.1:9/a", now_ms=NOW, rate_limit_per_s=1
+        ),
     )
-    run(loop, store.update_endpoint(tenant.id, ep.id, {"description": "one"}, NOW))
+    run(loop, store.endpoints.update_endpoint(tenant.id, ep.id, {"description": "one"}, NOW))
     run(loop, store.ingest(tenant.id, [EventIn("a.b", {"n": 1})], NOW))
     lease = run(loop, queue.lease(ar, tenant.id, 10, 10_000, NOW))
     assert [d.endpoint_id for d in lease.deliveries] == [ep.id]
@@ -70,7 +73,7 @@ def test_a_lease_carries_the_revision_and_a_stale_one_gets_no_rate_slot(
 
     slot = keys.tenant_base(tenant.id) + f"rl:{ep.id}:{NOW // 1000}"
     assert run(loop, queue.take_send_slot(ar, tenant.id, ep.id, 1, NOW, "1")) == 0  # current: granted
-    run(loop, store.update_endpoint(tenant.id, ep.id, {"url": "http://127.0.0.1:9/b"}, NOW))
+    run(loop, store.endpoints.update_endpoint(tenant.id, ep.id, {"url": "http://127.0.0.1:9/b"}, NOW))
     assert run(loop, queue.take_send_slot(ar, tenant.id, ep.id, 1, NOW, "1")) == queue.STALE
     assert run(loop, ar.get(slot)) == "1"  # the stale ask took no slot
     assert (
@@ -82,12 +85,12 @@ def test_the_engine_disabling_an_endpoint_on_410_bumps_its_revision(
     ar: "redis.asyncio.Redis", loop: asyncio.AbstractEventLoop
 ) -> None:
     store = Store(ar, SecretBox(None), Policy(allow_private_targets=True))
-    tenant = run(loop, store.create_tenant("acme", NOW))
-    ep = run(loop, store.create_endpoint(tenant.id, url="http://127.0.0.1:9/a", now_ms=NOW))
+    tenant = run(loop, store.tenants.create_tenant("acme", NOW))
+    ep = run(loop, store.endpoints.create_endpoint(tenant.id, url="http://127.0.0.1:9/a", now_ms=NOW))
     run(loop, store.ingest(tenant.id, [EventIn("a.b", {"n": 1}), EventIn("a.b", {"n": 2})], NOW))
     lease = run(loop, queue.lease(ar, tenant.id, 10, 10_000, NOW))
     gone = outcome_of(lease.id, lease.deliveries[0], "dead", 410, at_ms=NOW, gone=True)
     run(loop, queue.complete(ar, [gone], [], NOW))
-    assert (run(loop, store.get_endpoint(tenant.id, ep.id))).disabled
+    assert (run(loop, store.endpoints.get_endpoint(tenant.id, ep.id))).disabled
     # the other delivery, still held under the lease, is on a stale copy now
     assert run(loop, queue.endpoint_revisions(ar, tenant.id, [ep.id])) != lease.revisions

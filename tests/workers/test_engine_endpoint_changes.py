@@ -41,8 +41,8 @@ def test_a_lease_held_past_the_recheck_bound_is_not_sent_on_a_changed_endpoint(
 
     async def scenario() -> list[tuple[str, int]]:
         now_ms = int(time.time() * 1000)
-        tenant = await store.create_tenant("acme", now_ms)
-        ep = await store.create_endpoint(tenant.id, url=receiver.url("ok/old"), now_ms=now_ms)
+        tenant = await store.tenants.create_tenant("acme", now_ms)
+        ep = await store.endpoints.create_endpoint(tenant.id, url=receiver.url("ok/old"), now_ms=now_ms)
         await store.ingest(tenant.id, [EventIn("a.b", {"n": i}) for i in range(5)], now_ms)
         transport = delivery_transport(None, allow_private=True, limit=16, timeout_s=5)
         engine = Engine(r, transport, box, config)
@@ -51,15 +51,17 @@ def test_a_lease_held_past_the_recheck_bound_is_not_sent_on_a_changed_endpoint(
             lease = await queue.lease(r, tenant.id, 16, 10_000, now_ms)
             assert len(lease.deliveries) == 5
             if change == "url":
-                await store.update_endpoint(tenant.id, ep.id, {"url": receiver.url("ok/new")}, now_ms)
+                await store.endpoints.update_endpoint(
+                    tenant.id, ep.id, {"url": receiver.url("ok/new")}, now_ms
+                )
             elif change == "delete":
-                await store.delete_endpoint(tenant.id, ep.id)
+                await store.endpoints.delete_endpoint(tenant.id, ep.id)
             await engine.drain(0)  # starts the engine's writer and heartbeat, leases nothing
             engine._start_lease(lease, held_since)
             await engine.idle()
             await engine.drain(1.0)  # what was handed back is leased again, under the new settings
             await engine.idle()
-            page = await store.list_deliveries(tenant.id, limit=100)
+            page = await store.deliveries.list_deliveries(tenant.id, limit=100)
             # the held lease was re-read once, and what changed was handed back, not sent
             assert engine.totals.rechecks == 1
             assert engine.totals.changed == (0 if change == "none" else 5)

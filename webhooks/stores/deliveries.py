@@ -1,5 +1,5 @@
-"""Events, deliveries and dead letters as callers read them, and retry/replay (part of
-:class:`webhooks.stores.store.Store`).
+"""Events, deliveries and dead letters as callers read them, and retry/replay (``store.deliveries``,
+a repository the :class:`webhooks.stores.store.Store` holds).
 
 Records are in their compact forms (:mod:`webhooks.queueing.history`). Events are listed through the
 tenant's events index (created ms, newest first); deliveries through the events they belong
@@ -9,6 +9,8 @@ to, so no second index per delivery is kept (memory: see ``docs/memory.md``).
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import cast
+
+from redis.asyncio import Redis
 
 from webhooks import ids, keys
 from webhooks.errors import Conflict, Invalid, NotFound
@@ -25,7 +27,8 @@ from webhooks.models import (
 from webhooks.queueing import depths, history, queue
 from webhooks.queueing.history import StoredEvent
 from webhooks.stores import paging, replays
-from webhooks.stores.endpoints import EndpointsMixin
+from webhooks.stores.endpoints import Endpoints
+from webhooks.stores.policy import Policy
 from webhooks.timefmt import iso_from_ms
 
 MIN_REPLAY_RATE = 0.001  # deliveries per second; spacing stays below 1000 s
@@ -63,7 +66,15 @@ def _split(value: str) -> tuple[int, str]:
     return int(score), member
 
 
-class DeliveriesMixin(EndpointsMixin):
+class Deliveries:
+    """A tenant's events, deliveries, dead letters and replays; ``endpoints`` answers whether an
+    endpoint a filter names exists."""
+
+    def __init__(self, r: "Redis", policy: Policy, endpoints: Endpoints) -> None:
+        self.r = r
+        self.policy = policy
+        self.endpoints = endpoints
+
     # -- events ------------------------------------------------------------------------------
 
     async def event_out(self, ev: StoredEvent) -> Event:
@@ -217,7 +228,7 @@ class DeliveriesMixin(EndpointsMixin):
             score, event, after_delivery = position.split(" ")
             after_event = (int(score), event)
         if endpoint_id:
-            await self._endpoint_raw(tenant_id, endpoint_id)
+            await self.endpoints.endpoint_raw(tenant_id, endpoint_id)
         if event_id and not await self.r.exists(keys.event(tenant_id, event_id)):
             raise NotFound("event_id: no such event")  # as GET /v1/events/{id}: missing or not ours
         out: list[Delivery] = []
@@ -451,7 +462,7 @@ class DeliveriesMixin(EndpointsMixin):
         self, tenant_id: str, endpoint_id: str, since_ms: int, until_ms: int | None, now_ms: int
     ) -> ReplayResult:
         """Re-send what died at this endpoint in ``[since, until]`` (a replay filtered to it)."""
-        await self._endpoint_raw(tenant_id, endpoint_id)
+        await self.endpoints.endpoint_raw(tenant_id, endpoint_id)
         if until_ms is not None and until_ms < since_ms:
             raise Invalid("until: not before since")
         f = DeadFilter(endpoint_id=endpoint_id, since_ms=since_ms, until_ms=until_ms)

@@ -1,4 +1,5 @@
-"""Endpoints: create, read, change, delete, rotate secrets (part of :class:`webhooks.stores.store.Store`).
+"""Endpoints: create, read, change, delete, rotate secrets (``store.endpoints``, a repository the
+:class:`webhooks.stores.store.Store` holds).
 
 An endpoint is one hash (``keys.endpoint``): its JSON document, the disabled flag and reason,
 and the scheduling fields the Lua scripts keep (``mif`` max in flight, ``fifo``; see
@@ -26,9 +27,9 @@ from webhooks.timefmt import iso_from_ms
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from webhooks.models import Tenant
     from webhooks.outbound.secretbox import SecretBox
     from webhooks.stores.policy import Policy
+    from webhooks.stores.tenants import Tenants
 
 ORDERINGS = ("parallel", "fifo")
 
@@ -49,13 +50,14 @@ def check_ordering(value: str | None) -> str:
     return value
 
 
-class EndpointsMixin:
-    r: "Redis"
-    box: "SecretBox"
-    policy: "Policy"
+class Endpoints:
+    """A tenant's endpoints; ``tenants`` is asked whether a tenant exists before one is created."""
 
-    async def get_tenant(self, tenant_id: str) -> "Tenant":
-        raise NotImplementedError  # webhooks.stores.store.Store
+    def __init__(self, r: "Redis", box: "SecretBox", policy: "Policy", tenants: "Tenants") -> None:
+        self.r = r
+        self.box = box
+        self.policy = policy
+        self.tenants = tenants
 
     def _endpoint_out(self, doc: dict[str, Any], disabled: str | None, reason: str | None) -> Endpoint:
         return Endpoint(
@@ -91,7 +93,7 @@ class EndpointsMixin:
             routing.check_event_type(t, "event_types")
         return list(dict.fromkeys(event_types))
 
-    async def _endpoint_raw(self, tenant_id: str, endpoint_id: str) -> tuple[dict[str, Any], dict[str, str]]:
+    async def endpoint_raw(self, tenant_id: str, endpoint_id: str) -> tuple[dict[str, Any], dict[str, str]]:
         if not ids.has_prefix(endpoint_id, ids.ENDPOINT):
             raise NotFound("no such endpoint")
         h = cast(dict[str, str], await self.r.hgetall(keys.endpoint(tenant_id, endpoint_id)))
@@ -114,7 +116,7 @@ class EndpointsMixin:
         disabled: bool = False,
         signing: str = HMAC_SHA256,
     ) -> EndpointWithSecret:
-        await self.get_tenant(tenant_id)
+        await self.tenants.get_tenant(tenant_id)
         doc: dict[str, Any] = {
             "id": ids.new_id(ids.ENDPOINT, now_ms),
             "tenant_id": tenant_id,
@@ -157,12 +159,12 @@ class EndpointsMixin:
         return EndpointWithSecret(**out.model_dump(), secret=_shown_secret(key))
 
     async def get_endpoint(self, tenant_id: str, endpoint_id: str) -> Endpoint:
-        doc, h = await self._endpoint_raw(tenant_id, endpoint_id)
+        doc, h = await self.endpoint_raw(tenant_id, endpoint_id)
         return self._endpoint_out(doc, h.get("disabled"), h.get("disabled_reason"))
 
     async def endpoint_secret(self, tenant_id: str, endpoint_id: str) -> Secret:
         """The newest key as the receiver needs it; an Ed25519 private key is never shown."""
-        doc, _ = await self._endpoint_raw(tenant_id, endpoint_id)
+        doc, _ = await self.endpoint_raw(tenant_id, endpoint_id)
         scheme = doc.get("signing", HMAC_SHA256)
         secret = self.box.open(doc["secrets"][0]["s"]) if scheme == HMAC_SHA256 else None
         return Secret(secret=secret, signing=scheme, public_key=doc.get("public_key"))
@@ -183,7 +185,7 @@ class EndpointsMixin:
         self, tenant_id: str, endpoint_id: str, changes: dict[str, Any], now_ms: int
     ) -> Endpoint:
         """Apply the given fields (absent ones stay); ``disabled: false`` re-enables, clearing the reason."""
-        doc, h = await self._endpoint_raw(tenant_id, endpoint_id)
+        doc, h = await self.endpoint_raw(tenant_id, endpoint_id)
         if changes.get("signing") not in (None, doc.get("signing", HMAC_SHA256)):
             raise Invalid("signing: changes by rotation (POST /v1/endpoints/{id}/secret/rotate {signing})")
         if "url" in changes:
@@ -227,7 +229,7 @@ class EndpointsMixin:
     async def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> None:
         """Delete it; deliveries still queued for it end ``dead`` ("endpoint deleted") as workers
         meet them: the endpoint is made due at once so that the scheduler puts them in reach."""
-        await self._endpoint_raw(tenant_id, endpoint_id)
+        await self.endpoint_raw(tenant_id, endpoint_id)
         async with self.r.pipeline(transaction=True) as pipe:
             pipe.hdel(keys.endpoint(tenant_id, endpoint_id), "doc", "disabled", "disabled_reason", "pu")
             pipe.hincrby(keys.endpoint(tenant_id, endpoint_id), "rev", 1)  # held copies are stale
@@ -244,7 +246,7 @@ class EndpointsMixin:
         (more signatures in the header, whatever their scheme) until the grace period ends."""
         if not 0 <= grace_period_s <= 30 * 86400:
             raise Invalid("grace_period_s: between 0 and 2592000 (30 days)")
-        doc, _ = await self._endpoint_raw(tenant_id, endpoint_id)
+        doc, _ = await self.endpoint_raw(tenant_id, endpoint_id)
         key = generate_key(signing or doc.get("signing", HMAC_SHA256))
         # Every older secret keeps signing until this grace period ends (or its own, if sooner).
         grace_end = now_ms + int(grace_period_s * 1000)
