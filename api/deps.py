@@ -7,14 +7,14 @@ parameter, or the body field where a body has one).
 """
 
 import hmac
-import time
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
 from webhooks.errors import Forbidden, Invalid, NotFound, Unauthorized
-from webhooks.store import Store
+from webhooks.stores.store import Store
+from webhooks.timefmt import now_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +36,6 @@ def app_state(request: Request) -> AppState:  # plain helper, not a dependency
 
 async def get_store(request: Request) -> Store:  # async: sync dependencies run in a thread pool
     return app_state(request).store
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 async def caller(request: Request) -> Caller:
@@ -73,7 +69,7 @@ async def resolve_tenant(who: Caller, store: Store, tenant_id: str | None) -> st
     if who.is_admin:
         if not tenant_id:
             raise Invalid("tenant_id: the admin token acts for a tenant named by tenant_id")
-        await store.get_tenant(tenant_id)
+        await store.tenants.get_tenant(tenant_id)
         return tenant_id
     assert who.tenant_id is not None
     if tenant_id and tenant_id != who.tenant_id:

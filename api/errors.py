@@ -17,7 +17,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from webhooks import errors, reshard
+from webhooks import errors
+from webhooks.queueing import reshard
 
 log = logging.getLogger("webhooks.api")
 
@@ -26,11 +27,14 @@ STATUS: dict[type[errors.WebhooksError], tuple[int, str]] = {
     errors.InvalidTarget: (422, "invalid_target"),
     errors.Invalid: (422, "invalid"),
     errors.PayloadTooLarge: (413, "payload_too_large"),
+    errors.UnsupportedMediaType: (415, "unsupported_media_type"),
     errors.Conflict: (409, "conflict"),
     errors.LimitExceeded: (429, "limit_exceeded"),
     errors.Unauthorized: (401, "unauthorized"),
     errors.Forbidden: (403, "forbidden"),
+    errors.RoutesChanging: (503, "routes_changing"),
     errors.StorageFull: (503, "storage_full"),
+    errors.ReplicationTimeout: (503, "replication_timeout"),
     errors.StorageError: (503, "storage_unavailable"),
 }
 
@@ -48,22 +52,23 @@ class ErrorBody(BaseModel):
     details: list[ErrorDetail] | None = None
 
 
-_DESCRIPTIONS = {
+DESCRIPTIONS = {
     400: "Bad request",
     401: "Missing, unknown or revoked credentials",
     403: "Known credentials that may not call this route (a tenant key on an admin route)",
     404: "No such object (or it belongs to another tenant), or no such tenant_id",
     409: "The request contradicts the current state",
     413: "The request body or the event is larger than allowed",
-    422: "The request is not valid; `message` names the field",
+    415: "The request body is not sent as `Content-Type: application/json`",
+    422: "The request is not valid (NaN, a duplicate key... are refused too); `message` names the field",
     429: "A limit was hit",
-    503: "Redis is unavailable",
+    503: "Redis is unavailable or full, or the tenant's endpoints keep changing: retry after `Retry-After`",
 }
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI declarations of the error answers a route can give (all share :class:`ErrorBody`)."""
-    return {s: {"model": ErrorBody, "description": _DESCRIPTIONS[s]} for s in statuses}
+    return {s: {"model": ErrorBody, "description": DESCRIPTIONS[s]} for s in statuses}
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -102,7 +107,8 @@ def _allowed_methods(app: FastAPI, path: str) -> list[str]:
 
 
 def domain_error_response(exc: errors.WebhooksError) -> JSONResponse:
-    """The answer to a domain error: its status from :data:`STATUS`, ``Retry-After`` on limits."""
+    """The answer to a domain error: its status from :data:`STATUS`, ``Retry-After`` on limits, a
+    full store and routes that keep changing."""
     for cls in type(exc).__mro__:
         if cls in STATUS:
             status, code = STATUS[cls]
@@ -110,7 +116,8 @@ def domain_error_response(exc: errors.WebhooksError) -> JSONResponse:
     else:
         status, code = 500, "internal"
     response = error_response(status, code, str(exc))
-    if isinstance(exc, errors.LimitExceeded | errors.StorageFull) and exc.retry_after_s is not None:
+    waits = errors.LimitExceeded | errors.StorageFull | errors.RoutesChanging | errors.ReplicationTimeout
+    if isinstance(exc, waits) and exc.retry_after_s is not None:
         response.headers["Retry-After"] = str(max(1, int(exc.retry_after_s + 0.999)))
     return response
 

@@ -1,4 +1,4 @@
-"""The running API's watch on the data format (webhooks/dataformat.py).
+"""The running API's watch on the data format (webhooks/queueing/dataformat.py).
 
 ``webhooks api`` checks the format before it starts (cli/processes.py) when Redis answers then.
 While it runs, this task reads the format every :data:`EVERY_S`: found newer than the code (a
@@ -16,7 +16,8 @@ import signal
 import redis
 from redis.asyncio import Redis
 
-from webhooks import dataformat, keys
+from webhooks import keys
+from webhooks.queueing import dataformat
 
 log = logging.getLogger("webhooks.api")
 

@@ -2,36 +2,39 @@
 
 Event ingest is the one route whose throughput users measure, so it is the
 outermost ASGI layer: it authenticates (the tenant's key and rate limit, see
-:class:`webhooks.auth.Authenticator`), enforces the body limit, validates the
-body with the same pydantic models the OpenAPI document declares (a batch in
+:class:`webhooks.stores.auth.Authenticator`), enforces the body limit, validates the
+body's JSON (:mod:`api.jsonbody`: ``application/json`` only, no NaN, no duplicate key...) and
+then its shape with the same pydantic models the OpenAPI document declares (a batch in
 the shape they accept is read without a model per event, anything else through
 the models for their errors), hands the events to the store's group-committing
-:class:`~webhooks.ingest.Ingestor` and writes the 202 as orjson would, from the
+:class:`~webhooks.intake.ingest.Ingestor` and writes the 202 as orjson would, from the
 payload JSON already in each event's record. Errors are
 answered exactly as the rest of the API answers them (:mod:`api.errors`).
-Everything else passes through to FastAPI, whose routes in
-:mod:`api.routes.events` document these two operations and behave the same.
+Everything else passes through to FastAPI, which has no route for these two:
+:mod:`api.ingest_schema` describes them in its OpenAPI document.
 """
 
 import logging
 import time
+from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-import pydantic_core
 from fastapi import FastAPI
 from pydantic import ValidationError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from api import errors
+from api import errors, jsonbody
 from api import metrics as api_metrics
 from api.deps import AppState, caller_from_header, resolve_tenant
 from api.schemas import EVENT_FIELD_MAX, EventBatch, EventCreate
-from webhooks import history, metrics
 from webhooks.errors import Invalid, PayloadTooLarge, WebhooksError
-from webhooks.ingest import EventIn
-from webhooks.queue import NewEvent
+from webhooks.intake.ingest import EventIn
+from webhooks.intake.validation import MAX_IDEMPOTENCY_KEY
+from webhooks.queueing import history
+from webhooks.queueing.arrivals import NewEvent
+from webhooks.runtime import metrics
 from webhooks.timefmt import iso_from_ms
 
 log = logging.getLogger("webhooks.api")
@@ -39,7 +42,6 @@ log = logging.getLogger("webhooks.api")
 SINGLE = "/v1/events"
 BATCH = "/v1/events/batch"
 BATCH_BODY_LIMIT = 64 * 1024 * 1024
-MAX_IDEMPOTENCY_KEY = 256
 _SINGLE_SECONDS = metrics.INGEST_SECONDS.labels("single")
 _BATCH_SECONDS = metrics.INGEST_SECONDS.labels("batch")
 
@@ -89,9 +91,16 @@ class FastIngest:
         )
         tenant_id = await resolve_tenant(who, store, (query.get("tenant_id") or [None])[0])
         raw = await _read_body(receive, headers, BATCH_BODY_LIMIT if batch else self.single_limit)
+        content_type = headers.get(b"content-type")
+        if raw and content_type != b"application/json":
+            jsonbody.check_media_type((content_type or b"").decode("latin-1"))
+        try:
+            doc = jsonbody.parse(raw)
+        except jsonbody.JsonRefused as exc:
+            return errors.validation_error_response([exc.problem()])
         try:
             if batch:
-                events = _well_formed_batch(raw) or [
+                events = _well_formed_batch(doc) or [
                     EventIn(e.event_type, e.payload, e.id) for e in EventBatch.model_validate_json(raw).events
                 ]
             else:
@@ -117,7 +126,7 @@ class FastIngest:
         out = [
             _accepted_json(new, created_at)
             if existing is None
-            else orjson.dumps((await store.event_out(existing)).model_dump(mode="json")).decode()
+            else orjson.dumps((await store.deliveries.event_out(existing)).model_dump(mode="json")).decode()
             for new, existing in accepted
         ]
         return ("[" + ",".join(out) + "]" if batch else out[0]).encode()
@@ -143,14 +152,11 @@ async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) 
             return b"".join(chunks)
 
 
-def _well_formed_batch(raw: bytes) -> list[EventIn] | None:
-    """The events of a batch body that :class:`EventBatch` accepts as it is, read without building
-    a model per event; None for anything else (empty, extra or mistyped fields, bad JSON), which
-    then goes through ``EventBatch`` so that its error names the field exactly as everywhere."""
-    try:  # the JSON parser EventBatch itself uses (orjson would turn integers past 64 bits into floats)
-        doc = pydantic_core.from_json(raw)
-    except ValueError:
-        return None
+def _well_formed_batch(doc: Any) -> list[EventIn] | None:
+    """The events of a batch body (``doc``, read by :func:`api.jsonbody.parse`) that
+    :class:`EventBatch` accepts as it is, without building a model per event; None for anything
+    else (empty, extra or mistyped fields), which then goes through ``EventBatch`` so that its
+    error names the field exactly as everywhere."""
     items = doc.get("events") if type(doc) is dict and len(doc) == 1 else None
     if type(items) is not list or not items:
         return None

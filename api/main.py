@@ -4,9 +4,9 @@ import os
 
 from api.app import ApiConfig, create_app
 from api.ingest import FastIngest
-from webhooks import gcpolicy, logs
-from webhooks.config import box_of, policy_of, target_of
+from webhooks.runtime import gcpolicy, logs
 from webhooks.settings import load
+from webhooks.wiring import box_of, policy_of, target_of
 
 
 def app() -> FastIngest:

@@ -9,7 +9,7 @@ become labels; a path that matches no route is counted as ``unmatched``. The ing
 from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from webhooks import metrics
+from webhooks.runtime import metrics
 
 UNMATCHED = "unmatched"
 

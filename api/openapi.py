@@ -9,9 +9,9 @@ import sys
 from typing import Any
 
 from api.app import ApiConfig, create_app
-from webhooks.connection import RedisTarget
-from webhooks.policy import Policy
-from webhooks.secretbox import SecretBox
+from webhooks.outbound.secretbox import SecretBox
+from webhooks.runtime.connection import RedisTarget
+from webhooks.stores.policy import Policy
 
 
 def document() -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import psutil
 
-from webhooks.embedded import find_server
+from cli.embedded import find_server
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "bench" / "out"

@@ -18,9 +18,9 @@ import orjson
 
 from api.app import ApiConfig, create_app
 from bench.common import RedisServer
-from webhooks.connection import RedisTarget
-from webhooks.secretbox import SecretBox
-from webhooks.store import Policy
+from webhooks.outbound.secretbox import SecretBox
+from webhooks.runtime.connection import RedisTarget
+from webhooks.stores.store import Policy
 
 ADMIN = "bench-admin-token-0123456789abcdef"
 

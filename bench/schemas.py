@@ -24,7 +24,7 @@ from bench.common import CpuMeter, Proc
 from bench.loadgen import run_load
 from bench.ours import OurPlatform
 from bench.systems import make_events
-from webhooks.event_types import catalogue
+from webhooks.intake.event_types import catalogue
 
 SCHEMA = {
     "type": "object",

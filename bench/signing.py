@@ -1,6 +1,6 @@
 """Signatures per second on one core: HMAC-SHA256 (``v1``) against Ed25519 (``v1a``).
 
-Signs the benchmark's delivery body with the platform's own code (webhooks.signing, as the
+Signs the benchmark's delivery body with the platform's own code (webhooks.outbound.signing, as the
 worker calls it: one header per delivery), for ``--seconds`` each, in this process. The rate is
 per second of this process's CPU time (what one core does), and also per second of wall time;
 on a shared machine the two differ, and "other load" says how many cores something else kept
@@ -17,7 +17,7 @@ import time
 
 from bench.common import CpuMeter, envelope
 from bench.systems import make_events
-from webhooks.signing import ED25519, HMAC_SHA256, generate_key, parse_key, signature_header
+from webhooks.outbound.signing import ED25519, HMAC_SHA256, generate_key, parse_key, signature_header
 
 REFERENCE_DELIVERIES_S = 5_000  # about what two workers deliver in bench.run (a)
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     args = parser.parse_args(argv)
     body = envelope("invoice.paid", make_events(1)[0].payload)
-    print(f"signing a {len(body)}-byte body, one core, webhooks.signing.signature_header:")
+    print(f"signing a {len(body)}-byte body, one core, webhooks.outbound.signing.signature_header:")
     for scheme in (HMAC_SHA256, ED25519):
         meter = CpuMeter()
         per_cpu_s, per_wall_s = rate(scheme, body, args.seconds)

@@ -1,5 +1,5 @@
 """``webhooks cluster move-slots``: move hash slots between Redis Cluster primaries while the
-platform runs, each slot's tenants paused only while their own slot moves (:mod:`webhooks.reshard`
+platform runs, each slot's tenants paused only while their own slot moves (:mod:`webhooks.queueing.reshard`
 says why ``redis-cli --cluster reshard`` alone is not safe here, and how a slot moves).
 
 The cluster is the one ``WEBHOOKS_REDIS_CLUSTER_NODES`` names. Progress goes to stderr; the
@@ -15,11 +15,11 @@ import redis
 
 from cli.output import Out
 from webhooks import keys
-from webhooks.config import target_of
-from webhooks.connection import sync_client
 from webhooks.errors import ConfigError, StorageError
-from webhooks.reshard import Mover, Primary, SlotMove, open_slots, primaries
+from webhooks.queueing.reshard import Mover, Primary, SlotMove, open_slots, primaries
+from webhooks.runtime.connection import sync_client
 from webhooks.settings import Settings
+from webhooks.wiring import target_of
 
 
 def _connect(host: str, port: int) -> "redis.Redis":

@@ -38,12 +38,12 @@ from rich.live import Live
 
 from cli.demo_receiver import VerifyingReceiver
 from cli.demo_view import DemoState, DemoSummary, plural, print_summary, render
+from cli.embedded import EmbeddedRedis, find_server, free_port
+from cli.snapshot import PlatformStatus, snapshot
 from cli.supervisor import Supervisor
-from webhooks.connection import RedisTarget, async_client
-from webhooks.embedded import EmbeddedRedis, find_server, free_port
 from webhooks.errors import WebhooksError
+from webhooks.runtime.connection import RedisTarget, async_client
 from webhooks.settings import Settings
-from webhooks.status import PlatformStatus, snapshot
 
 ME = [sys.executable, "-m", "cli"]
 LEASE_TTL_S = 2.0

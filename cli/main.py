@@ -13,8 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from cli import lifeline
-from webhooks import DISTRIBUTION, __version__, logs
+from webhooks import DISTRIBUTION, __version__
 from webhooks.errors import ConfigError, WebhooksError
+from webhooks.runtime import logs
 from webhooks.settings import load
 
 
@@ -73,24 +74,24 @@ def build_parser() -> argparse.ArgumentParser:
     tenant = sub.add_parser("tenant", help="tenants").add_subparsers(dest="tenant_command", required=True)
     tc = _command(
         tenant.add_parser("create", help="create a tenant; prints its id and API key"),
-        "ops:cmd_tenant_create",
+        "api_commands:cmd_tenant_create",
     )
     tc.add_argument("name")
     _api(tc)
     _json(tc)
 
     dlq = sub.add_parser("dlq", help="dead letters").add_subparsers(dest="dlq_command", required=True)
-    ls = _command(dlq.add_parser("list", help="dead deliveries, newest first"), "ops:cmd_dlq_list")
+    ls = _command(dlq.add_parser("list", help="dead deliveries, newest first"), "api_commands:cmd_dlq_list")
     _dead_filters(ls)
     ls.add_argument("--limit", type=int, default=100, help="show at most this many (default 100)")
     _api(ls)
     _json(ls, "one JSON object per line")
-    show = _command(dlq.add_parser("show", help="one delivery and its attempts"), "ops:cmd_dlq_show")
+    show = _command(dlq.add_parser("show", help="one delivery and its attempts"), "api_commands:cmd_dlq_show")
     show.add_argument("id", help="delivery id")
     show.add_argument("--tenant", help="tenant id (default: any)")
     _api(show)
     _json(show)
-    rp = _command(dlq.add_parser("replay", help="send dead deliveries again"), "ops:cmd_dlq_replay")
+    rp = _command(dlq.add_parser("replay", help="send dead deliveries again"), "api_commands:cmd_dlq_replay")
     _dead_filters(rp)
     rp.add_argument("--ids", help="comma-separated delivery ids (instead of the filters)")
     rp.add_argument("--dry-run", action="store_true", help="only count")
@@ -131,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(level: str, fmt: str = "text") -> None:
-    logs.configure(fmt, level)  # text or JSON lines, secrets redacted (webhooks/logs.py)
+    logs.configure(fmt, level)  # text or JSON lines, secrets redacted (webhooks/runtime/logs.py)
 
 
 def main(argv: list[str] | None = None) -> int:

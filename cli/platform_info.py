@@ -2,7 +2,7 @@
 
 ``up`` writes it (mode 0600: a Redis URL may carry a password) once its API is ready and removes
 it when it stops cleanly. A file left by an ``up`` that was killed is *stale*: its pid is gone,
-or the data folder's lock (webhooks/datalock.py) is no longer held.
+or the data folder's lock (cli/datalock.py) is no longer held.
 
 :func:`operator_api` is how ``tenant create`` and ``dlq`` find the API and its admin token: the
 URL from ``--api-url`` or ``WEBHOOKS_API_URL`` when given, else this file's ``api_url``; the
@@ -17,12 +17,11 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from webhooks.client import ApiConnectionError
-from webhooks.config import target_of
-from webhooks.connection import RedisTarget
-from webhooks.datalock import DataLock
+from cli.datalock import DataLock
 from webhooks.errors import ConfigError, StorageError, WebhooksError
+from webhooks.runtime.connection import RedisTarget
 from webhooks.settings import Settings
+from webhooks.wiring import target_of
 
 FILE = "platform.json"
 ADMIN_TOKEN_FILE = "admin-token"  # where `up` keeps the admin token it generated
@@ -99,6 +98,10 @@ def running_platform(s: Settings, variable: str, error: type[WebhooksError]) -> 
     return info
 
 
+class NoApi(WebhooksError):
+    """No API for an operator command: no URL given and no running `webhooks up` here."""
+
+
 @dataclass(frozen=True)
 class ApiTarget:
     url: str
@@ -112,7 +115,7 @@ def operator_api(s: Settings, api_url: str | None = None) -> ApiTarget:
         url, source = (api_url, "--api-url") if api_url else (s.api_url, "WEBHOOKS_API_URL")
         assert url is not None
     else:
-        url = running_platform(s, "WEBHOOKS_API_URL", ApiConnectionError).api_url
+        url = running_platform(s, "WEBHOOKS_API_URL", NoApi).api_url
         source = str(s.data_dir.resolve() / FILE)
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"{source}: the API URL must start with http:// or https://, not {url!r}")

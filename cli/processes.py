@@ -1,17 +1,20 @@
 """The single-process commands: ``webhooks api``, ``webhooks worker``, ``webhooks scheduler``.
 
-Each checks the data format in Redis first (:func:`webhooks.dataformat.ensure`, docs/upgrading.md).
+Each checks the data format in Redis first (:func:`webhooks.queueing.dataformat.ensure`, docs/upgrading.md).
 """
 
 import argparse
 import logging
 from typing import TYPE_CHECKING
 
-from webhooks import dataformat
-from webhooks.config import box_of, target_of
-from webhooks.connection import sync_client, warn_if_not_durable
+import redis
+
 from webhooks.errors import ConfigError
+from webhooks.queueing import dataformat
+from webhooks.runtime.connection import sync_client, warn_if_not_durable
+from webhooks.runtime.replication import AckPolicy, startup_problems
 from webhooks.settings import Settings
+from webhooks.wiring import box_of, target_of
 
 if TYPE_CHECKING:  # imported where used: the API's metrics must not load before its multiprocess folder
     from workers.engine import EngineConfig
@@ -47,21 +50,32 @@ def scheduler_config_of(s: Settings) -> "SchedulerConfig":
     )
 
 
+def check_acknowledgement(conn: "redis.Redis", ack: AckPolicy) -> None:
+    """Refuse to start (:class:`ConfigError`) when the server cannot give the acknowledgement the
+    settings ask for (``WEBHOOKS_ACK_FSYNC`` without ``WAITAOF``); warn when fewer replicas than
+    ``WEBHOOKS_ACK_REPLICAS`` are connected now; log the mode."""
+    refusals, warnings = startup_problems(conn, ack)
+    if refusals:
+        raise ConfigError("; ".join(refusals))
+    for warning in warnings:
+        log.warning("ACKNOWLEDGEMENT WARNING: %s", warning)
+    log.info("acknowledgement: writes %s", ack.describe())
+
+
 def cmd_api(s: Settings, _: argparse.Namespace) -> int:
-    import redis
     import uvicorn
 
     if s.admin_token is None:
         raise ConfigError("WEBHOOKS_ADMIN_TOKEN: the API refuses to start without an admin token")
     if s.api_workers > 1:
-        from webhooks.multiproc import use_multiprocess_dir
+        from webhooks.runtime.multiproc import use_multiprocess_dir
 
         use_multiprocess_dir()  # every uvicorn worker's metrics in one /metrics answer
     try:
-        data = sync_client(target_of(s))
-        dataformat.ensure(data)  # refuses data newer than this code; migrates older data first
-        warn_if_not_durable(data)
-        data.close()
+        conn = sync_client(target_of(s))
+        dataformat.ensure(conn)  # refuses data newer than this code; migrates older data first
+        warn_if_not_durable(conn)
+        check_acknowledgement(conn, s.ack)
     except redis.RedisError as exc:
         log.warning(
             "Redis is not reachable yet (%s): the API answers 503 until it is (and stops if it then "
@@ -77,7 +91,7 @@ def cmd_api(s: Settings, _: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         log_level=s.log_level.lower(),
-        log_config=None,  # uvicorn's records go through our handler (webhooks.logs)
+        log_config=None,  # uvicorn's records go through our handler (webhooks.runtime.logs)
         access_log=False,
         proxy_headers=False,
         server_header=False,

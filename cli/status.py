@@ -16,10 +16,10 @@ import redis
 
 from cli.output import Out
 from cli.platform_info import operator_target
-from webhooks.connection import async_client, async_rq_client
+from cli.snapshot import PlatformStatus, snapshot
 from webhooks.errors import StorageError
+from webhooks.runtime.connection import async_client, async_rq_client
 from webhooks.settings import Settings
-from webhooks.status import PlatformStatus, snapshot
 from webhooks.timefmt import iso_from_ms
 
 

@@ -2,7 +2,7 @@
 
 Order: lock the data folder (a second ``up`` there stops with the holder's pid), start the
 embedded Redis unless ``WEBHOOKS_REDIS_URL``/``_SENTINELS`` name one, check the data format in it
-(webhooks/dataformat.py), then start the API, the workers and the scheduler as children
+(webhooks/queueing/dataformat.py), then start the API, the workers and the scheduler as children
 (cli/supervisor.py: they end when this process ends, however it ends), wait for ``/readyz``,
 print a summary and record ``<data>/platform.json`` for the operator commands. Children's logs go
 to ``<data>/logs/``; ``--verbose`` shows them here too. A child that dies is
@@ -25,16 +25,18 @@ from pathlib import Path
 from types import FrameType
 
 from cli import platform_info
+from cli.datalock import DataLock
+from cli.embedded import EmbeddedRedis, find_server, free_port
 from cli.logtail import LogTail
+from cli.processes import check_acknowledgement
+from cli.snapshot import server_name
 from cli.supervisor import Supervisor
-from webhooks import __version__, dataformat
-from webhooks.config import target_of
-from webhooks.connection import RedisTarget, sync_client, warn_if_not_durable
-from webhooks.datalock import DataLock
-from webhooks.embedded import EmbeddedRedis, find_server, free_port
+from webhooks import __version__
 from webhooks.errors import ConfigError
+from webhooks.queueing import dataformat
+from webhooks.runtime.connection import RedisTarget, sync_client, warn_if_not_durable
 from webhooks.settings import Settings
-from webhooks.status import server_name
+from webhooks.wiring import target_of
 
 READY_TIMEOUT_S = 60.0
 ME = [sys.executable, "-m", "cli"]
@@ -160,6 +162,11 @@ class Up:
     def _redis(self) -> str | None:
         """Start the embedded Redis or check the given one; a description for the summary (None: refused)."""
         if not self.s.redis_url and not self.s.redis_sentinels:
+            if self.s.ack_replicas:
+                raise ConfigError(
+                    f"WEBHOOKS_ACK_REPLICAS={self.s.ack_replicas}: the embedded Redis of `webhooks up` has "
+                    "no replicas; point WEBHOOKS_REDIS_URL or _SENTINELS at a primary with replicas"
+                )
             server = find_server(self.s.embedded_server)
             self.embedded = EmbeddedRedis(self.data_dir / "redis", server, self.sup.log_dir / "redis.log")
 
@@ -171,10 +178,13 @@ class Up:
 
             url = self.embedded.start(spawn)
             self.env["WEBHOOKS_REDIS_URL"] = url
+            with sync_client(RedisTarget(url)) as conn:
+                check_acknowledgement(conn, self.s.ack)
             address = url.removeprefix("redis://").removesuffix("/0")
             aof = short(self.embedded.data_dir)
             return f"{server.name} {server.version} from {server.source} on {address} (AOF in {aof})"
         conn = sync_client(target_of(self.s))
+        check_acknowledgement(conn, self.s.ack)
         problems = warn_if_not_durable(conn)
         if problems and not self.args.allow_unsafe_redis:
             print(
@@ -247,6 +257,7 @@ class Up:
             f"  admin token:  {token_line}",
             f"  data folder:  {self.data_dir}",
             f"  redis:        {redis_desc}",
+            f"  writes:       {self.s.ack.describe()}",
             f"  processes:    api, {n} worker{'s' if n != 1 else ''}, scheduler (logs in {logs}"
             + (")" if self.args.verbose else "; --verbose shows them here)"),
         ]

@@ -21,9 +21,9 @@ from api.app import ApiConfig
 from tests.support.api_server import ApiServer
 from tests.support.receiver import Receiver
 from tests.support.redis_proc import RedisProc
-from webhooks.connection import RedisTarget
-from webhooks.policy import Policy
-from webhooks.secretbox import SecretBox
+from webhooks.outbound.secretbox import SecretBox
+from webhooks.runtime.connection import RedisTarget
+from webhooks.stores.policy import Policy
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 SECRET_KEY = "test-secret-key-0123456789abcdef0123456789"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from webhooks import metrics
+from webhooks.runtime import metrics
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "webhooks.json"
 
@@ -100,7 +100,9 @@ def test_every_queried_metric_exists_in_the_registry() -> None:
     assert exprs, "the dashboard has queries"
     queried = set().union(*(metric_names(e) for e in exprs))
     unknown = queried - known_names()
-    assert not unknown, f"the dashboard queries metrics that webhooks/metrics.py does not define: {unknown}"
+    assert not unknown, (
+        f"the dashboard queries metrics that webhooks/runtime/metrics.py does not define: {unknown}"
+    )
     assert queried >= REQUIRED, f"the dashboard does not show {REQUIRED - queried}"
 
 

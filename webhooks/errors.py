@@ -23,6 +23,10 @@ class InvalidTarget(Invalid):
     """An endpoint URL, or the address it resolves to, that deliveries may not go to."""
 
 
+class UnsupportedMediaType(WebhooksError):
+    """A request body not declared as the JSON the API reads (``Content-Type: application/json``)."""
+
+
 class PayloadTooLarge(WebhooksError):
     """An event body above the configured ``max_payload_bytes``."""
 
@@ -36,6 +40,18 @@ class LimitExceeded(WebhooksError):
 
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RoutesChanging(WebhooksError):
+    """The tenant's endpoints (or event-type catalogue) changed under every one of a few tries at
+    routing its events: nothing was written, Redis is fine; try again after ``retry_after_s``."""
+
+    def __init__(self, message: str = "", retry_after_s: float = 1.0) -> None:
+        super().__init__(
+            message
+            or "the tenant's endpoints kept changing while its events were routed; nothing was stored; retry"
+        )
         self.retry_after_s = retry_after_s
 
 
@@ -66,6 +82,16 @@ class StorageFull(StorageError):
         self.retry_after_s = retry_after_s
 
 
+class ReplicationTimeout(StorageError):
+    """A write reached the primary but not, in time, the replicas (or the AOF fsync) that
+    ``WEBHOOKS_ACK_REPLICAS`` / ``WEBHOOKS_ACK_FSYNC`` ask for before it is answered. It stays
+    written: the same request (the same event id) tried again finds it."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class DataFormatError(StorageError):
     """The data in Redis is of a format this version cannot use: newer than it knows (written by a
-    newer release), or older with no migration registered to bring it up (webhooks/dataformat.py)."""
+    newer release), or older with no migration registered to bring it up (webhooks/queueing/dataformat.py)."""

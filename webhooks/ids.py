@@ -77,7 +77,7 @@ def _index_width(n: int) -> int:
 
 def event_id_of_stem(stem: str) -> str:
     """The id a platform-generated event gets: its delivery stem's own characters, so neither the
-    event's record nor its deliveries need to store the other id (``webhooks/history.py``). Only
+    event's record nor its deliveries need to store the other id (``webhooks/queueing/history.py``). Only
     for stems of the 2-character index width (events with at most 1024 deliveries)."""
     return EVENT + "_" + stem[len(DELIVERY) + 1 :] + "zz"
 

@@ -5,7 +5,7 @@ tag ``{t:<tenant id>}``, so they live in one hash slot and every Lua script
 touches the keys of one tenant only (Redis Cluster runs a script within one
 slot). Scripts receive a tenant's key base (:func:`tenant_base`) as ``KEYS[1]``
 and append the same suffixes as below, so a key's shape is written only here
-and in ``webhooks/lua/``.
+and in ``webhooks/queueing/lua/``.
 
 A few small global keys live outside any tenant's slot: the tenant list, the
 *active* rotation of tenants with work to lease, the *wake* index of tenants the
@@ -28,7 +28,7 @@ MEMORY = PREFIX + "memory"  # hash written by the scheduler: used, max, level (o
 RQ_QUEUE = "webhooks"  # RQ queue name (RQ owns its own rq:* keys)
 OPS_DUE = PREFIX + "opsdue"  # zset tenant id -> ms at which its operational notifications are due
 
-# The data format (webhooks/dataformat.py). Its keys share the hash tag ``{format}``, so on a Redis
+# The data format (webhooks/queueing/dataformat.py). Its keys share the hash tag ``{format}``, so on a Redis
 # Cluster they live in one slot (any process reads them through the cluster client's routing) and
 # its scripts (lua/format_*.lua) touch that slot only. Each script gets DATA_FORMAT_BASE as KEYS[1].
 DATA_FORMAT_BASE = PREFIX + "{format}:"
@@ -70,7 +70,7 @@ def endpoint_version(tenant_id: str) -> str:
 
 def moving(tenant_id: str) -> str:
     """String set while the tenant's hash slot moves between cluster primaries
-    (:mod:`webhooks.reshard`): every tenant script answers PAUSED meanwhile (``lua/_paused.lua``)."""
+    (:mod:`webhooks.queueing.reshard`): every tenant script answers PAUSED meanwhile (``lua/_paused.lua``)."""
     return tenant_base(tenant_id) + "moving"
 
 
@@ -83,6 +83,12 @@ def rate_bucket(tenant_id: str) -> str:
     return tenant_base(tenant_id) + "bucket"
 
 
+def ack_fence(tenant_id: str) -> str:
+    """The acknowledgement fence written before a ``WAIT`` on the tenant's primary of a Redis
+    Cluster (:mod:`webhooks.runtime.replication`); it expires by itself (a minute)."""
+    return tenant_base(tenant_id) + "ack"
+
+
 def idempotency(tenant_id: str, key: str) -> str:
     return tenant_base(tenant_id) + "idem:" + key
 
@@ -91,7 +97,9 @@ def endpoint(tenant_id: str, endpoint_id: str) -> str:
     """Hash: ``doc`` (JSON), ``disabled``, ``disabled_reason``, and the scheduling state the scripts
     keep (``if`` requests in flight, ``mif`` max in flight, ``cap`` throttled cap, ``fifo``,
     ``q`` on the runnable list, ``pu`` paused until ms, breaker fields ``f``, ``fs``, ``bo``, ``h``;
-    ``od`` failing since, from the breaker opening or the engine disabling it to the next success)."""
+    ``od`` failing since, from the breaker opening or the engine disabling it to the next success;
+    ``rev`` the revision, bumped by every write of ``doc`` or ``disabled``: a worker's copy read at
+    another revision is stale, see ``workers/engine.py``)."""
     return tenant_base(tenant_id) + "ep:" + endpoint_id
 
 
@@ -136,7 +144,7 @@ def events(tenant_id: str) -> str:
 
 
 def delivery(tenant_id: str, delivery_id: str) -> str:
-    """Hash with short fields (see ``webhooks/history.py``), attempts packed in field ``a``."""
+    """Hash with short fields (see ``webhooks/queueing/history.py``), attempts packed in field ``a``."""
     return tenant_base(tenant_id) + "d:" + delivery_id
 
 
@@ -155,7 +163,7 @@ def rate_window(tenant_id: str, endpoint_id: str, window: int) -> str:
     return f"{tenant_base(tenant_id)}rl:{endpoint_id}:{window}"
 
 
-# -- web console (webhooks/console_state.py): sessions, portal links, replays started there ---------
+# -- web console (api/console/state.py): sessions, portal links, replays started there -------------
 # A tenant's records carry its hash tag; an operator's (all tenants) carry the tag ``{console}``, so
 # that a replay's record and the list of replays, written in one transaction, share a slot.
 
@@ -184,7 +192,7 @@ def console_replays(tenant_id: str | None) -> str:
     return f"{_console(tenant_id)}replays"
 
 
-# -- event-type catalogue (issue 12: webhooks/event_types.py, webhooks/event_type_store.py) -------
+# -- event-type catalogue (issue 12: webhooks/intake/event_types.py, webhooks/stores/catalogue.py) ---
 # Every change also bumps endpoint_version(tenant_id), the counter ingest checks, so a cached
 # catalogue is never used after a change. The tenant's strict mode is the field
 # ``strict_event_types`` of its tenant(tenant_id) hash.
@@ -200,7 +208,7 @@ def event_type_names(tenant_id: str) -> str:
     return tenant_base(tenant_id) + "evtypes:names"
 
 
-# -- replays as a resource (webhooks/replays.py) ------------------------------------------------------
+# -- replays as a resource (webhooks/stores/replays.py) --------------------------------------------
 
 
 REPLAYS = PREFIX + "replays"  # zset replay id -> created ms, every replay
@@ -216,7 +224,7 @@ def replay_members(tenant_id: str, replay_id: str) -> str:
     return tenant_base(tenant_id) + "rp:" + replay_id
 
 
-# -- operational webhooks (webhooks/operational.py, lua/complete.lua, lua/ops.lua) -------------------
+# -- operational webhooks (webhooks/intake/operational.py, lua/complete.lua, lua/outbox.lua) -------
 # Recorded only while WEBHOOKS_OPERATIONAL_WEBHOOK_URL is set, never for the operator tenant itself.
 
 

@@ -12,13 +12,15 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from webhooks.egress import parse_proxy_url
 from webhooks.errors import ConfigError, Invalid
-from webhooks.netguard import check_target_url
-from webhooks.operational import Target
-from webhooks.queue import Breaker
-from webhooks.retry import parse_schedule
-from webhooks.signing import secret_key_bytes
+from webhooks.intake.operational import Target
+from webhooks.outbound.egress import parse_proxy_url
+from webhooks.outbound.netguard import check_target_url
+from webhooks.outbound.retry import parse_schedule
+from webhooks.outbound.signing import secret_key_bytes
+from webhooks.queueing.queue import Breaker
+from webhooks.queueing.scripts import DEFAULT_MAX_IN_FLIGHT
+from webhooks.runtime.replication import AckPolicy
 
 ENV_PREFIX = "WEBHOOKS_"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -50,7 +52,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     # Engine tuning (not in the contract; defaults suit most machines).
     worker_concurrency: int = Field(512, ge=1, le=10000)
-    endpoint_max_in_flight: int = Field(1024, ge=1, le=10000)  # an endpoint's default max_in_flight
+    # an endpoint's default max_in_flight
+    endpoint_max_in_flight: int = Field(DEFAULT_MAX_IN_FLIGHT, ge=1, le=10000)
     disable_after_s: float = Field(432000.0, ge=0, le=365 * 86400)  # 0: never disable
     breaker_failures: int = Field(5, ge=1, le=1000)
     breaker_pause_s: float = Field(5.0, gt=0, le=3600)
@@ -65,19 +68,24 @@ class Settings(BaseSettings):
     retention_days: float = Field(30.0, gt=0, le=3650)  # events, settled deliveries and dead letters
     log_level: str = "INFO"
     portal_frame_ancestors: str = "'none'"  # CSP frame-ancestors of the console (embedding the portal)
-    # Every delivery leaves through this HTTP(S) forward proxy (issue 12; webhooks/egress.py).
+    # Every delivery leaves through this HTTP(S) forward proxy (issue 12; webhooks/outbound/egress.py).
     proxy_url: SecretStr | None = None
-    # first-run: which server binary the embedded Redis of `webhooks up` runs (webhooks/embedded.py).
+    # first-run: which server binary the embedded Redis of `webhooks up` runs (cli/embedded.py).
     embedded_server: str = "auto"
     # Observability (metrics and logs, issue 10).
     log_format: str = "text"  # text | json
     metrics_port: int = Field(0, ge=0, le=65535)  # a worker's or scheduler's own /metrics; 0 = off
     metrics_host: str = "127.0.0.1"
     metrics_per_endpoint: bool = False  # per-endpoint series for the busiest endpoints
-    # Operational webhooks (issue 10; webhooks/operational.py): both set, or neither.
+    # Operational webhooks (issue 10; webhooks/intake/operational.py): both set, or neither.
     operational_webhook_url: str | None = None
     operational_webhook_secret: SecretStr | None = None
     operational_summary_s: float = Field(60.0, ge=0.1, le=86400)  # delivery.dead summary window
+    # Acknowledged writes (issue 20; webhooks/runtime/replication.py): a write is answered once this many
+    # replicas (WAIT), and with ack_fsync the primary's AOF fsync (WAITAOF), have it; else 503.
+    ack_replicas: int = Field(0, ge=0, le=100)
+    ack_timeout_ms: int = Field(1000, ge=1, le=600_000)  # 0 would be WAIT's "forever": refused
+    ack_fsync: bool = False
 
     @field_validator("retry_schedule")
     @classmethod
@@ -223,6 +231,10 @@ class Settings(BaseSettings):
             self.operational_webhook_secret.get_secret_value(),
             int(self.operational_summary_s * 1000),
         )
+
+    @property
+    def ack(self) -> "AckPolicy":
+        return AckPolicy(self.ack_replicas, self.ack_timeout_ms, self.ack_fsync)
 
     @property
     def schedule(self) -> tuple[float, ...]:

@@ -1,7 +1,13 @@
 """Time conversions. Storage keeps Unix milliseconds; the wire shows ISO 8601 UTC."""
 
+import time
 from datetime import UTC, datetime
 from functools import lru_cache
+
+
+def now_ms() -> int:
+    """The wall clock in Unix milliseconds: what entry points pass down as ``now`` (the domain takes it)."""
+    return int(time.time() * 1000)
 
 
 def iso_from_ms(ms: int | None) -> str | None:

@@ -1,12 +1,14 @@
 """The RQ jobs. A job is a trigger to lease ready deliveries for a while; the deliveries' own
-durable state lives in :mod:`webhooks.queue`, so a lost or duplicated job loses nothing. Each job
-first checks that the data format in Redis is not newer than this code (webhooks/dataformat.py)."""
+durable state lives in :mod:`webhooks.queueing.queue`, so a lost or duplicated job loses nothing. Each job
+first checks that the data format in Redis is not newer than this code
+(webhooks/queueing/dataformat.py)."""
 
 import logging
 import os
 import signal
 
-from webhooks import dataformat, keys
+from webhooks import keys
+from webhooks.queueing import dataformat
 from workers import runtime
 
 log = logging.getLogger("webhooks.worker")

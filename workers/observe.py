@@ -7,8 +7,8 @@ stays free of metric and log plumbing:
 - :func:`lease_taken` / :func:`lease_released` when the engine takes and lets go of a lease.
 
 Requests in flight are read from the engine when scraped (:func:`watch_engine`). The queue's
-state comes from Redis at scrape time through :class:`webhooks.metrics.QueueGauges`, with
-:func:`queue_reader` (every tenant's queues through :func:`webhooks.queue.depths`).
+state comes from Redis at scrape time through :class:`webhooks.runtime.metrics.QueueGauges`, with
+:func:`queue_reader` (every tenant's queues through :func:`webhooks.queueing.depths.depths`).
 Every function here is cheap (a counter, a histogram bucket) and never raises into the engine.
 """
 
@@ -20,10 +20,11 @@ from typing import Protocol
 
 from prometheus_client import Counter
 
-from webhooks import memory, metrics, queue
-from webhooks.connection import RedisTarget, async_client
 from webhooks.errors import ConfigError
-from webhooks.logs import DELIVERY_LOGGER, DeliveryIds, delivery_log
+from webhooks.queueing import depths, memory
+from webhooks.runtime import metrics
+from webhooks.runtime.connection import RedisTarget, async_client
+from webhooks.runtime.logs import DELIVERY_LOGGER, DeliveryIds, delivery_log
 
 _debug = logging.getLogger(DELIVERY_LOGGER)
 _attempts: dict[tuple[str, str], Counter] = {}  # (outcome, status class) -> its counter (a few)
@@ -103,8 +104,8 @@ def watch_engine(engine: _InFlight) -> None:
 def queue_reader(
     target: RedisTarget, clock: Callable[[], float] = time.time
 ) -> Callable[[], Mapping[str, float]]:
-    """A reader for :class:`~webhooks.metrics.QueueGauges`: :func:`webhooks.queue.depths` (every
-    tenant's queues) and ``INFO memory``, read on a client of its own (scrapes run on
+    """A reader for :class:`~webhooks.runtime.metrics.QueueGauges`: :func:`webhooks.queueing.depths.depths`
+    (every tenant's queues) and ``INFO memory``, read on a client of its own (scrapes run on
     prometheus-client's thread, outside any event loop).
 
     The oldest item's age is that of the longest-waiting ready delivery, counted from when it
@@ -115,7 +116,7 @@ def queue_reader(
         r = async_client(target)
         try:
             now_ms = int(clock() * 1000)
-            d = await queue.depths(r, now_ms)
+            d = await depths.depths(r, now_ms)
             use = await memory.usage(r)
         finally:
             await r.aclose()

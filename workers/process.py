@@ -5,10 +5,11 @@ A worker is an RQ :class:`~rq.SimpleWorker` on the single queue ``webhooks``
 deliveries on the process's persistent event loop. By default a worker also
 runs a scheduler in a thread; the scheduler lock lets one act at a time.
 
-Before anything else each checks the data format in Redis (:func:`webhooks.dataformat.ensure`):
-data newer than this code stops the process with one line; older data is migrated first.
+Before anything else each checks the data format in Redis
+(:func:`webhooks.queueing.dataformat.ensure`): data newer than this code stops the process with
+one line; older data is migrated first.
 
-RQ's queue lives where :func:`webhooks.connection.rq_client` says: the platform's Redis, or,
+RQ's queue lives where :func:`webhooks.runtime.connection.rq_client` says: the platform's Redis, or,
 on a Redis Cluster, the plain Redis of ``WEBHOOKS_RQ_REDIS_URL``. Its jobs are only triggers.
 """
 
@@ -23,9 +24,11 @@ from typing import Any
 import redis
 from rq import Queue, SimpleWorker
 
-from webhooks import dataformat, gcpolicy, keys
-from webhooks.connection import RedisTarget, async_client, rq_client, sync_client, warn_if_not_durable
-from webhooks.secretbox import SecretBox
+from webhooks import keys
+from webhooks.outbound.secretbox import SecretBox
+from webhooks.queueing import dataformat
+from webhooks.runtime import gcpolicy
+from webhooks.runtime.connection import RedisTarget, async_client, rq_client, sync_client, warn_if_not_durable
 from workers import jobs, observe, runtime
 from workers.engine import EngineConfig
 from workers.scheduler import Scheduler, SchedulerConfig

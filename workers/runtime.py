@@ -12,9 +12,9 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from webhooks.connection import RedisTarget, async_client
-from webhooks.egress import delivery_transport
-from webhooks.secretbox import SecretBox
+from webhooks.outbound.egress import delivery_transport
+from webhooks.outbound.secretbox import SecretBox
+from webhooks.runtime.connection import RedisTarget, async_client
 from workers.engine import Engine, EngineConfig
 
 T = TypeVar("T")
@@ -55,7 +55,7 @@ def build(
     proxy_url: str | None = None,
 ) -> Runtime:
     """A runtime on a new event loop (uvloop when available) running in a daemon thread; deliveries
-    go through the forward proxy ``proxy_url`` when set (:mod:`webhooks.egress`)."""
+    go through the forward proxy ``proxy_url`` when set (:mod:`webhooks.outbound.egress`)."""
     try:
         import uvloop
 

@@ -4,14 +4,15 @@ Any number may run (standalone or embedded in workers); a lock in Redis lets
 one act at a time and passes to another within ``LOCK_TTL_MS`` when the
 holder dies. Every step is an idempotent script, so an overlap at hand-over is
 harmless. Each tick it visits the tenants whose wake time has come
-(:func:`webhooks.queue.tick`); every ``SWEEP_EVERY_S`` it sweeps all tenants
-(:func:`webhooks.queue.repair`), which repairs an activation or wake time lost
-to a crash between a tenant's script and the global call after it; every
-second it keeps the memory budget (:mod:`webhooks.memory`). With operational webhooks on, it
+(:func:`webhooks.queueing.upkeep.tick`); every ``SWEEP_EVERY_S`` it sweeps all tenants
+(:func:`webhooks.queueing.upkeep.repair`), which repairs an activation or wake time lost to a
+crash between a tenant's script and the global call after it; every ``MEMORY_EVERY_S`` (0.2 s)
+it keeps the memory budget (:mod:`webhooks.queueing.memory`). With operational webhooks on, it
 creates or corrects the operator tenant when it first acts, emits every tick the notifications
-whose time has come (:func:`webhooks.operational.emit_due`), and its sweep marks due any tenant
-still holding some (:func:`webhooks.operational.rescan`). Each sweep first checks that the data
-format in Redis is not newer than this code (webhooks/dataformat.py); if it is, the scheduler stops.
+whose time has come (:func:`webhooks.intake.operational.emit_due`), and its sweep marks due any
+tenant still holding some (:func:`webhooks.intake.operational.rescan`).
+Each sweep first checks that the data format in Redis is not newer than this code
+(webhooks/queueing/dataformat.py); if it is, the scheduler stops.
 """
 
 import asyncio
@@ -25,8 +26,11 @@ import redis
 from redis.asyncio import Redis
 from rq import Queue
 
-from webhooks import dataformat, keys, memory, operational, queue, reshard
-from webhooks.secretbox import SecretBox
+from webhooks import keys
+from webhooks.intake import operational
+from webhooks.outbound.secretbox import SecretBox
+from webhooks.queueing import dataformat, depths, memory, queue, reshard, upkeep
+from webhooks.timefmt import now_ms
 from workers import jobs
 
 log = logging.getLogger("webhooks.scheduler")
@@ -48,10 +52,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 """
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +93,8 @@ class Scheduler:
 
     async def tick(self, now: int) -> None:
         while True:
-            due = await queue.due_tenants(self.r, now)
-            done = await queue.tick(self.r, due, now)
+            due = await upkeep.due_tenants(self.r, now)
+            done = await upkeep.tick(self.r, due, now)
             if done.leases:
                 log.warning(
                     "reclaimed %d expired leases: %d deliveries back on their ready lists",
@@ -103,7 +103,7 @@ class Scheduler:
                 )
             if len(due) < 200:
                 break
-        await queue.retire_idle(self.r)
+        await upkeep.retire_idle(self.r)
         mono = time.monotonic()
         if mono >= self._next_sweep:
             newer = dataformat.newer_than_code(await self.r.get(keys.DATA_FORMAT))
@@ -112,9 +112,9 @@ class Scheduler:
                 self.stop.set()
                 return
             if not self._sweep:
-                self._sweep = await queue.tenant_ids(self.r)
+                self._sweep = await depths.tenant_ids(self.r)
             chunk, self._sweep = self._sweep[:SWEEP_CHUNK], self._sweep[SWEEP_CHUNK:]
-            repaired = await queue.repair(self.r, chunk, now)
+            repaired = await upkeep.repair(self.r, chunk, now)
             if repaired:
                 log.warning("sweep: %d tenants with work were missing from the active list", repaired)
             if self.ops_target:
@@ -123,7 +123,7 @@ class Scheduler:
                 self._next_sweep = mono + SWEEP_EVERY_S
         if mono >= self._next_trim:
             self._next_trim = mono + TRIM_EVERY_S
-            await queue.trim(self.r, await queue.tenant_ids(self.r), now - self.retention_ms)
+            await upkeep.trim(self.r, await depths.tenant_ids(self.r), now - self.retention_ms)
         if self.ops_target:
             await self.emit_operational(now, self.ops_target)
         if mono >= self._next_memory:
@@ -171,7 +171,7 @@ class Scheduler:
     async def _trim_history(self, now: int, use: memory.Usage) -> bool:
         """Trim the tenants with the oldest history first until under the low watermark (at most
         ``TRIM_BUDGET_S`` of work); False when no settled history is left to drop."""
-        tenants = await queue.tenant_ids(self.r)
+        tenants = await depths.tenant_ids(self.r)
         async with self.r.pipeline(transaction=False) as pipe:
             for t in tenants:
                 pipe.zrange(keys.events(t), 0, 0, withscores=True)
@@ -187,7 +187,7 @@ class Scheduler:
         dropped = 0
         deadline = time.monotonic() + TRIM_BUDGET_S
         while live and time.monotonic() < deadline:
-            done = await queue.trim(
+            done = await upkeep.trim(
                 self.r,
                 live[:50],
                 now - self.retention_ms,

@@ -1,24 +1,31 @@
 """One HTTP attempt of a delivery: build the signed request, send it, read a short excerpt.
 
 Never raises for anything the receiver or the network does: every failure
-becomes an :class:`AttemptResult` with ``status_code=None`` and an ``error``
-that names the failure without the URL's query or any header value.
+becomes an :class:`AttemptResult` with ``status_code=None`` and an ``error``:
+one line, at most ``ERROR_CHARS`` characters, that names the failure without a
+URL's credentials, query or fragment or any header value, and never quotes a
+status the receiver did not send (aiohttp calls a malformed response a "400").
 """
 
 import asyncio
+import re
 import ssl
 import time
 from dataclasses import dataclass
 
 import aiohttp
 import httpx
+from aiohttp.http_exceptions import HttpProcessingError, PayloadEncodingError
 
 from webhooks import __version__
-from webhooks.netguard import find_forbidden_address_error
-from webhooks.signing import SigningKey, signature_header
+from webhooks.outbound.netguard import find_forbidden_address_error
+from webhooks.outbound.signing import SigningKey, signature_header
 
 USER_AGENT = f"webhooks/{__version__}"
 EXCERPT_BYTES = 1024
+ERROR_CHARS = 300
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+_QUERY = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s?#]*)[?#]\S*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,20 +55,54 @@ def _root(exc: BaseException) -> BaseException:
     return exc
 
 
+def one_line(text: str) -> str:
+    """``text`` on one line, at most ``ERROR_CHARS`` long, without URL credentials, queries or
+    fragments (a receiver's token often rides in one)."""
+    text = _QUERY.sub(r"\1", _USERINFO.sub(r"\1", " ".join(text.split())))
+    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 3] + "..."
+
+
+def _malformed(exc: HttpProcessingError) -> str:
+    """What was wrong with a response aiohttp could not parse: the lines of its message before
+    the quoted bytes, e.g. "invalid header token" or "bad status line: invalid status code"
+    (a body shorter than announced is "incomplete")."""
+    reason: list[str] = []
+    for line in str(exc.message).splitlines():
+        if not line.strip():
+            if reason:
+                break
+            continue
+        part = line.strip().rstrip(":.")
+        reason.append(part[:1].lower() + part[1:])
+    what = "incomplete" if isinstance(exc, PayloadEncodingError) else "malformed"  # the body broke off
+    return f"{what} HTTP response from the receiver: " + (": ".join(reason) or type(exc).__name__)
+
+
 def _describe(exc: BaseException, timeout_s: float) -> str:
-    """A short, secret-free description. httpx-aiohttp maps every connection failure to
-    ``ConnectTimeout``, so the root cause decides, not the httpx class."""
+    """A short, secret-free description on one line. httpx-aiohttp maps every connection failure
+    to ``ConnectTimeout``, so the root cause decides, not the httpx class."""
+    return one_line(_description(exc, timeout_s))
+
+
+def _description(exc: BaseException, timeout_s: float) -> str:
     forbidden = find_forbidden_address_error(exc)
-    if forbidden is not None:
-        return f"refused: {forbidden}"
+    if forbidden is not None:  # its message already says "refused: ..."
+        reason = str(forbidden)
+        return reason if reason.startswith("refused: ") else f"refused: {reason}"
     root = _root(exc)
     if isinstance(exc, TimeoutError) or isinstance(root, TimeoutError | aiohttp.ServerTimeoutError):
         return f"timeout: no complete answer within {timeout_s:g}s"
+    if isinstance(root, HttpProcessingError):  # its code (400) is aiohttp's verdict, not the receiver's
+        return _malformed(root)
+    if isinstance(root, aiohttp.ServerDisconnectedError):
+        return "connection closed by the receiver before a complete answer"
+    if isinstance(root, aiohttp.ClientSSLError | ssl.SSLError):
+        return "TLS error: " + str(root)
     if isinstance(root, aiohttp.ClientConnectorError):
         return f"connection failed: {root.os_error.strerror or type(root.os_error).__name__}"
-    if isinstance(root, aiohttp.ClientSSLError | ssl.SSLError):
-        return "TLS error: " + str(root)[:200]
-    return f"{type(root).__name__}: {str(root)[:200]}"
+    if isinstance(root, aiohttp.ClientOSError):  # e.g. reset by the receiver mid-answer
+        return f"connection failed: {root.strerror or type(root).__name__}"
+    return f"{type(root).__name__}: {root}"
 
 
 _urls: dict[str, httpx.URL] = {}

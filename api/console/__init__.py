@@ -1,6 +1,6 @@
 """The web console and tenant portal, served by the API itself under ``/console``.
 
-Server-rendered pages (Jinja2, autoescaped) over the same :class:`webhooks.store.Store`
+Server-rendered pages (Jinja2, autoescaped) over the same :class:`webhooks.stores.store.Store`
 methods as the JSON API; one small local script; no build step, no external asset.
 See :mod:`api.console.web` for sessions, CSRF and the security headers.
 """

@@ -7,11 +7,12 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.console import web
+from api.console.state import PORTAL_LINK_DEFAULT_S, Kind, LinkState
 from api.console.web import BASE, ConsoleRoute, Redirect
-from api.deps import app_state, now_ms
+from api.deps import app_state
 from api.routes.portal_links import portal_url
 from webhooks import errors
-from webhooks.console_state import PORTAL_LINK_DEFAULT_S, Kind, LinkState
+from webhooks.timefmt import now_ms
 
 router = APIRouter(prefix=BASE, route_class=ConsoleRoute, include_in_schema=False)
 LOGIN_TOKEN_MAX_AGE_S = 3600
@@ -91,7 +92,7 @@ async def logout(request: Request) -> Response:
 async def _tenants_page(request: Request, cursor: str | None = None, **extra: Any) -> HTMLResponse:
     session = await web.signed_in(request)
     web.operator_only(session)
-    page = await web.store(request).list_tenants(50, cursor)
+    page = await web.store(request).tenants.list_tenants(50, cursor)
     context = {"created": None, "portal": None, **extra}
     return await web.page(
         request, "tenants.html", session, tenants=page.data, next_cursor=page.next_cursor, **context
@@ -110,7 +111,7 @@ async def create_tenant(request: Request) -> HTMLResponse:
     session = await web.signed_in(request)
     web.operator_only(session)
     form = await web.posted(request, session)
-    created = await web.store(request).create_tenant(form.get("name"), now_ms())
+    created = await web.store(request).tenants.create_tenant(form.get("name"), now_ms())
     return await _tenants_page(request, created=created)
 
 
@@ -121,7 +122,7 @@ async def pick_tenant(request: Request) -> Response:
     form = await web.posted(request, session)
     tenant_id = form.get("tenant_id") or None
     if tenant_id is not None:
-        await web.store(request).get_tenant(tenant_id)
+        await web.store(request).tenants.get_tenant(tenant_id)
     session = await web.state(request).pick_tenant(session, tenant_id)
     raise Redirect(home_of(session.kind, session.tenant_id) if tenant_id else f"{BASE}/dead-letters")
 
@@ -131,7 +132,7 @@ async def make_portal_link(request: Request, tenant_id: str) -> HTMLResponse:
     session = await web.signed_in(request)
     web.operator_only(session)
     await web.posted(request, session)
-    tenant = await web.store(request).get_tenant(tenant_id)
+    tenant = await web.store(request).tenants.get_tenant(tenant_id)
     token, expires_ms = await web.state(request).create_portal_link(
         tenant_id, PORTAL_LINK_DEFAULT_S, now_ms()
     )

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from webhooks.errors import NotFound
 from webhooks.models import Attempt
-from webhooks.store import Store
+from webhooks.stores.store import Store
 
 WINDOW_MS = 3_600_000
 BUCKETS = 12
@@ -146,7 +146,7 @@ def geometry(stats: HourStats) -> Geometry:
 
 async def endpoint_hour(store: Store, tenant_id: str, endpoint_id: str, now_ms: int) -> HourStats:
     """The hour's stats of one endpoint, from at most :data:`MAX_DELIVERIES` deliveries."""
-    page = await store.list_deliveries(tenant_id, endpoint_id=endpoint_id, limit=MAX_DELIVERIES)
+    page = await store.deliveries.list_deliveries(tenant_id, endpoint_id=endpoint_id, limit=MAX_DELIVERIES)
     recent = [d for d in page.data if ms_of(d.created_at) >= now_ms - WINDOW_MS]
     capped = len(recent) == MAX_DELIVERIES and page.next_cursor is not None
     gate = asyncio.Semaphore(READ_CONCURRENCY)
@@ -154,7 +154,7 @@ async def endpoint_hour(store: Store, tenant_id: str, endpoint_id: str, now_ms: 
     async def attempts_of(delivery_id: str) -> list[Attempt]:
         async with gate:
             try:
-                return (await store.get_delivery(tenant_id, delivery_id)).attempts
+                return (await store.deliveries.get_delivery(tenant_id, delivery_id)).attempts
             except NotFound:  # expired since it was listed
                 return []
 

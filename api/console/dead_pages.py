@@ -18,12 +18,12 @@ from fastapi.responses import HTMLResponse
 
 from api.console import web
 from api.console.event_pages import READ_CONCURRENCY, UNSETTLED, Str, endpoint_urls
+from api.console.state import MAX_TRACKED, Kind, Session, TrackedReplay
 from api.console.web import BASE, ConsoleRoute, Redirect
-from api.deps import now_ms
 from webhooks import errors
-from webhooks.console_state import MAX_TRACKED, Kind, Session, TrackedReplay
 from webhooks.models import Delivery, DeliveryStatus
-from webhooks.store import DeadFilter, Store
+from webhooks.stores.store import DeadFilter, Store
+from webhooks.timefmt import now_ms
 
 router = APIRouter(prefix=BASE, route_class=ConsoleRoute, include_in_schema=False)
 PAGE = 50
@@ -72,7 +72,7 @@ async def dead_letters(
         "since": since or "",
         "until": until or "",
     }
-    page = await store.list_dead(scope, dead_filter(filters), PAGE, cursor)
+    page = await store.deliveries.list_dead(scope, dead_filter(filters), PAGE, cursor)
     return await web.page(
         request,
         "dead_letters.html",
@@ -91,7 +91,7 @@ async def _matching(store: Store, scope: str | None, f: DeadFilter) -> list[str]
     ids: list[str] = []
     cursor = None
     while len(ids) < MAX_REPLAY:
-        page = await store.list_dead(scope, f, min(1000, MAX_REPLAY - len(ids)), cursor)
+        page = await store.deliveries.list_dead(scope, f, min(1000, MAX_REPLAY - len(ids)), cursor)
         ids += [d.id for d in page.data]
         cursor = page.next_cursor
         if cursor is None:
@@ -111,7 +111,9 @@ async def replay(request: Request) -> Response:
         ids = form.getlist("ids")[:MAX_REPLAY]
     if not ids:
         raise errors.Invalid("ids: select at least one dead letter to replay")
-    result = await store.replay(scope, DeadFilter(), ids, dry_run=False, rate_per_s=None, now_ms=now)
+    result = await store.deliveries.replay(
+        scope, DeadFilter(), ids, dry_run=False, rate_per_s=None, now_ms=now
+    )
     if result.replay_id is None:  # only a dry run has none
         raise errors.Conflict("the replay did not start")
     await web.state(request).remember_replay(scope, result.replay_id, ids, result.matched, now)
@@ -146,7 +148,7 @@ async def progress(
     async def one(delivery_id: str) -> Delivery | None:
         async with gate:
             try:
-                return await store.get_delivery(scope, delivery_id)
+                return await store.deliveries.get_delivery(scope, delivery_id)
             except errors.NotFound:
                 return None
 

@@ -7,11 +7,11 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
 from api.console import chart, web
+from api.console.state import Session
 from api.console.web import BASE, ConsoleRoute, Form, Redirect
-from api.deps import now_ms
 from webhooks import errors
-from webhooks.console_state import Session
 from webhooks.models import Endpoint
+from webhooks.timefmt import now_ms
 
 router = APIRouter(prefix=f"{BASE}/endpoints", route_class=ConsoleRoute, include_in_schema=False)
 RECENT_DELIVERIES = 20
@@ -73,7 +73,7 @@ async def list_endpoints(
     request: Request, cursor: Annotated[str | None, Query(max_length=512)] = None
 ) -> HTMLResponse:
     session = await web.signed_in(request)
-    page = await web.store(request).list_endpoints(web.tenant_of(session), 50, cursor)
+    page = await web.store(request).endpoints.list_endpoints(web.tenant_of(session), 50, cursor)
     return await web.page(
         request, "endpoints.html", session, endpoints=page.data, next_cursor=page.next_cursor
     )
@@ -106,7 +106,7 @@ async def create_endpoint(request: Request) -> Response:
     session = await web.signed_in(request)
     form = await web.posted(request, session)
     try:
-        created = await web.store(request).create_endpoint(
+        created = await web.store(request).endpoints.create_endpoint(
             web.tenant_of(session), now_ms=now_ms(), **fields_of(form)
         )
     except errors.Invalid as exc:
@@ -116,8 +116,8 @@ async def create_endpoint(request: Request) -> Response:
 
 async def _detail(request: Request, session: Session, endpoint_id: str, **extra: Any) -> HTMLResponse:
     store, tenant, now = web.store(request), web.tenant_of(session), now_ms()
-    endpoint = await store.get_endpoint(tenant, endpoint_id)
-    recent = await store.list_deliveries(tenant, endpoint_id=endpoint_id, limit=RECENT_DELIVERIES)
+    endpoint = await store.endpoints.get_endpoint(tenant, endpoint_id)
+    recent = await store.deliveries.list_deliveries(tenant, endpoint_id=endpoint_id, limit=RECENT_DELIVERIES)
     stats = await chart.endpoint_hour(store, tenant, endpoint_id, now)
     context: dict[str, Any] = {"notice": None, "secret": None, "secret_label": "", **extra}
     return await web.page(
@@ -146,7 +146,7 @@ async def endpoint_page(
 async def edit_page(request: Request, endpoint_id: str) -> HTMLResponse:
     session = await web.signed_in(request)
     return await _form_page(
-        request, session, await web.store(request).get_endpoint(web.tenant_of(session), endpoint_id)
+        request, session, await web.store(request).endpoints.get_endpoint(web.tenant_of(session), endpoint_id)
     )
 
 
@@ -156,10 +156,10 @@ async def update_endpoint(request: Request, endpoint_id: str) -> Response:
     form = await web.posted(request, session)
     store, tenant = web.store(request), web.tenant_of(session)
     try:
-        await store.update_endpoint(tenant, endpoint_id, fields_of(form), now_ms())
+        await store.endpoints.update_endpoint(tenant, endpoint_id, fields_of(form), now_ms())
     except errors.Invalid as exc:
         return await _form_page(
-            request, session, await store.get_endpoint(tenant, endpoint_id), form, str(exc)
+            request, session, await store.endpoints.get_endpoint(tenant, endpoint_id), form, str(exc)
         )
     raise Redirect(f"{BASE}/endpoints/{endpoint_id}")
 
@@ -168,7 +168,7 @@ async def _switch(request: Request, endpoint_id: str, *, disabled: bool) -> Resp
     session = await web.signed_in(request)
     await web.posted(request, session)
     changes = {"disabled": disabled}
-    await web.store(request).update_endpoint(web.tenant_of(session), endpoint_id, changes, now_ms())
+    await web.store(request).endpoints.update_endpoint(web.tenant_of(session), endpoint_id, changes, now_ms())
     raise Redirect(f"{BASE}/endpoints/{endpoint_id}?done={'disabled' if disabled else 'enabled'}")
 
 
@@ -186,7 +186,7 @@ async def enable(request: Request, endpoint_id: str) -> Response:
 async def show_secret(request: Request, endpoint_id: str) -> HTMLResponse:
     session = await web.signed_in(request)
     await web.posted(request, session)
-    key = await web.store(request).endpoint_secret(web.tenant_of(session), endpoint_id)
+    key = await web.store(request).endpoints.endpoint_secret(web.tenant_of(session), endpoint_id)
     if key.secret is None:  # an Ed25519 endpoint: receivers verify with its public key
         return await _detail(request, session, endpoint_id, secret=key.public_key, secret_label="Public key")
     return await _detail(request, session, endpoint_id, secret=key.secret, secret_label="Signing secret")
@@ -199,7 +199,7 @@ async def rotate_secret(request: Request, endpoint_id: str) -> HTMLResponse:
     grace_text = form.get("grace_period_s", "86400")
     if not grace_text.isdigit() or int(grace_text) not in GRACE_CHOICES_S:
         raise errors.Invalid("grace_period_s: one of the offered choices")
-    key = await web.store(request).rotate_secret(
+    key = await web.store(request).endpoints.rotate_secret(
         web.tenant_of(session), endpoint_id, int(grace_text), now_ms()
     )
     secret = key.secret if key.secret is not None else key.public_key

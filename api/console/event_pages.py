@@ -8,12 +8,12 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
 from api.console import web, wire
+from api.console.state import Kind, Session
 from api.console.web import BASE, ConsoleRoute, Redirect
-from api.deps import now_ms
 from webhooks import errors
-from webhooks.console_state import Kind, Session
 from webhooks.models import DeliveryStatus, Event
-from webhooks.store import Store
+from webhooks.stores.store import Store
+from webhooks.timefmt import now_ms
 
 router = APIRouter(prefix=BASE, route_class=ConsoleRoute, include_in_schema=False)
 DELIVERIES_PER_PAGE = 100
@@ -24,7 +24,7 @@ Str = Annotated[str | None, Query(max_length=256)]
 
 
 async def endpoint_urls(store: Store, tenant_id: str) -> dict[str, str]:
-    page = await store.list_endpoints(tenant_id, ENDPOINT_NAMES, None)
+    page = await store.endpoints.list_endpoints(tenant_id, ENDPOINT_NAMES, None)
     return {e.id: e.url for e in page.data}
 
 
@@ -44,11 +44,11 @@ async def event_log(
     that matched no endpoint included); with a delivery filter, through one page of the tenant's
     deliveries: the events of the deliveries that pass the filters, each with all its deliveries."""
     if status is None and endpoint_id is None:
-        events_page = await store.list_events(
+        events_page = await store.deliveries.list_events(
             tenant_id, event_type=event_type, limit=EVENTS_PER_PAGE, cursor=cursor
         )
         return events_page.data, events_page.next_cursor
-    page = await store.list_deliveries(
+    page = await store.deliveries.list_deliveries(
         tenant_id, endpoint_id=endpoint_id, status=status, limit=DELIVERIES_PER_PAGE, cursor=cursor
     )
     event_ids = list(
@@ -59,7 +59,7 @@ async def event_log(
     async def one(event_id: str) -> Event | None:
         async with gate:
             try:
-                return await store.get_event(tenant_id, event_id)
+                return await store.deliveries.get_event(tenant_id, event_id)
             except errors.NotFound:  # expired since its delivery was listed
                 return None
 
@@ -124,13 +124,13 @@ async def event_page(
 ) -> HTMLResponse:
     session = await web.signed_in(request)
     tenant, store = _acting_tenant(session, tenant_id), web.store(request)
-    event = await store.get_event(tenant, event_id)
+    event = await store.deliveries.get_event(tenant, event_id)
     gate = asyncio.Semaphore(READ_CONCURRENCY)
 
     async def delivery(delivery_id: str) -> Any:
         async with gate:
             try:
-                return await store.get_delivery(tenant, delivery_id)
+                return await store.deliveries.get_delivery(tenant, delivery_id)
             except errors.NotFound:
                 return None
 
@@ -154,9 +154,9 @@ async def delivery_page(request: Request, delivery_id: str, retried: Str = None)
     session = await web.signed_in(request)
     store = web.store(request)
     scope = None if session.kind == Kind.OPERATOR else web.tenant_of(session)
-    delivery = await store.get_delivery(scope, delivery_id)
+    delivery = await store.deliveries.get_delivery(scope, delivery_id)
     try:
-        endpoint = await store.get_endpoint(delivery.tenant_id, delivery.endpoint_id)
+        endpoint = await store.endpoints.get_endpoint(delivery.tenant_id, delivery.endpoint_id)
     except errors.NotFound:
         endpoint = None
     custom = endpoint.headers if endpoint else {}
@@ -180,6 +180,6 @@ async def retry(request: Request, delivery_id: str) -> Response:
     await web.posted(request, session)
     store = web.store(request)
     scope = None if session.kind == Kind.OPERATOR else web.tenant_of(session)
-    delivery = await store.get_delivery(scope, delivery_id)
-    await store.retry_delivery(delivery.tenant_id, delivery_id, now_ms())
+    delivery = await store.deliveries.get_delivery(scope, delivery_id)
+    await store.deliveries.retry_delivery(delivery.tenant_id, delivery_id, now_ms())
     raise Redirect(f"{BASE}/deliveries/{delivery_id}?retried=1")

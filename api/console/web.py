@@ -9,7 +9,7 @@ style (``script-src 'self'``: the only script is ``static/console.js``),
 link's token must not leak), ``nosniff``.
 
 The session cookie (:data:`COOKIE`, path ``/console``) is HttpOnly and holds a
-random session id only (:mod:`webhooks.console_state`). SameSite is ``Strict``
+random session id only (:mod:`api.console.state`). SameSite is ``Strict``
 for an operator's session (signing in happens on the console's own page),
 ``Lax`` for a tenant's (a portal link is opened from the SaaS's own site, a
 cross-site navigation that a Strict cookie would not follow), and ``None``
@@ -39,11 +39,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 
 from api import errors as api_errors
-from api.deps import app_state, now_ms
+from api.console.state import ConsoleState, Kind, Session
+from api.deps import app_state
 from webhooks import errors
-from webhooks.console_state import ConsoleState, Kind, Session
-from webhooks.store import Store
-from webhooks.timefmt import iso_from_ms
+from webhooks.stores.store import Store
+from webhooks.timefmt import iso_from_ms, now_ms
 
 log = logging.getLogger("webhooks.console")
 
@@ -224,7 +224,7 @@ async def page(
     tenant_name = None
     if session is not None and session.tenant_id is not None:
         try:
-            tenant_name = (await store(request).get_tenant(session.tenant_id)).name
+            tenant_name = (await store(request).tenants.get_tenant(session.tenant_id)).name
         except errors.NotFound:
             tenant_name = "(deleted tenant)"
     query = request.url.query
@@ -272,7 +272,7 @@ _TITLES = {
     413: "Too large",
     422: "Check the input",
     429: "Slow down",
-    503: "Storage unavailable",
+    503: "Try again shortly",  # Redis unavailable or full, or the endpoints kept changing
 }
 
 

@@ -3,12 +3,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import CallerDep, StoreDep, now_ms, resolve_tenant
+from api.deps import CallerDep, StoreDep, resolve_tenant
 from api.errors import responses
 from api.schemas import ReplayRequest
 from webhooks.models import Delivery, Page, ReplayResult
-from webhooks.store import DeadFilter
-from webhooks.timefmt import ms_from_datetime
+from webhooks.stores.store import DeadFilter
+from webhooks.timefmt import ms_from_datetime, now_ms
 
 router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"], responses=responses(401, 404, 422, 503))
 
@@ -39,10 +39,10 @@ async def list_dead_letters(
 ) -> Page[Delivery]:
     scope = await scope_of(who, store, tenant_id)
     f = DeadFilter(endpoint_id, event_type, _ms(since), _ms(until), status_code)
-    return await store.list_dead(scope, f, limit, cursor)
+    return await store.deliveries.list_dead(scope, f, limit, cursor)
 
 
-@router.post("/replay", status_code=202, response_model=ReplayResult, responses=responses(413))
+@router.post("/replay", status_code=202, response_model=ReplayResult, responses=responses(413, 415))
 async def replay(
     body: ReplayRequest,
     who: CallerDep,
@@ -51,6 +51,6 @@ async def replay(
 ) -> ReplayResult:
     scope = await scope_of(who, store, tenant_id)
     f = DeadFilter(body.endpoint_id, body.event_type, _ms(body.since), _ms(body.until), body.status_code)
-    return await store.replay(
+    return await store.deliveries.replay(
         scope, f, body.ids, dry_run=body.dry_run, rate_per_s=body.rate_per_s, now_ms=now_ms()
     )

@@ -1,15 +1,16 @@
-"""The tenant's event-type catalogue: ``/v1/event-types`` (see :mod:`webhooks.event_type_store`)."""
+"""The tenant's event-type catalogue: ``/v1/event-types`` (see :mod:`webhooks.stores.catalogue`)."""
 
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from api.deps import CallerDep, StoreDep, TenantDep, now_ms, resolve_tenant
+from api.deps import CallerDep, StoreDep, TenantDep, resolve_tenant
 from api.errors import responses
 from api.schemas import EventTypeCreate, EventTypeUpdate
-from webhooks.event_type_store import EventTypeStore
-from webhooks.event_types import EventType
+from webhooks.intake.event_types import EventType
 from webhooks.models import Page
+from webhooks.stores.catalogue import EventTypeStore
+from webhooks.timefmt import now_ms
 
 router = APIRouter(prefix="/v1/event-types", tags=["event types"], responses=responses(401, 404, 422, 503))
 
@@ -21,7 +22,7 @@ async def _catalogue(store: StoreDep) -> EventTypeStore:
 CatalogueDep = Annotated[EventTypeStore, Depends(_catalogue)]
 
 
-@router.post("", status_code=201, response_model=EventType, responses=responses(409, 413))
+@router.post("", status_code=201, response_model=EventType, responses=responses(409, 413, 415))
 async def create_event_type(
     body: EventTypeCreate,
     who: CallerDep,
@@ -56,7 +57,7 @@ async def get_event_type(name: str, tenant: TenantDep, catalogue: CatalogueDep) 
     return await catalogue.get(tenant, name)
 
 
-@router.patch("/{name}", response_model=EventType, responses=responses(413))
+@router.patch("/{name}", response_model=EventType, responses=responses(413, 415))
 async def update_event_type(
     name: str, body: EventTypeUpdate, tenant: TenantDep, catalogue: CatalogueDep
 ) -> EventType:

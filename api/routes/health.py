@@ -3,8 +3,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
 from api.deps import StoreDep
-from webhooks import memory
-from webhooks import metrics as webhooks_metrics
+from webhooks.queueing import memory
+from webhooks.runtime import metrics as webhooks_metrics
 
 router = APIRouter(tags=["health"])
 

@@ -3,10 +3,10 @@
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AdminDep, StoreDep, now_ms
+from api.console.state import PORTAL_LINK_DEFAULT_S, PORTAL_LINK_MAX_S, ConsoleState
+from api.deps import AdminDep, StoreDep
 from api.errors import responses
-from webhooks.console_state import PORTAL_LINK_DEFAULT_S, PORTAL_LINK_MAX_S, ConsoleState
-from webhooks.timefmt import iso_from_ms
+from webhooks.timefmt import iso_from_ms, now_ms
 
 CONSOLE = "/console"
 
@@ -30,7 +30,7 @@ class PortalLink(BaseModel):
 
 
 @router.post(
-    "/{tenant_id}/portal-links", status_code=201, response_model=PortalLink, responses=responses(413)
+    "/{tenant_id}/portal-links", status_code=201, response_model=PortalLink, responses=responses(413, 415)
 )
 async def create_portal_link(
     tenant_id: str, request: Request, _: AdminDep, store: StoreDep, body: PortalLinkCreate | None = None
@@ -41,7 +41,7 @@ async def create_portal_link(
     ``expires_at``. Embed it in an iframe when ``WEBHOOKS_PORTAL_FRAME_ANCESTORS``
     allows the embedding site.
     """
-    await store.get_tenant(tenant_id)
+    await store.tenants.get_tenant(tenant_id)
     expires_in_s = body.expires_in_s if body else PORTAL_LINK_DEFAULT_S
     token, expires_ms = await ConsoleState(store.r).create_portal_link(tenant_id, expires_in_s, now_ms())
     return PortalLink(url=portal_url(request, tenant_id, token), expires_at=iso_from_ms(expires_ms) or "")

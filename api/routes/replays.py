@@ -2,10 +2,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import CallerDep, StoreDep, now_ms
+from api.deps import CallerDep, StoreDep
 from api.errors import responses
 from api.routes.dead_letters import scope_of
 from webhooks.models import Page, Replay
+from webhooks.timefmt import now_ms
 
 router = APIRouter(prefix="/v1/replays", tags=["replays"], responses=responses(401, 404, 422, 503))
 
@@ -21,7 +22,7 @@ async def list_replays(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Page[Replay]:
     """Newest first, with each replay's progress (admin without ``tenant_id``: every replay)."""
-    return await store.list_replays(await scope_of(who, store, tenant_id), limit, cursor)
+    return await store.deliveries.list_replays(await scope_of(who, store, tenant_id), limit, cursor)
 
 
 @router.get("/{replay_id}", response_model=Replay)
@@ -29,7 +30,7 @@ async def get_replay(
     replay_id: str, who: CallerDep, store: StoreDep, tenant_id: TenantQuery = None
 ) -> Replay:
     """``matched``, ``done`` (settled again), ``remaining``, ``state``: running, done or cancelled."""
-    return await store.get_replay(await scope_of(who, store, tenant_id), replay_id)
+    return await store.deliveries.get_replay(await scope_of(who, store, tenant_id), replay_id)
 
 
 @router.delete("/{replay_id}", response_model=Replay)
@@ -37,4 +38,4 @@ async def cancel_replay(
     replay_id: str, who: CallerDep, store: StoreDep, tenant_id: TenantQuery = None
 ) -> Replay:
     """Call it off: what has not gone out yet goes back to the dead letters; in-flight attempts finish."""
-    return await store.cancel_replay(await scope_of(who, store, tenant_id), replay_id, now_ms())
+    return await store.deliveries.cancel_replay(await scope_of(who, store, tenant_id), replay_id, now_ms())

@@ -2,19 +2,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import AdminDep, Caller, CallerDep, StoreDep, now_ms
+from api.deps import AdminDep, Caller, CallerDep, StoreDep
 from api.errors import responses
 from api.schemas import TenantCreate, TenantUpdate
 from webhooks.errors import NotFound
-from webhooks.event_type_store import EventTypeStore
 from webhooks.models import ApiKey, ApiKeyCreated, Page, Tenant, TenantCreated
+from webhooks.stores.catalogue import EventTypeStore
+from webhooks.timefmt import now_ms
 
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"], responses=responses(401, 403, 404, 422, 503))
 
 
-@router.post("", status_code=201, response_model=TenantCreated, responses=responses(413))
+@router.post("", status_code=201, response_model=TenantCreated, responses=responses(413, 415))
 async def create_tenant(body: TenantCreate, _: AdminDep, store: StoreDep) -> TenantCreated:
-    return await store.create_tenant(body.name, now_ms())
+    return await store.tenants.create_tenant(body.name, now_ms())
 
 
 @router.get("", response_model=Page[Tenant])
@@ -24,7 +25,7 @@ async def list_tenants(
     limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Page[Tenant]:
-    return await store.list_tenants(limit, cursor)
+    return await store.tenants.list_tenants(limit, cursor)
 
 
 def _own(who: Caller, tenant_id: str) -> None:
@@ -35,17 +36,17 @@ def _own(who: Caller, tenant_id: str) -> None:
 @router.get("/{tenant_id}", response_model=Tenant)
 async def get_tenant(tenant_id: str, who: CallerDep, store: StoreDep) -> Tenant:
     _own(who, tenant_id)
-    return await store.get_tenant(tenant_id)
+    return await store.tenants.get_tenant(tenant_id)
 
 
-@router.patch("/{tenant_id}", response_model=Tenant, responses=responses(413))
+@router.patch("/{tenant_id}", response_model=Tenant, responses=responses(413, 415))
 async def update_tenant(tenant_id: str, body: TenantUpdate, who: CallerDep, store: StoreDep) -> Tenant:
     """The tenant's own settings (its key or the admin): ``strict_event_types``."""
     _own(who, tenant_id)
-    await store.get_tenant(tenant_id)
+    await store.tenants.get_tenant(tenant_id)
     if body.strict_event_types is not None:
         await EventTypeStore(store.r).set_strict(tenant_id, body.strict_event_types)
-    return await store.get_tenant(tenant_id)
+    return await store.tenants.get_tenant(tenant_id)
 
 
 @router.delete("/{tenant_id}", status_code=204)
@@ -54,22 +55,24 @@ async def delete_tenant(tenant_id: str, _: AdminDep, store: StoreDep) -> Respons
     return Response(status_code=204)
 
 
-@router.post("/{tenant_id}/api-keys", status_code=201, response_model=ApiKeyCreated, responses=responses(413))
+@router.post(
+    "/{tenant_id}/api-keys", status_code=201, response_model=ApiKeyCreated, responses=responses(413, 415)
+)
 async def create_api_key(tenant_id: str, who: CallerDep, store: StoreDep) -> ApiKeyCreated:
     _own(who, tenant_id)
-    await store.get_tenant(tenant_id)
-    return await store.create_api_key(tenant_id, now_ms())
+    await store.tenants.get_tenant(tenant_id)
+    return await store.tenants.create_api_key(tenant_id, now_ms())
 
 
 @router.get("/{tenant_id}/api-keys", response_model=list[ApiKey])
 async def list_api_keys(tenant_id: str, who: CallerDep, store: StoreDep) -> list[ApiKey]:
     _own(who, tenant_id)
-    await store.get_tenant(tenant_id)
-    return await store.list_api_keys(tenant_id)
+    await store.tenants.get_tenant(tenant_id)
+    return await store.tenants.list_api_keys(tenant_id)
 
 
 @router.delete("/{tenant_id}/api-keys/{key_id}", status_code=204)
 async def revoke_api_key(tenant_id: str, key_id: str, who: CallerDep, store: StoreDep) -> Response:
     _own(who, tenant_id)
-    await store.revoke_api_key(tenant_id, key_id)
+    await store.tenants.revoke_api_key(tenant_id, key_id)
     return Response(status_code=204)

@@ -1,6 +1,6 @@
 """Helpers for the API tests: drive deliveries without a worker, read all of Redis, post events.
 
-Deliveries are moved with the queue's own transitions (:mod:`webhooks.queue`: lease, complete,
+Deliveries are moved with the queue's own transitions (:mod:`webhooks.queueing.queue`: lease, complete,
 promote) on an asyncio client of the test's real Redis, exactly as a worker would record them.
 """
 
@@ -13,7 +13,8 @@ import redis
 from redis.asyncio import Redis as AsyncRedis
 
 from tests.support.outcomes import outcome_of
-from webhooks import keys, queue
+from webhooks import keys
+from webhooks.queueing import depths, queue, upkeep
 
 # kind -> (new status, status code of the attempt, error of the attempt)
 OUTCOMES: dict[str, tuple[str, int | None, str | None]] = {
@@ -33,7 +34,7 @@ def now_ms() -> int:
 
 async def _lease_everything(r: AsyncRedis, at_ms: int) -> list[queue.Lease]:
     """Lease every ready delivery of every tenant, as workers would (no endpoint cap in the way)."""
-    for tenant_id in await queue.tenant_ids(r):
+    for tenant_id in await depths.tenant_ids(r):
         for endpoint_id in await r.zrange(keys.tenant_endpoints(tenant_id), 0, -1):
             await r.hset(keys.endpoint(tenant_id, endpoint_id), "mif", 1_000_000)
             await r.hdel(keys.endpoint(tenant_id, endpoint_id), "cap")  # no slow start either
@@ -48,7 +49,7 @@ async def _lease_everything(r: AsyncRedis, at_ms: int) -> list[queue.Lease]:
             empty += 1
             if empty >= await r.llen(keys.ACTIVE):
                 break
-    await queue.retire_idle(r)  # as the scheduler would
+    await upkeep.retire_idle(r)  # as the scheduler would
     return leases
 
 

@@ -181,16 +181,111 @@ def test_lists_show_only_the_callers_objects(api: httpx.Client, owned: Owned) ->
 
     endpoints = api.get("/v1/endpoints", headers=b).json()["data"]
     deliveries = api.get("/v1/deliveries", headers=b).json()["data"]
-    by_event = api.get("/v1/deliveries", params={"event_id": owned.event["id"]}, headers=b).json()
     dead = api.get("/v1/dead-letters", headers=b).json()["data"]
-    dead_by_ep = api.get("/v1/dead-letters", params={"endpoint_id": owned.endpoint["id"]}, headers=b).json()
     replay = api.post("/v1/dead-letters/replay", json={}, headers=b).json()
 
     assert [e["tenant_id"] for e in endpoints] == [owned.b.id]
-    assert deliveries == [] and by_event == {"data": [], "next_cursor": None}
-    assert dead == [] and dead_by_ep["data"] == []
+    assert deliveries == []
+    assert dead == []
     assert replay["matched"] == 0
     assert api.get(f"/v1/deliveries/{owned.delivery}", headers=owned.a.auth).json()["status"] == "dead"
+
+
+# Every list (and replay) route with an id filter: method, path, query, body; "EP" and "EV" stand
+# for the endpoint and the event the filter names.
+FILTERS: list[tuple[str, str, dict[str, Any] | None, dict[str, Any] | None]] = [
+    ("GET", "/v1/deliveries", {"endpoint_id": "EP"}, None),
+    ("GET", "/v1/deliveries", {"event_id": "EV"}, None),
+    ("GET", "/v1/deliveries", {"event_id": "EV", "status": "dead"}, None),
+    ("GET", "/v1/dead-letters", {"endpoint_id": "EP"}, None),
+    ("GET", "/v1/dead-letters", {"endpoint_id": "EP", "event_type": "invoice.paid"}, None),
+    ("POST", "/v1/dead-letters/replay", None, {"endpoint_id": "EP"}),
+    ("POST", "/v1/dead-letters/replay", None, {"endpoint_id": "EP", "dry_run": True}),
+    ("POST", "/v1/endpoints/EP/recover", None, {"since": "2026-01-01T00:00:00Z"}),
+]
+MISSING = {"EP": "ep_01m8000000000000000000000a", "EV": "evt_missing"}
+
+
+@pytest.mark.parametrize("foreign", [True, False], ids=["another tenant's", "missing"])
+@pytest.mark.parametrize(
+    ("method", "path", "query", "body"), FILTERS, ids=[f"{m} {p} {q or b}" for m, p, q, b in FILTERS]
+)
+def test_a_filter_naming_another_tenants_or_no_object_answers_404(
+    api: httpx.Client,
+    owned: Owned,
+    rds: "redis.Redis",
+    foreign: bool,
+    method: str,
+    path: str,
+    query: dict[str, Any] | None,
+    body: dict[str, Any] | None,
+) -> None:
+    named = {"EP": owned.endpoint["id"], "EV": owned.event["id"]} if foreign else MISSING
+
+    def fill(values: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if values is None else {k: named.get(str(v), v) for k, v in values.items()}
+
+    before = ready_ids(rds)
+
+    resp = api.request(
+        method, path.replace("EP", named["EP"]), params=fill(query), json=fill(body), headers=owned.b.auth
+    )
+
+    assert_error(resp, 404, "no such")
+    assert resp.json()["error"] == "not_found"
+    assert owned.a.id not in resp.text and "a-private-path" not in resp.text
+    assert ready_ids(rds) == before, "nothing was replayed"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/endpoints", "/v1/events", "/v1/deliveries", "/v1/dead-letters", "/v1/replays", "/v1/event-types"],
+)
+def test_a_list_naming_another_tenant_by_tenant_id_answers_404(
+    api: httpx.Client, owned: Owned, path: str
+) -> None:
+    resp = api.get(path, params={"tenant_id": owned.a.id}, headers=owned.b.auth)
+
+    assert_error(resp, 404)
+    assert owned.a.id not in resp.text
+
+
+def test_filters_naming_the_callers_own_objects_answer_200(api: httpx.Client, owned: Owned) -> None:
+    a, ep, ev = owned.a.auth, owned.endpoint["id"], owned.event["id"]
+
+    by_event = api.get("/v1/deliveries", params={"event_id": ev}, headers=a)
+    by_endpoint = api.get("/v1/deliveries", params={"endpoint_id": ep}, headers=a)
+    dead = api.get("/v1/dead-letters", params={"endpoint_id": ep}, headers=a)
+    counted = api.post("/v1/dead-letters/replay", json={"endpoint_id": ep, "dry_run": True}, headers=a)
+
+    assert [d["id"] for d in by_event.json()["data"]] == [owned.delivery]
+    assert [d["id"] for d in by_endpoint.json()["data"]] == [owned.delivery]
+    assert [d["id"] for d in dead.json()["data"]] == [owned.delivery]
+    assert counted.status_code == 202 and counted.json()["matched"] == 1
+    # An own endpoint with nothing dead is an empty page, not a 404.
+    other = api.post("/v1/endpoints", json={"url": URL + "/a2"}, headers=a).json()["id"]
+    empty = api.get("/v1/dead-letters", params={"endpoint_id": other}, headers=a)
+    assert empty.status_code == 200 and empty.json() == {"data": [], "next_cursor": None}
+
+
+def test_a_deleted_endpoints_dead_letters_stay_listable_by_its_id(api: httpx.Client, owned: Owned) -> None:
+    a, ep = owned.a.auth, owned.endpoint["id"]
+    assert api.delete(f"/v1/endpoints/{ep}", headers=a).status_code == 204
+
+    dead = api.get("/v1/dead-letters", params={"endpoint_id": ep}, headers=a)
+
+    assert dead.status_code == 200 and [d["id"] for d in dead.json()["data"]] == [owned.delivery]
+    assert_error(api.get("/v1/dead-letters", params={"endpoint_id": ep}, headers=owned.b.auth), 404)
+
+
+def test_the_admin_filtering_every_tenants_dead_letters_by_a_missing_endpoint_is_404(
+    api: httpx.Client, owned: Owned, admin: dict[str, str]
+) -> None:
+    mine = api.get("/v1/dead-letters", params={"endpoint_id": owned.endpoint["id"]}, headers=admin)
+    none = api.get("/v1/dead-letters", params={"endpoint_id": "ep_01m8000000000000000000000a"}, headers=admin)
+
+    assert [d["id"] for d in mine.json()["data"]] == [owned.delivery]
+    assert_error(none, 404, "endpoint_id")
 
 
 def test_same_event_id_in_another_tenant_is_another_event(api: httpx.Client, owned: Owned) -> None:

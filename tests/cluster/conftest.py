@@ -17,7 +17,7 @@ import redis.cluster
 from tests.conftest import ADMIN_TOKEN, ApiServers, Processes, Tenant, api_config, platform_env
 from tests.support.redis_cluster import RedisCluster, binaries, make_redis_cluster  # noqa: F401
 from tests.support.redis_proc import RedisProc
-from webhooks.connection import RedisTarget
+from webhooks.runtime.connection import RedisTarget
 
 
 def start_cluster(base: Path, replicas: int = 0) -> RedisCluster:

@@ -1,4 +1,4 @@
-"""The data format on a real Redis Cluster (webhooks/dataformat.py): its keys share one slot, it is
+"""The data format on a real Redis Cluster (webhooks/queueing/dataformat.py): its keys share one slot, it is
 recorded and migrated through the cluster client, and a process started with the cluster settings
 reads it (and refuses a newer one)."""
 
@@ -12,8 +12,9 @@ import redis.cluster
 from tests.cluster.conftest import cluster_env
 from tests.conftest import ROOT
 from tests.upgrade.fake_migration import fake_key, migration, seed
-from webhooks import dataformat, keys
-from webhooks.connection import RedisTarget
+from webhooks import keys
+from webhooks.queueing import dataformat
+from webhooks.runtime.connection import RedisTarget
 
 
 def test_the_format_keys_share_a_slot_and_a_migration_runs_through_the_cluster_client(

@@ -23,7 +23,7 @@ from tests.support.poll import poll
 from tests.support.receiver import Receiver
 from tests.support.redis_proc import RedisProc, free_port
 from webhooks import keys
-from webhooks.connection import RedisTarget
+from webhooks.runtime.connection import RedisTarget
 
 N_TENANTS, N_EVENTS = 9, 12
 SCHEDULE_LEN = 3  # FAST_SCHEDULE: three retries, then dead

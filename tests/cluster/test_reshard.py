@@ -2,7 +2,7 @@
 
 Every slot of one primary moves to another while two workers deliver a backlog and a producer
 keeps posting (each event retried, same id, until 202). Each slot's tenants are paused only
-while their own slot moves (webhooks/reshard.py). Afterwards: the source holds no slot, no slot
+while their own slot moves (webhooks/queueing/reshard.py). Afterwards: the source holds no slot, no slot
 is left open, no pause flag is left, every acknowledged event arrived, and the moved tenants
 are served by their new primary.
 """
@@ -21,7 +21,8 @@ from tests.cluster.producer import Producer
 from tests.conftest import Processes
 from tests.support.poll import poll
 from tests.support.receiver import Receiver
-from webhooks import keys, reshard
+from webhooks import keys
+from webhooks.queueing import reshard
 
 ROOT = Path(__file__).resolve().parents[2]
 N_TENANTS = 9

@@ -8,12 +8,12 @@ import pytest
 import redis.asyncio
 
 from api.console import chart, wire
-from webhooks import queue
 from webhooks.errors import ConfigError, Conflict
 from webhooks.models import Attempt
-from webhooks.secretbox import SecretBox
+from webhooks.outbound.secretbox import SecretBox
+from webhooks.queueing import depths
 from webhooks.settings import load
-from webhooks.store import TEST_EVENT_TYPE, Policy, Store
+from webhooks.stores.store import TEST_EVENT_TYPE, Policy, Store
 from webhooks.timefmt import iso_from_ms
 from workers.sender import build_headers
 
@@ -101,16 +101,18 @@ def test_the_test_event_goes_to_that_endpoint_only(
 ) -> None:
     store = Store(ar, SecretBox(None), Policy(allow_private_targets=True))
     now = int(time.time() * 1000)
-    tenant = loop.run_until_complete(store.create_tenant("acme", now)).id
+    tenant = loop.run_until_complete(store.tenants.create_tenant("acme", now)).id
     picky = loop.run_until_complete(
-        store.create_endpoint(tenant, url="http://127.0.0.1:9/a", now_ms=now, event_types=["invoice.paid"])
+        store.endpoints.create_endpoint(
+            tenant, url="http://127.0.0.1:9/a", now_ms=now, event_types=["invoice.paid"]
+        )
     )
-    loop.run_until_complete(store.create_endpoint(tenant, url="http://127.0.0.1:9/b", now_ms=now))
+    loop.run_until_complete(store.endpoints.create_endpoint(tenant, url="http://127.0.0.1:9/b", now_ms=now))
     sent = loop.run_until_complete(store.send_test_event(tenant, picky.id, now))
     assert sent.event_type == TEST_EVENT_TYPE and [d.endpoint_id for d in sent.deliveries] == [picky.id]
-    stored = loop.run_until_complete(store.get_event(tenant, sent.id))
+    stored = loop.run_until_complete(store.deliveries.get_event(tenant, sent.id))
     assert [d.endpoint_id for d in stored.deliveries] == [picky.id]
-    assert loop.run_until_complete(queue.depths(ar)).ready == 1
-    loop.run_until_complete(store.update_endpoint(tenant, picky.id, {"disabled": True}, now))
+    assert loop.run_until_complete(depths.depths(ar)).ready == 1
+    loop.run_until_complete(store.endpoints.update_endpoint(tenant, picky.id, {"disabled": True}, now))
     with pytest.raises(Conflict, match="disabled"):
         loop.run_until_complete(store.send_test_event(tenant, picky.id, now))

@@ -1,4 +1,4 @@
-"""Console sessions, portal links and tracked replays in a real Redis (webhooks/console_state.py)."""
+"""Console sessions, portal links and tracked replays in a real Redis (api/console/state.py)."""
 
 import asyncio
 import hashlib
@@ -7,9 +7,7 @@ import time
 import pytest
 import redis.asyncio
 
-from tests.support.poll import poll
-from webhooks import keys
-from webhooks.console_state import (
+from api.console.state import (
     SESSION_IDLE_S,
     SESSION_MAX_S,
     ConsoleState,
@@ -17,9 +15,11 @@ from webhooks.console_state import (
     LinkState,
     parse_cookie,
 )
+from tests.support.poll import poll
+from webhooks import keys
 from webhooks.errors import Invalid
-from webhooks.secretbox import SecretBox
-from webhooks.store import Store
+from webhooks.outbound.secretbox import SecretBox
+from webhooks.stores.store import Store
 
 ADMIN = "the-admin-token-0123456789"
 Loop = asyncio.AbstractEventLoop
@@ -35,7 +35,7 @@ def sha(value: str) -> str:
 
 def tenant_and_key(loop: Loop, ar: "redis.asyncio.Redis") -> tuple[Store, str, str]:
     store = Store(ar, SecretBox(None))
-    created = loop.run_until_complete(store.create_tenant("acme", now()))
+    created = loop.run_until_complete(store.tenants.create_tenant("acme", now()))
     return store, created.id, created.api_key
 
 
@@ -72,8 +72,8 @@ def test_a_session_ends_when_what_opened_it_no_longer_holds(loop: Loop, ar: "red
     assert loop.run_until_complete(st.session(operator.cookie, now(), "a-new-admin-token-0123456789")) is None
     assert loop.run_until_complete(st.session(operator.cookie, now(), ADMIN)) is None, "and it is gone"
 
-    (key,) = loop.run_until_complete(store.list_api_keys(tenant_id))
-    loop.run_until_complete(store.revoke_api_key(tenant_id, key.id))
+    (key,) = loop.run_until_complete(store.tenants.list_api_keys(tenant_id))
+    loop.run_until_complete(store.tenants.revoke_api_key(tenant_id, key.id))
     assert loop.run_until_complete(st.session(keyed.cookie, now(), ADMIN)) is None
     assert loop.run_until_complete(st.session(portal.cookie, now(), ADMIN)) is not None
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cli.embedded import install_hint
 from tests.support.poll import poll
 from tests.support.receiver import Receiver
 from tests.support.redis_proc import free_port
 from tests.support.up import SCRIPT, UpProcess, clean_env, servers_on
-from webhooks.embedded import install_hint
 
 
 @pytest.fixture

@@ -228,7 +228,9 @@ class DelayProxy:
         try:
             await self._serve(down_r, down_w)
         except asyncio.CancelledError:
-            pass  # the proxy is going away (crash or stop): end quietly
+            # The proxy is going away (crash or stop): end quietly, without leaving the socket of a
+            # connection accepted before its upstream was open (not yet in self.writers) unclosed.
+            down_w.transport.abort()
 
     async def _serve(self, down_r: asyncio.StreamReader, down_w: asyncio.StreamWriter) -> None:
         try:
@@ -282,7 +284,7 @@ class DelayProxy:
 
 
 class SentinelCluster:
-    """A primary, one replica and three sentinels on loopback; all with AOF."""
+    """A primary, ``replicas`` replicas (default one) and three sentinels on loopback; all with AOF."""
 
     def __init__(
         self,
@@ -294,6 +296,7 @@ class SentinelCluster:
         failover_timeout_ms: int = 10000,
         primary_extra: list[str] | None = None,
         replication_delay_s: float = 0.0,
+        replicas: int = 1,
     ) -> None:
         self.base = base
         self.master_name = master_name
@@ -303,11 +306,15 @@ class SentinelCluster:
         # With a delay, the replica replicates through a proxy that lags (see DelayProxy).
         self.proxy = DelayProxy(self.primary.port, replication_delay_s) if replication_delay_s > 0 else None
         upstream = self.proxy.port if self.proxy is not None else self.primary.port
-        self.replica = RedisServer(
-            base / "replica",
-            appendfsync=appendfsync,
-            extra=["--replicaof", "127.0.0.1", str(upstream), *(primary_extra or [])],
-        )
+        self.replicas = [
+            RedisServer(
+                base / ("replica" if i == 0 else f"replica-{i + 1}"),
+                appendfsync=appendfsync,
+                extra=["--replicaof", "127.0.0.1", str(upstream), *(primary_extra or [])],
+            )
+            for i in range(replicas)
+        ]
+        self.replica = self.replicas[0]
         self.sentinel_ports = [stable_port() for _ in range(3)]
         self.sentinels: list[subprocess.Popen[bytes]] = []
         self.sentinel_clients: list[redis.Redis] = []
@@ -328,14 +335,15 @@ class SentinelCluster:
         self.primary.start()
         if self.proxy is not None:
             self.proxy.start()
-        self.replica.start()
-        rep = self.replica.client()
-        wait_until(
-            lambda: rep.info("replication").get("master_link_status") == "up",
-            timeout_s,
-            "the replica to sync",
-        )
-        rep.close()
+        for replica in self.replicas:
+            replica.start()
+            rep = replica.client()
+            wait_until(
+                lambda rep=rep: rep.info("replication").get("master_link_status") == "up",
+                timeout_s,
+                "the replica to sync",
+            )
+            rep.close()
         for i, port in enumerate(self.sentinel_ports):
             d = self.base / f"sentinel-{i}"
             d.mkdir(parents=True, exist_ok=True)
@@ -404,7 +412,8 @@ class SentinelCluster:
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
-        self.replica.kill()
+        for replica in self.replicas:
+            replica.kill()
         self.primary.kill()
         if self.proxy is not None:
             self.proxy.crash()

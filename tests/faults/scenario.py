@@ -73,7 +73,7 @@ from tests.faults.cluster import (
 from tests.faults.producer import Producer
 from tests.faults.receiver import Arrival, VerifyingReceiver
 from webhooks import keys
-from webhooks.history import StoredEvent, event_id_of
+from webhooks.queueing.history import StoredEvent, event_id_of
 
 DEFAULT_LEASE_TTL_S = 10.0  # workers' default (WEBHOOKS_LEASE_TTL_S unset)
 KINDS = ("worker", "lockholder", "scheduler", "api", "redis")
@@ -103,6 +103,9 @@ class Config:
     recovery_timeout_s: float = 60.0
     sentinel: bool = False
     replication_delay_s: float = 0.0  # Sentinel mode: lag between primary and replica (a proxy)
+    replicas: int = 1  # Sentinel mode: how many replicas the primary has
+    ack_replicas: int = 0  # WEBHOOKS_ACK_REPLICAS of the API
+    ack_timeout_ms: int = 1000  # WEBHOOKS_ACK_TIMEOUT_MS of the API
     concurrency: int = 4
     max_batch: int = 20
 
@@ -227,9 +230,12 @@ class Report:
     def format(self) -> str:
         c = self.config
         kinds = ", ".join(k.kind for k in self.kills) or "none"
-        redis_desc = "Sentinel (primary + replica + 3 sentinels)" if c.sentinel else "redis-server"
+        replicas = "replica" if c.replicas == 1 else f"{c.replicas} replicas"
+        redis_desc = f"Sentinel (primary + {replicas} + 3 sentinels)" if c.sentinel else "redis-server"
         if c.sentinel and c.replication_delay_s:
             redis_desc += f", replication {c.replication_delay_s * 1000:.0f} ms late (machine crash)"
+        if c.ack_replicas:
+            redis_desc += f", WEBHOOKS_ACK_REPLICAS={c.ack_replicas}"
 
         def row(label: str, value: object, note: str = "") -> str:
             return f"  {label:<28}{value:>7}" + (f"   {note}" if note else "")
@@ -319,7 +325,7 @@ def resolve_seed(seed: int | None) -> int:
 
 
 def delivery_ids(r: redis.Redis, tenant_id: str) -> list[str]:
-    """Every delivery id of the tenant, through its events index (webhooks/history.py)."""
+    """Every delivery id of the tenant, through its events index (webhooks/queueing/history.py)."""
     events = r.zrange(keys.events(tenant_id), 0, -1)
     pipe = r.pipeline(transaction=False)
     for eid in events:
@@ -377,13 +383,20 @@ class Scenario:
         api_port = stable_port()
         if c.sentinel:
             self.cluster = SentinelCluster(
-                self.workdir / "redis", appendfsync=c.appendfsync, replication_delay_s=c.replication_delay_s
+                self.workdir / "redis",
+                appendfsync=c.appendfsync,
+                replication_delay_s=c.replication_delay_s,
+                replicas=c.replicas,
             ).start()
             env = platform_env(
                 api_port=api_port,
                 sentinels=self.cluster.addresses,
                 sentinel_master=self.cluster.master_name,
                 lease_ttl_s=c.lease_ttl_s,
+                extra={
+                    "WEBHOOKS_ACK_REPLICAS": str(c.ack_replicas),
+                    "WEBHOOKS_ACK_TIMEOUT_MS": str(c.ack_timeout_ms),
+                },
             )
         else:
             self.redis_server = RedisServer(self.workdir / "redis", appendfsync=c.appendfsync).start()
@@ -715,15 +728,16 @@ class Scenario:
         self.cluster.crash_primary()
         rec.at = time.time()
         rec.note = f"replica {lag} bytes behind; "
-        # The replica, read-only until it is promoted, holds what was replicated at the kill: the
+        # The replicas, read-only until one is promoted, hold what was replicated at the kill: the
         # deliveries under lease there are the ones the failover may hand out a second time.
-        replica = self.cluster.replica.client(socket_timeout=5)
-        try:
-            _, held = self._lease_snapshot(replica)
-        finally:
-            replica.close()
-        for ids in held.values():
-            rec.held.update(ids)
+        for server in self.cluster.replicas:
+            replica = server.client(socket_timeout=5)
+            try:
+                _, held = self._lease_snapshot(replica)
+            finally:
+                replica.close()
+            for ids in held.values():
+                rec.held.update(ids)
         rec.in_flight_ids = set(rec.held)
         rec.in_flight = len(rec.held)
         cluster = self.cluster

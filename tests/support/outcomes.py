@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from webhooks import history
-from webhooks.queue import LeasedDelivery, Outcome
+from webhooks.queueing import history
+from webhooks.queueing.queue import LeasedDelivery, Outcome
 
 
 def outcome_of(

@@ -17,7 +17,14 @@ def free_port() -> int:
 
 
 class RedisProc:
-    def __init__(self, data_dir: Path, port: int | None = None, extra: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        extra: list[str] | None = None,
+        binary: str | None = None,  # another server binary than the session's (e.g. valkey for WAITAOF)
+    ) -> None:
+        self.binary = binary
         self.data_dir = data_dir
         self.port = port or free_port()
         self.extra = extra or []
@@ -28,7 +35,7 @@ class RedisProc:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 15.0) -> "RedisProc":
-        binary = server_binary().path
+        binary = self.binary or server_binary().path
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [

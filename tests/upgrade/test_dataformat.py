@@ -1,4 +1,4 @@
-"""The data format in Redis (webhooks/dataformat.py) on a real Redis: recorded at first start,
+"""The data format in Redis (webhooks/queueing/dataformat.py) on a real Redis: recorded at first start,
 refused when newer than the code, migrated once, under a lock, resumed after a kill."""
 
 import signal
@@ -17,8 +17,9 @@ from tests.support.poll import poll
 from tests.support.redis_proc import free_port
 from tests.support.up import SCRIPT, clean_env
 from tests.upgrade.fake_migration import fake_key, migration, seed
-from webhooks import dataformat, keys
+from webhooks import keys
 from webhooks.errors import DataFormatError
+from webhooks.queueing import dataformat
 
 N_TENANTS = 200  # 20 chunks
 

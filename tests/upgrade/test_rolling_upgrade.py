@@ -4,7 +4,7 @@ The previous release is commit :data:`PREVIOUS` (the last before the data format
 checked out with ``git archive`` into a temporary folder and run with this interpreter and
 ``PYTHONPATH`` (and working directory) set to that folder: its dependencies are ours. An editable
 install of this tree (``pip install -e``) puts a finder on ``sys.meta_path`` that would still
-answer for a module the old tree lacks (``webhooks.dataformat``), so the old processes start
+answer for a module the old tree lacks (``webhooks.queueing.dataformat``), so the old processes start
 through :data:`WITHOUT_EDITABLE`, which takes it off first; a check shows the old tree's modules,
 and only those, are imported. On a Redis of the test's own:
 
@@ -41,7 +41,8 @@ from tests.conftest import ADMIN_TOKEN, ROOT
 from tests.support.paced_receiver import PacedReceiver
 from tests.support.poll import poll
 from tests.support.redis_proc import free_port
-from webhooks import dataformat, keys
+from webhooks import keys
+from webhooks.queueing import dataformat
 
 PREVIOUS = "900e4e7"
 # ``python -c WITHOUT_EDITABLE <args>`` runs ``python -m cli <args>`` with no editable finder.
@@ -201,7 +202,7 @@ def test_the_previous_release_hands_over_to_this_one_with_every_event_delivered_
     where = old.run_python(
         "import importlib.util, api, cli.main, webhooks, workers\n"
         "print(webhooks.__file__, api.__file__, workers.__file__, cli.main.__file__)\n"
-        "print(importlib.util.find_spec('webhooks.dataformat'))\n"
+        "print(importlib.util.find_spec('webhooks.queueing.dataformat'))\n"
         "print(sorted({m.__file__ for m in list(sys.modules.values()) if m.__name__.split('.')[0] in "
         "{'api', 'cli', 'webhooks', 'workers'} and getattr(m, '__file__', None)}))"
     ).split("\n")

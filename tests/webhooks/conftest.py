@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import pytest
 import redis.asyncio
 
-from webhooks.connection import RedisTarget, async_client
+from webhooks.runtime.connection import RedisTarget, async_client
 
 
 @pytest.fixture

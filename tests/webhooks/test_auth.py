@@ -7,8 +7,8 @@ import redis
 import redis.asyncio
 
 from webhooks import keys
-from webhooks.auth import Authenticator, hash_api_key
 from webhooks.errors import LimitExceeded, Unauthorized
+from webhooks.stores.auth import Authenticator, hash_api_key
 
 NOW = 1_800_000_000_000
 KEY = "whk_" + "k" * 43

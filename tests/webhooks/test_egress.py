@@ -4,8 +4,8 @@ import base64
 
 import pytest
 
-from webhooks.egress import judge, parse_proxy_url
 from webhooks.errors import ConfigError
+from webhooks.outbound.egress import judge, parse_proxy_url
 from webhooks.settings import load
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from webhooks.embedded import install_hint
+from cli.embedded import install_hint
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import orjson
 import pytest
 
 from webhooks.errors import Invalid
-from webhooks.event_types import EMPTY, SchemaMismatch, catalogue, compile_schema
+from webhooks.intake.event_types import EMPTY, SchemaMismatch, catalogue, compile_schema
 
 SCHEMA = {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "integer"}}}}
 

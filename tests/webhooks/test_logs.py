@@ -1,4 +1,4 @@
-"""webhooks.logs: the redacting processor, and both formats as a real process renders them."""
+"""webhooks.runtime.logs: the redacting processor, and both formats as a real process renders them."""
 
 import json
 import subprocess
@@ -8,13 +8,13 @@ import textwrap
 import pytest
 
 from tests.conftest import ROOT
-from webhooks.logs import REDACTED, redact, scrub_text
+from webhooks.runtime.logs import REDACTED, redact, scrub_text
 
 SCRIPT = textwrap.dedent(
     """
     import logging, sys
-    from webhooks import logs
-    from webhooks.queue import LeasedDelivery
+    from webhooks.runtime import logs
+    from webhooks.queueing.queue import LeasedDelivery
 
     logs.configure(sys.argv[1], "DEBUG")
     d = LeasedDelivery("dlv_1", "ten_1", "evt_1", "ep_1", 0, 0)

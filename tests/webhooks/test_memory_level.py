@@ -8,7 +8,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from webhooks.memory import LevelCache, Usage, level, publish
+from webhooks.queueing.memory import LevelCache, Usage, level, publish
 
 MAX = 1000
 

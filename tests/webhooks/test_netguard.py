@@ -1,4 +1,5 @@
-"""Tests for webhooks.netguard: address policy, literal spellings, URL checks and the connect-time guard."""
+"""Tests for webhooks.outbound.netguard: address policy, literal spellings, URL checks and the connect-time
+guard."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from webhooks.errors import InvalidTarget
-from webhooks.netguard import (
+from webhooks.outbound.addresses import forbidden_reason, parse_host_as_ip
+from webhooks.outbound.netguard import (
     MAX_URL_LENGTH,
     ForbiddenAddressError,
     GuardedConnector,
@@ -27,9 +29,7 @@ from webhooks.netguard import (
     _guarded_socket_factory,
     check_target_url,
     find_forbidden_address_error,
-    forbidden_reason,
     make_guarded_session,
-    parse_host_as_ip,
 )
 
 ip_address = ipaddress.ip_address

@@ -10,13 +10,16 @@ import redis
 import redis.asyncio
 
 from tests.support.outcomes import outcome_of
-from webhooks import history, ids, keys, operational, queue
+from webhooks import ids, keys
 from webhooks.errors import ConfigError
-from webhooks.operational import OPERATOR_ENDPOINT, OPERATOR_TENANT, Target
-from webhooks.queue import Breaker, Lease, NewEvent, Outcome
-from webhooks.secretbox import SecretBox
+from webhooks.intake import operational
+from webhooks.intake.operational import OPERATOR_ENDPOINT, OPERATOR_TENANT, Target
+from webhooks.outbound.secretbox import SecretBox
+from webhooks.outbound.signing import generate_secret
+from webhooks.queueing import arrivals, history, queue
+from webhooks.queueing.arrivals import NewEvent
+from webhooks.queueing.queue import Breaker, Lease, Outcome
 from webhooks.settings import load
-from webhooks.signing import generate_secret
 
 NOW = 1_800_000_000_000
 DAY_MS = 86400 * 1000
@@ -41,7 +44,7 @@ def run(loop: asyncio.AbstractEventLoop, coro: Any) -> Any:
 
 
 def leased(ar: Any, loop: Any, tenant: str, n: int, ep: str = "ep_1") -> Lease:
-    run(loop, queue.ingest(ar, [event(tenant, f"e{i}", ep) for i in range(n)]))
+    run(loop, arrivals.ingest(ar, [event(tenant, f"e{i}", ep) for i in range(n)]))
     return run(loop, queue.lease(ar, tenant, n, 60_000, NOW, quantum=n))  # type: ignore[no-any-return]
 
 
@@ -111,7 +114,7 @@ def test_emitting_stores_each_notification_once_as_an_operator_event_even_when_r
         NOW,
         1 << 20,
     )
-    run(loop, queue.ingest(ar, [again]))
+    run(loop, arrivals.ingest(ar, [again]))
     assert run(loop, operational.emit_due(ar, NOW, WINDOW_MS)) == 1
     assert outbox(rds) == []
     assert operator_events(rds) == [

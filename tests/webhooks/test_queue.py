@@ -9,8 +9,10 @@ import redis
 import redis.asyncio
 
 from tests.support.outcomes import outcome_of
-from webhooks import history, ids, keys, queue
-from webhooks.queue import Breaker, Lease, NewEvent, Outcome
+from webhooks import ids, keys
+from webhooks.queueing import arrivals, history, queue, upkeep
+from webhooks.queueing.arrivals import NewEvent
+from webhooks.queueing.queue import Breaker, Lease, Outcome
 
 NOW = 1_800_000_000_000
 A, B = "ten_a", "ten_b"
@@ -35,7 +37,7 @@ def run(loop: asyncio.AbstractEventLoop, coro: Any) -> Any:
 
 
 def ingest(ar: "redis.asyncio.Redis", loop: asyncio.AbstractEventLoop, *events: NewEvent) -> list[Any]:
-    return list(run(loop, queue.ingest(ar, list(events))))
+    return list(run(loop, arrivals.ingest(ar, list(events))))
 
 
 def lease_next(
@@ -93,7 +95,7 @@ def test_stale_routes_write_nothing_for_that_tenant_only(ar, loop, rds) -> None:
     rds.set(keys.endpoint_version(A), "7")
     stale = dataclasses.replace(event(A, "e1", ["ep_1"]), routes_version="6")
     out = ingest(ar, loop, stale, event(B, "e2", ["ep_2"]))
-    assert isinstance(out[0], queue.StaleRoutes) and out[1] is None
+    assert isinstance(out[0], arrivals.StaleRoutes) and out[1] is None
     assert not rds.exists(keys.event(A, "e1")) and rds.exists(keys.event(B, "e2"))
 
 
@@ -108,7 +110,7 @@ def test_workers_take_tenants_round_robin_whatever_one_holds(ar, loop, rds) -> N
     assert (first.tenant_id, len(first.deliveries)) == (A, 50)
     assert (second.tenant_id, len(second.deliveries)) == (B, 1)  # not behind A's 950 others
     assert rds.smembers(keys.IDLE) == {B}  # B had nothing left: reported idle...
-    assert run(loop, queue.retire_idle(ar)) == 1
+    assert run(loop, upkeep.retire_idle(ar)) == 1
     assert rds.lrange(keys.ACTIVE, 0, -1) == [A]  # ...and the scheduler took it off the rotation
 
 
@@ -156,7 +158,7 @@ def test_expired_leases_are_reclaimed_in_order_and_never_revived(ar, loop, rds) 
     lease = lease_next(ar, loop)
     assert lease is not None
     assert rds.zscore(keys.WAKE, A) == NOW + 2000  # the scheduler will look at the expiry
-    done = run(loop, queue.tick(ar, [A], NOW + 2001))
+    done = run(loop, upkeep.tick(ar, [A], NOW + 2001))
     assert (done.leases, done.reclaimed) == (1, 3)
     assert rds.lrange(keys.ready(A, "ep_1"), 0, -1) == [d.id for d in lease.deliveries]
     assert rds.hget(keys.endpoint(A, "ep_1"), "if") == "0"
@@ -172,10 +174,10 @@ def test_retries_wait_in_their_endpoints_due_zset_until_the_tick(ar, loop, rds) 
     complete(ar, loop, [outcome(lease, 0, "retrying", 500, due_ms=NOW + 5000)], [lease])
     d = lease.deliveries[0].id
     assert status(rds, A, d) == "retrying" and rds.zscore(keys.due(A, "ep_1"), d) == NOW + 5000
-    run(loop, queue.tick(ar, [A], NOW + 4999))
+    run(loop, upkeep.tick(ar, [A], NOW + 4999))
     assert rds.llen(keys.ready(A, "ep_1")) == 0
     assert rds.zscore(keys.WAKE, A) == NOW + 5000
-    run(loop, queue.tick(ar, [A], NOW + 5000))
+    run(loop, upkeep.tick(ar, [A], NOW + 5000))
     assert rds.lrange(keys.ready(A, "ep_1"), 0, -1) == [d] and status(rds, A, d) == "pending"
 
 
@@ -188,7 +190,7 @@ def test_a_fifo_endpoint_holds_everything_behind_a_failing_delivery(ar, loop, rd
     complete(ar, loop, [outcome(first, 0, "retrying", 500, due_ms=NOW + 5000)], [first])
     assert rds.lindex(keys.ready(A, "ep_f"), 0) == head
     assert nothing_leased(lease_next(ar, loop, now=NOW + 10))
-    run(loop, queue.tick(ar, [A], NOW + 5000))
+    run(loop, upkeep.tick(ar, [A], NOW + 5000))
     again = lease_next(ar, loop, now=NOW + 5000)
     assert again is not None and [d.id for d in again.deliveries] == [head]
 
@@ -203,7 +205,7 @@ def test_the_breaker_opens_probes_and_lets_the_waiting_deliveries_go_at_once(ar,
     assert complete(ar, loop, fails, [lease], breaker=breaker).breakers_opened == 1
     assert rds.hget(keys.endpoint(A, "ep_1"), "pu") == str(NOW + 1000)
     assert nothing_leased(lease_next(ar, loop, now=NOW + 10))  # paused: three wait, no attempt burnt
-    run(loop, queue.tick(ar, [A], NOW + 1000))
+    run(loop, upkeep.tick(ar, [A], NOW + 1000))
     probe = lease_next(ar, loop, now=NOW + 1000)
     assert probe is not None and len(probe.deliveries) == 1  # half-open: one request
     complete(ar, loop, [outcome(probe, 0)], [probe], now=NOW + 1001, breaker=breaker)
@@ -253,28 +255,28 @@ def test_trim_drops_settled_history_oldest_first_and_never_pending_work(ar, loop
     outs = [outcome(lease, by_event[e]) for e in ("e0", "e2", "e4", "e5")]
     outs.append(outcome(lease, by_event["e3"], "dead", 500))
     complete(ar, loop, outs, [])  # e1 stays delivering
-    done = run(loop, queue.trim(ar, [A], 0, most=4, now_ms=NOW + 10**9))
+    done = run(loop, upkeep.trim(ar, [A], 0, most=4, now_ms=NOW + 10**9))
     assert done.events == 2  # e0 and e2; e1 is at work, e3 is a dead letter
     assert not rds.exists(keys.event(A, "e0")) and rds.exists(keys.event(A, "e1"))
-    done = run(loop, queue.trim(ar, [A], 0, most=4, now_ms=NOW + 10**9))  # carries on after its cursor
+    done = run(loop, upkeep.trim(ar, [A], 0, most=4, now_ms=NOW + 10**9))  # carries on after its cursor
     assert done.events == 2 and done.exhausted == [A]
     assert rds.zrange(keys.events(A), 0, -1) == ["e1", "e3"]
     # fresh work stops the scan: what comes after it is fresher still
-    assert run(loop, queue.trim(ar, [A], 0, most=100, now_ms=NOW)).scanned == 1
-    assert run(loop, queue.trim(ar, [A], 0, most=100, now_ms=NOW + 10**9)).events == 0
+    assert run(loop, upkeep.trim(ar, [A], 0, most=100, now_ms=NOW)).scanned == 1
+    assert run(loop, upkeep.trim(ar, [A], 0, most=100, now_ms=NOW + 10**9)).events == 0
     rds.hdel(keys.tenant(A), "tc", "tk")
-    assert run(loop, queue.trim(ar, [A], 0, most=100, allow_dead=True, now_ms=NOW + 10**9)).events == 1
+    assert run(loop, upkeep.trim(ar, [A], 0, most=100, allow_dead=True, now_ms=NOW + 10**9)).events == 1
 
 
 def test_the_sweep_puts_back_an_active_tenant_missing_from_the_rotation(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
     endpoint(rds, A, "ep_1")
     ingest(ar, loop, event(A, "e1", ["ep_1"]))
     rds.delete(keys.ACTIVE)  # as if the process died between the ingest script and the RPUSH
-    assert run(loop, queue.repair(ar, [A], NOW)) == 1
+    assert run(loop, upkeep.repair(ar, [A], NOW)) == 1
     assert rds.lrange(keys.ACTIVE, 0, -1) == [A]
-    assert run(loop, queue.repair(ar, [A], NOW)) == 0
+    assert run(loop, upkeep.repair(ar, [A], NOW)) == 0
     rds.rpush(keys.ACTIVE, A, A)  # duplicates left by crashes: one entry stays
-    run(loop, queue.repair(ar, [A], NOW))
+    run(loop, upkeep.repair(ar, [A], NOW))
     assert rds.lrange(keys.ACTIVE, 0, -1) == [A]
 
 
@@ -287,7 +289,7 @@ def test_racing_deactivations_never_drop_a_tenant_with_work(ar, loop, rds) -> No
     assert first is not None and len(first.deliveries) == 1
     assert nothing_leased(lease_next(ar, loop))  # another worker: idle again
     complete(ar, loop, [outcome(first, 0)], [first])  # a slot comes back: runnable, active again
-    run(loop, queue.retire_idle(ar))
+    run(loop, upkeep.retire_idle(ar))
     assert A in rds.lrange(keys.ACTIVE, 0, -1)
     second = lease_next(ar, loop)
     assert second is not None and len(second.deliveries) == 1
@@ -311,9 +313,9 @@ def test_stale_idle_reports_racing_activations_never_drop_a_tenant_with_work(ar,
 
     async def scenario(i: int) -> None:
         await asyncio.gather(
-            worker(), worker(), queue.retire_idle(ar), queue.ingest(ar, [event(A, f"e{i}", ["ep_1"])])
+            worker(), worker(), upkeep.retire_idle(ar), arrivals.ingest(ar, [event(A, f"e{i}", ["ep_1"])])
         )
-        await asyncio.gather(worker(), worker(), queue.retire_idle(ar))
+        await asyncio.gather(worker(), worker(), upkeep.retire_idle(ar))
         # Quiet now: whatever is ready must be reachable through the rotation.
         if rds.llen(keys.tenant_base(A) + "r:ep_1") and A not in rds.lrange(keys.ACTIVE, 0, -1):
             stranded.append(i)

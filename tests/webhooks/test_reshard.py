@@ -1,4 +1,4 @@
-"""The pause a slot move puts on its tenants (webhooks/reshard.py, lua/_paused.lua), on a real Redis;
+"""The pause a slot move puts on its tenants (webhooks/queueing/reshard.py, lua/_paused.lua), on a real Redis;
 the move itself runs on a real cluster in tests/cluster/test_reshard.py."""
 
 import asyncio
@@ -12,7 +12,8 @@ import redis.asyncio
 
 from tests.conftest import Tenant
 from tests.webhooks.test_queue import endpoint, event
-from webhooks import keys, queue, reshard
+from webhooks import keys
+from webhooks.queueing import arrivals, queue, reshard, upkeep
 
 
 def test_a_paused_tenant_gets_503_retry_after_and_its_scripts_change_nothing_while_others_go_on(
@@ -42,9 +43,9 @@ def test_a_paused_tenant_gets_503_retry_after_and_its_scripts_change_nothing_whi
     with pytest.raises(redis.ResponseError) as caught:
         loop.run_until_complete(queue.lease(ar, moving.id, 10, 10_000, 0))
     assert reshard.is_paused(caught.value)
-    ticked = loop.run_until_complete(queue.tick(ar, [moving.id, other.id], 1_000))
+    ticked = loop.run_until_complete(upkeep.tick(ar, [moving.id, other.id], 1_000))
     assert ticked.paused == 1 and ticked.tenants == 2
-    assert rds.zscore(keys.WAKE, moving.id) == 1_000 + queue.RETICK_MS, "visited again soon, not forgotten"
+    assert rds.zscore(keys.WAKE, moving.id) == 1_000 + upkeep.RETICK_MS, "visited again soon, not forgotten"
     assert state() == before, "a paused tenant's scripts change none of its keys"
     assert api.post("/v1/events", json=event, headers=other.auth).status_code == 202
 
@@ -75,10 +76,10 @@ def test_one_paused_tenant_in_an_ingest_call_fails_only_its_own_events(
     endpoint(rds, "B", "ep_1")
     rds.set(keys.moving("A"), reshard.FLAG_VALUE)
     events = [event("A", "e1", ["ep_1"]), event("B", "e2", ["ep_1"])]
-    got = loop.run_until_complete(queue.ingest(ar, events, errors_in_place=True))
+    got = loop.run_until_complete(arrivals.ingest(ar, events, errors_in_place=True))
     assert reshard.is_paused(got[0]) and got[1] is None
     assert not rds.exists(keys.event("A", "e1")) and rds.exists(keys.event("B", "e2"))
     assert "B" in rds.lrange(keys.ACTIVE, 0, -1), "the stored tenant is activated"
     with pytest.raises(redis.ResponseError) as caught:  # without errors_in_place: raised, B stored
-        loop.run_until_complete(queue.ingest(ar, [event("A", "e3", ["ep_1"]), event("B", "e4", ["ep_1"])]))
+        loop.run_until_complete(arrivals.ingest(ar, [event("A", "e3", ["ep_1"]), event("B", "e4", ["ep_1"])]))
     assert reshard.is_paused(caught.value) and rds.exists(keys.event("B", "e4"))

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webhooks.retry import (
+from webhooks.outbound.retry import (
     Classified,
     Verdict,
     classify,

@@ -1,7 +1,7 @@
 import pytest
 
 from webhooks.errors import Invalid
-from webhooks.routing import check_event_type, route
+from webhooks.intake.routing import check_event_type, route
 
 
 @pytest.mark.parametrize("ok", ["a", "invoice.paid", "A_1.b_2.c3", "x" * 256])

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
 from webhooks.errors import Invalid
-from webhooks.signing import generate_secret, secret_key_bytes, sign, signature_header, verify
+from webhooks.outbound.signing import generate_secret, secret_key_bytes, sign, signature_header, verify
 
 # The known-answer vector published with the Standard Webhooks specification.
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

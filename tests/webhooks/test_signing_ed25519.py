@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from standardwebhooks.webhooks import Webhook
 
 from webhooks.errors import Invalid
-from webhooks.signing import (
+from webhooks.outbound.signing import (
     ED25519,
     HMAC_SHA256,
     generate_key,

@@ -15,15 +15,16 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.support.poll import poll
 from tests.support.receiver import Receiver
-from webhooks import operational, queue
-from webhooks.connection import RedisTarget, async_client
-from webhooks.egress import delivery_transport
-from webhooks.ingest import EventIn
-from webhooks.operational import Target
-from webhooks.policy import Policy
-from webhooks.secretbox import SecretBox
-from webhooks.signing import generate_secret
-from webhooks.store import Store
+from webhooks.intake import operational
+from webhooks.intake.ingest import EventIn
+from webhooks.intake.operational import Target
+from webhooks.outbound.egress import delivery_transport
+from webhooks.outbound.secretbox import SecretBox
+from webhooks.outbound.signing import generate_secret
+from webhooks.queueing import depths, queue, upkeep
+from webhooks.runtime.connection import RedisTarget, async_client
+from webhooks.stores.policy import Policy
+from webhooks.stores.store import Store
 from workers.engine import Engine, EngineConfig
 
 DAY_MS = 86400 * 1000
@@ -64,20 +65,20 @@ def test_an_endpoint_failing_for_five_days_on_the_engine_clock_is_disabled_and_t
 
     async def scenario() -> str:
         await operational.ensure(r, box, target, clock())
-        tenant = await store.create_tenant("acme", clock())
-        ep = await store.create_endpoint(tenant.id, url=receiver.url("fail/days"), now_ms=clock())
+        tenant = await store.tenants.create_tenant("acme", clock())
+        ep = await store.endpoints.create_endpoint(tenant.id, url=receiver.url("fail/days"), now_ms=clock())
         transport = delivery_transport(None, allow_private=True, limit=16, timeout_s=5)
         engine = Engine(r, transport, box, config, clock=clock)
         try:
-            await store.ingest(tenant.id, [EventIn("a.b", {"n": 1})], clock())
+            await store.accept(tenant.id, [EventIn("a.b", {"n": 1})], clock())
             await engine.drain(1.0)
             await engine.idle()
-            assert (await store.get_endpoint(tenant.id, ep.id)).disabled is False
+            assert (await store.endpoints.get_endpoint(tenant.id, ep.id)).disabled is False
             clock.ms += DISABLE_AFTER_MS  # five days on: the retry is due, and fails again
-            await queue.tick(r, await queue.tenant_ids(r), clock())
+            await upkeep.tick(r, await depths.tenant_ids(r), clock())
             await engine.drain(1.0)
             await engine.idle()
-            got = await store.get_endpoint(tenant.id, ep.id)
+            got = await store.endpoints.get_endpoint(tenant.id, ep.id)
             assert got.disabled and got.disabled_reason == "failing without a success for 432000 s"
             assert await operational.emit_due(r, clock(), target.window_ms) == 1
             await engine.drain(1.0)  # the notification goes out through the same engine

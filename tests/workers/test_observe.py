@@ -10,8 +10,8 @@ import redis
 
 from tests.api.helpers import post_event
 from tests.conftest import Tenant
-from webhooks import metrics
-from webhooks.connection import RedisTarget
+from webhooks.runtime import metrics
+from webhooks.runtime.connection import RedisTarget
 from workers.observe import queue_reader
 
 Endpoint = Callable[..., dict[str, Any]]

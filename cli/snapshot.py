@@ -1,0 +1,134 @@
+"""What ``webhooks status`` shows, gathered in one place: :func:`snapshot`.
+
+Read-only: a few pipelined reads per tenant and endpoint (:func:`webhooks.queueing.depths.depths`), through
+:mod:`webhooks.keys`.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from rq import Queue
+from rq.utils import utcparse
+from rq.worker import Worker
+from rq.worker_registration import REDIS_WORKER_KEYS
+
+from webhooks import keys
+from webhooks.queueing import depths, memory
+
+
+@dataclass(slots=True)
+class WorkerStatus:
+    name: str
+    hostname: str
+    pid: int | None
+    state: str
+    last_heartbeat_ms: int | None
+    birth_ms: int | None
+
+
+@dataclass(slots=True)
+class PlatformStatus:
+    now_ms: int
+    redis_server: str  # "redis 7.0.15", "valkey 8.1.8"
+    used_memory_bytes: int
+    maxmemory_bytes: int  # 0: no limit
+    workers: list[WorkerStatus] = field(default_factory=list)
+    scheduler_leader: str | None = None  # the lock's value: "<pid>:<random>" of the active scheduler
+    scheduler_lock_ttl_ms: int | None = None
+    ready: int = 0
+    oldest_ready_age_s: float | None = None
+    leases: int = 0
+    leased: int = 0  # deliveries under a lease (in flight, or settled and not yet released)
+    retry_backlog: int = 0
+    retries_overdue: int = 0
+    next_retry_in_s: float | None = None
+    dead_letters: int = 0
+    breakers_open: int = 0  # endpoints whose circuit breaker is open or probing: their deliveries wait
+    # paused by a slot move (webhooks/queueing/reshard.py)
+    paused_tenants: list[str] = field(default_factory=list)
+    drain_jobs: int = 0  # RQ jobs waiting on the RQ queue
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+def server_name(info: dict[str, Any]) -> str:
+    """``valkey 8.1.8`` or ``redis 7.0.15`` from ``INFO server``."""
+    if info.get("server_name") == "valkey" or "valkey_version" in info:
+        return f"valkey {info.get('valkey_version', '?')}"
+    return f"redis {info.get('redis_version', '?')}"
+
+
+def _ms(value: str | None) -> int | None:
+    return int(utcparse(value).timestamp() * 1000) if value else None
+
+
+async def _workers(r: "Redis") -> list[WorkerStatus]:
+    """RQ's registry of workers, read as ``rq.Worker.all`` reads it (same keys), on the async client."""
+    names = sorted(str(k) for k in await r.smembers(REDIS_WORKER_KEYS))
+    async with r.pipeline(transaction=False) as pipe:
+        for key in names:
+            pipe.hgetall(key)
+        rows = await pipe.execute()
+    out = []
+    for key, h in zip(names, rows, strict=True):
+        if not h:
+            continue  # expired: RQ's own Worker.all drops it too
+        out.append(
+            WorkerStatus(
+                name=key.removeprefix(Worker.redis_worker_namespace_prefix),
+                hostname=h.get("hostname", ""),
+                pid=int(h["pid"]) if h.get("pid") else None,
+                state=h.get("state", "?"),
+                last_heartbeat_ms=_ms(h.get("last_heartbeat")),
+                birth_ms=_ms(h.get("birth")),
+            )
+        )
+    return out
+
+
+async def snapshot(r: "Redis", now_ms: int, rq: "Redis | None" = None) -> PlatformStatus:
+    """Workers, scheduler leader, queue depths and oldest age, retries, dead letters, open breakers,
+    tenants paused by a slot move, Redis memory.
+
+    ``r`` decodes responses; ``rq`` is the Redis RQ lives on when it is another one (a cluster's
+    ``WEBHOOKS_RQ_REDIS_URL``). Raises ``redis.RedisError`` when Redis cannot be read. The queue
+    figures are summed over every tenant by :func:`webhooks.queueing.depths.depths`; on a cluster the
+    memory is the fullest primary's.
+    """
+    rq = rq or r
+    d = await depths.depths(r, now_ms)
+    server = await r.info("server")  # on a cluster: one node's (they run the same server)
+    use = await memory.usage(r)
+    async with r.pipeline(transaction=False) as pipe:
+        pipe.get(keys.SCHEDULER_LOCK)
+        pipe.pttl(keys.SCHEDULER_LOCK)
+        leader, ttl = await pipe.execute()
+    drain_jobs = await rq.llen(Queue.redis_queue_namespace_prefix + keys.RQ_QUEUE)
+    tenants = await depths.tenant_ids(r)
+    async with r.pipeline(transaction=False) as pipe:
+        for t in tenants:
+            pipe.exists(keys.moving(t))
+        flags = await pipe.execute() if tenants else []
+    return PlatformStatus(
+        now_ms=now_ms,
+        redis_server=server_name(server),
+        used_memory_bytes=use.used_bytes,
+        maxmemory_bytes=use.max_bytes,
+        workers=await _workers(rq),
+        scheduler_leader=leader,
+        scheduler_lock_ttl_ms=ttl if leader else None,
+        ready=d.ready,
+        oldest_ready_age_s=None
+        if d.oldest_ready_ms is None
+        else max(0.0, (now_ms - d.oldest_ready_ms) / 1000),
+        leases=d.leases,
+        leased=d.leased,
+        retry_backlog=d.due,
+        retries_overdue=d.overdue,
+        next_retry_in_s=None if d.first_due_ms is None else (d.first_due_ms - now_ms) / 1000,
+        dead_letters=d.dead,
+        breakers_open=d.breakers_open,
+        paused_tenants=[t for t, flagged in zip(tenants, flags, strict=True) if flagged],
+        drain_jobs=int(drain_jobs),
+        counters=d.counters,
+    )
