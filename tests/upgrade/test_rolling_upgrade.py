@@ -4,7 +4,7 @@ The previous release is commit :data:`PREVIOUS` (the last before the data format
 checked out with ``git archive`` into a temporary folder and run with this interpreter and
 ``PYTHONPATH`` (and working directory) set to that folder: its dependencies are ours. An editable
 install of this tree (``pip install -e``) puts a finder on ``sys.meta_path`` that would still
-answer for a module the old tree lacks (``webhooks.queueing.dataformat``), so the old processes start
+answer for a module the old tree lacks (``webhooks.queueing``), so the old processes start
 through :data:`WITHOUT_EDITABLE`, which takes it off first; a check shows the old tree's modules,
 and only those, are imported. On a Redis of the test's own:
 
@@ -202,12 +202,12 @@ def test_the_previous_release_hands_over_to_this_one_with_every_event_delivered_
     where = old.run_python(
         "import importlib.util, api, cli.main, webhooks, workers\n"
         "print(webhooks.__file__, api.__file__, workers.__file__, cli.main.__file__)\n"
-        "print(importlib.util.find_spec('webhooks.queueing.dataformat'))\n"
+        "print(importlib.util.find_spec('webhooks.queueing'))\n"
         "print(sorted({m.__file__ for m in list(sys.modules.values()) if m.__name__.split('.')[0] in "
         "{'api', 'cli', 'webhooks', 'workers'} and getattr(m, '__file__', None)}))"
     ).split("\n")
     assert all(path.startswith(str(old.tree)) for path in where[0].split()), where
-    assert where[1] == "None", "the previous release has no data format module"
+    assert where[1] == "None", "the previous release has no webhooks.queueing (nor its dataformat)"
     assert str(ROOT) + "/" not in where[2], "no module of this tree is imported"
 
     receiver = PacedReceiver("127.0.0.1", RECEIVER_DELAY_S).start()
