@@ -31,7 +31,7 @@ def drain(budget_s: float = DRAIN_BUDGET_S) -> dict[str, int]:
         log.error("stopping: %s", newer)
         os.kill(os.getpid(), signal.SIGTERM)
         return {"leased": 0, "leases": 0}
-    stats = rt.run(rt.engine.drain(budget_s))
+    stats = rt.drain(budget_s)
     totals = rt.engine.totals
     if stats.leased:
         log.info(
