@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--workers", type=int, default=2, help="delivery worker processes (default 2)")
     up.add_argument("--verbose", action="store_true", help="show the processes' logs here too")
+    up.add_argument(
+        "--dev",
+        action="store_true",
+        help="allow private/loopback targets and retry on a short schedule (trying it out, not production)",
+    )
     up.add_argument("--allow-unsafe-redis", action="store_true", help="start even if Redis is not durable")
     _command(sub.add_parser("api", help="the HTTP API"), "processes:cmd_api")
     w = _command(sub.add_parser("worker", help="one delivery worker process"), "processes:cmd_worker")
