@@ -111,6 +111,7 @@ class Delivery(BaseModel):
     next_attempt_at: str | None
     last_status_code: int | None
     dead_at: str | None
+    last_error: str | None = None  # the last attempt's error when it got no response ("connection refused")
 
 
 class DeliveryDetail(Delivery):
