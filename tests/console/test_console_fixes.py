@@ -44,3 +44,17 @@ def test_dead_letters_show_the_error_and_replays_started_by_the_api_are_listed(
     assert started["replay_id"] in listed and "API or CLI" in listed
     detail = console.get(f"/console/replays/{started['replay_id']}")
     assert detail.status_code == 200 and "1 requeued" in detail.text
+
+
+def test_a_held_delivery_says_it_waits_for_the_endpoint_to_be_resumed(
+    api_server: ApiServer, api: httpx.Client, tenant: Tenant, http_sign_in: Any
+) -> None:
+    ep = api.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/x"}, headers=tenant.auth).json()
+    assert (
+        api.patch(f"/v1/endpoints/{ep['id']}", json={"paused": True}, headers=tenant.auth).status_code == 200
+    )
+    event = api.post("/v1/events", json={"event_type": "a.b", "payload": {}}, headers=tenant.auth).json()
+    (d,) = event["deliveries"]
+    page = http_sign_in(api_server.url, tenant.api_key).get(f"/console/deliveries/{d['id']}").text
+    shown = re.search(r'id="delivery-next">(.*?)</dd>', page, re.S)
+    assert shown and "when the endpoint is resumed" in shown.group(1), "not 'Next attempt —'"
