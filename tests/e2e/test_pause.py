@@ -2,6 +2,7 @@
 nothing is sent while paused, its deliveries wait ``pending`` with no attempt, resuming sends each
 once (in order on a FIFO endpoint), and the pause survives a restart of every process."""
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,20 @@ def prove_nothing_leased_for(
 ) -> None:
     """The worker keeps leasing for the tenant (each event below to the other endpoint needs a
     lease pass of its own, and is received) while the paused endpoint is given nothing."""
+    # first let everything else settle (after a restart, the killed worker's unrecorded deliveries
+    # are reclaimed and sent again, at least once), so the lease counter moves only for what follows
+    poll(
+        lambda: (
+            rds.zcard(keys.leases(tenant.id)) == 0
+            and all(
+                d["status"] == "succeeded"
+                for d in api.get("/v1/deliveries", params={"limit": 1000}, headers=tenant.auth).json()["data"]
+                if d["endpoint_id"] != ep_id
+            )
+        ),
+        30,
+        what="the other endpoint settled",
+    )
     leased = int(rds.hget(keys.stats(tenant.id), "deliveries_leased") or 0)
     for i in range(LEASE_PASSES):
         (event_id,) = post_events(api, tenant, 1, 1000 + i)
@@ -153,3 +168,38 @@ def test_a_pause_survives_a_restart_of_every_process(
             assert len(set(ids_at(receiver, "ok/held"))) == 10 + LEASE_PASSES
     finally:
         second.stop()
+
+
+def test_deliveries_a_worker_already_holds_go_back_unsent_when_the_endpoint_is_paused(
+    api: httpx.Client, tenant: Tenant, receiver: Receiver, procs: Processes, rds: "redis.Redis"
+) -> None:
+    # a rate-limited backlog: the worker holds many deliveries at once, waiting for their slots
+    ep = api.post(
+        "/v1/endpoints",
+        json={"url": receiver.url("ok/limited"), "rate_limit_per_s": 4, "max_in_flight": 40},
+        headers=tenant.auth,
+    ).json()
+    procs.worker()
+    post_events(api, tenant, 40)
+    poll(lambda: len(receiver.to("ok/limited")) >= 4, 30, what="the backlog flowing")
+    held_by_worker = int(rds.hget(keys.endpoint(tenant.id, ep["id"]), "if") or 0)
+    resp = api.patch(f"/v1/endpoints/{ep['id']}", json={"paused": True}, headers=tenant.auth)
+    answered = time.time()
+    assert resp.status_code == 200, resp.text
+    assert held_by_worker > 1, "the pause must come while the worker holds deliveries"
+
+    # what the worker held goes back: nothing in flight, every unsent delivery pending, no attempt
+    poll(lambda: int(rds.hget(keys.endpoint(tenant.id, ep["id"]), "if") or 0) == 0, 10, what="handed back")
+    sent = len(receiver.to("ok/limited"))
+    late = [r.at - answered for r in receiver.to("ok/limited") if r.at > answered]
+    assert max(late, default=0.0) <= 0.25, f"{len(late)} sent after the pause was answered"
+    waiting = [d for d in deliveries_of(api, tenant, ep["id"]) if d["status"] != "succeeded"]
+    assert len(waiting) == 40 - sent
+    assert {(d["status"], d["attempt_count"]) for d in waiting} == {("pending", 0)}
+    assert int(rds.hget(keys.stats(tenant.id), "deliveries_handed_back") or 0) >= 1
+
+    assert (
+        api.patch(f"/v1/endpoints/{ep['id']}", json={"paused": False}, headers=tenant.auth).status_code == 200
+    )
+    poll(lambda: len(ids_at(receiver, "ok/limited")) == 40, 30, what="the rest after resuming")
+    assert len(set(ids_at(receiver, "ok/limited"))) == 40, "each once"
