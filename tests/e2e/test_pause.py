@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 import redis
 
 from tests.conftest import Processes, Tenant, api_config
@@ -203,3 +204,29 @@ def test_deliveries_a_worker_already_holds_go_back_unsent_when_the_endpoint_is_p
     )
     poll(lambda: len(ids_at(receiver, "ok/limited")) == 40, 30, what="the rest after resuming")
     assert len(set(ids_at(receiver, "ok/limited"))) == 40, "each once"
+
+
+@pytest.mark.parametrize("change", ["disable", "delete"])
+def test_disabling_or_deleting_a_paused_endpoint_still_ends_what_waits_dead(
+    api: httpx.Client, tenant: Tenant, receiver: Receiver, procs: Processes, change: str
+) -> None:
+    ep = api.post("/v1/endpoints", json={"url": receiver.url("ok/gone")}, headers=tenant.auth).json()
+    assert (
+        api.patch(f"/v1/endpoints/{ep['id']}", json={"paused": True}, headers=tenant.auth).status_code == 200
+    )
+    procs.worker()
+    post_events(api, tenant, 5)
+    if change == "disable":
+        resp = api.patch(f"/v1/endpoints/{ep['id']}", json={"disabled": True}, headers=tenant.auth)
+        assert resp.json()["paused"] is True and resp.json()["health"]["state"] == "disabled"
+    else:
+        resp = api.delete(f"/v1/endpoints/{ep['id']}", headers=tenant.auth)
+    assert resp.status_code in (200, 204), resp.text
+    poll(
+        lambda: (
+            len(api.get("/v1/deliveries", params={"status": "dead"}, headers=tenant.auth).json()["data"]) == 5
+        ),
+        20,
+        what="every waiting delivery dead, as disabling or deleting does",
+    )
+    assert receiver.to("ok/gone") == []

@@ -258,13 +258,16 @@ class Endpoints:
             "doc": orjson.dumps(doc),
             "mif": doc.get("max_in_flight", self.policy.default_max_in_flight),
             "fifo": "1" if doc.get("ordering") == "fifo" else "0",
-            "pz": "1" if doc.get("paused") else "0",
         }
         disabled, reason = h.get("disabled", "0"), h.get("disabled_reason", "")
         if "disabled" in changes and changes["disabled"] is not None:
             disabled = "1" if changes["disabled"] else "0"
             reason = "disabled by the tenant" if changes["disabled"] else ""
             fields.update(disabled=disabled, disabled_reason=reason)
+        # `pz` holds the scripts back; disabled wins over paused (its queued deliveries end dead at
+        # lease, so they must be leased), and re-enabling a still paused endpoint holds it again
+        fields["pz"] = "1" if doc.get("paused") and disabled != "1" else "0"
+        released = h.get("pz") == "1" and fields["pz"] == "0"
         notify = 0  # the number of the operational notification, when one is recorded
         if pause_changed and self.policy.operational_events and tenant_id != operational.OPERATOR_TENANT:
             notify = int(await self.r.incr(keys.ops_sequence(tenant_id)))
@@ -274,12 +277,12 @@ class Endpoints:
             if changes.get("disabled") is False:
                 pipe.hdel(keys.endpoint(tenant_id, endpoint_id), "f", "fs")  # a fresh start for the breaker
             pipe.incr(keys.endpoint_version(tenant_id))  # routing may change: see webhooks/intake/ingest.py
-            if pause_changed and not doc.get("paused"):  # resumed: the tick puts it back on the runnable list
+            if released:  # resumed (or disabled): the tick puts it back on the runnable list
                 pipe.zadd(keys.due_endpoints(tenant_id), {endpoint_id: 0})
             if pause_changed and notify:
                 _note_pause(pipe, tenant_id, endpoint_id, bool(doc.get("paused")), now_ms, notify)
             await pipe.execute()
-        if pause_changed and not doc.get("paused"):
+        if released:
             await self.r.zadd(keys.WAKE, {tenant_id: 0})
         if pause_changed and notify:
             await self.r.zadd(keys.OPS_DUE, {tenant_id: now_ms}, lt=True)
@@ -290,7 +293,7 @@ class Endpoints:
         meet them: the endpoint is made due at once so that the scheduler puts them in reach."""
         await self.endpoint_raw(tenant_id, endpoint_id)
         async with self.r.pipeline(transaction=True) as pipe:
-            pipe.hdel(keys.endpoint(tenant_id, endpoint_id), "doc", "disabled", "disabled_reason", "pu")
+            pipe.hdel(keys.endpoint(tenant_id, endpoint_id), "doc", "disabled", "disabled_reason", "pu", "pz")
             pipe.hincrby(keys.endpoint(tenant_id, endpoint_id), "rev", 1)  # held copies are stale
             pipe.zrem(keys.tenant_endpoints(tenant_id), endpoint_id)
             pipe.incr(keys.endpoint_version(tenant_id))

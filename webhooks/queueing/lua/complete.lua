@@ -74,7 +74,7 @@ end
 
 local function disable(ek, ep, reason)
   if redis.call('HGET', ek, 'disabled') == '1' or redis.call('HEXISTS', ek, 'doc') == 0 then return end
-  redis.call('HSET', ek, 'disabled', '1', 'disabled_reason', reason)
+  redis.call('HSET', ek, 'disabled', '1', 'disabled_reason', reason, 'pz', '0')  -- disabled wins over paused
   redis.call('HINCRBY', ek, 'rev', 1)  -- workers holding its deliveries hand them back unsent
   redis.call('INCR', B .. 'epver')
   disabled[#disabled + 1] = ep
