@@ -58,3 +58,19 @@ def test_a_held_delivery_says_it_waits_for_the_endpoint_to_be_resumed(
     page = http_sign_in(api_server.url, tenant.api_key).get(f"/console/deliveries/{d['id']}").text
     shown = re.search(r'id="delivery-next">(.*?)</dd>', page, re.S)
     assert shown and "when the endpoint is resumed" in shown.group(1), "not 'Next attempt —'"
+
+
+def test_the_portal_shows_endpoint_health_too(
+    api_server: ApiServer, api: httpx.Client, admin: dict[str, str], tenant: Tenant
+) -> None:
+    ep = api.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/x"}, headers=tenant.auth).json()
+    assert (
+        api.patch(f"/v1/endpoints/{ep['id']}", json={"paused": True}, headers=tenant.auth).status_code == 200
+    )
+    link = api.post(f"/v1/tenants/{tenant.id}/portal-links", headers=admin).json()["url"]
+    with httpx.Client(base_url=api_server.url, timeout=30, follow_redirects=True) as portal:
+        listed = portal.get(link)  # signs in and lands on the endpoint list
+        assert listed.status_code == 200 and "/console/endpoints" in str(listed.url)
+        assert 'data-health="paused"' in listed.text
+        page = portal.get(f"/console/endpoints/{ep['id']}").text
+        assert 'data-health="paused"' in page and "Resume" in page
