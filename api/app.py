@@ -8,10 +8,10 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import api_docs, console, errors
+from api import api_docs, console, errors, ingest_schema
 from api.acked import AcknowledgedWrites
 from api.deps import AppState
-from api.ingest import BATCH, BATCH_BODY_LIMIT, FastIngest
+from api.ingest import FastIngest
 from api.jsonbody import JsonBodies
 from api.metrics import HttpMetrics
 from api.routes import dead_letters, deliveries, endpoints, event_types, events, health, replays, tenants
@@ -32,11 +32,11 @@ class ApiConfig:
 
 
 class BodyLimit:
-    """Refuses request bodies above the limit with 413 before they are parsed.
+    """Refuses request bodies above the limit with 413 before FastAPI parses them.
 
-    A single event's request may carry ``max_payload_bytes`` of payload plus its
-    envelope; a batch request is bounded separately and each event is checked
-    again by the store.
+    The limit is a single event's: ``max_payload_bytes`` of payload plus its envelope, far more
+    than any other route's body needs. Event ingest (both routes) never gets here:
+    :class:`api.ingest.FastIngest` answers it in front, with its own limits.
     """
 
     def __init__(self, app: ASGIApp, single_limit: int) -> None:
@@ -47,7 +47,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = BATCH_BODY_LIMIT if scope["path"].rstrip("/") == BATCH else self.single_limit
+        limit = self.single_limit
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -104,6 +104,7 @@ def create_app(config: ApiConfig) -> FastIngest:
         app.include_router(module.router)
     console.mount(app, config.portal_frame_ancestors)
     api_docs.mount(app)
+    ingest_schema.document(app)  # the two routes FastIngest serves, which FastAPI has no route for
     single_limit = config.policy.max_payload_bytes + 64 * 1024
     app.add_middleware(AcknowledgedWrites)  # innermost: holds a write's answer until replicas have it
     app.add_middleware(JsonBodies)  # inside BodyLimit: reads only bodies within the limit

@@ -11,8 +11,7 @@ import argparse
 
 from cli.api_commands import run_api
 from cli.output import Out
-from webhooks.client import AsyncClient
-from webhooks.client.models import Endpoint
+from hookyard_client import AsyncClient, Endpoint
 from webhooks.settings import Settings
 
 

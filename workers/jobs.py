@@ -14,7 +14,7 @@ def drain(budget_s: float = DRAIN_BUDGET_S) -> dict[str, int]:
     """Lease and start ready deliveries for up to ``budget_s`` seconds; in-flight ones finish in the
     background on the worker's event loop. Returns counts for this drain."""
     rt = runtime.current()
-    stats = rt.run(rt.engine.drain(budget_s))
+    stats = rt.drain(budget_s)
     totals = rt.engine.totals
     if stats.leased:
         log.info(
