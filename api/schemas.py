@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from webhooks.intake.routing import EVENT_TYPE_RE
 from webhooks.intake.validation import EVENT_ID_RE
@@ -39,6 +39,8 @@ class EndpointUpdate(_In):
     max_in_flight: int | None = Field(None, ge=1, le=10000)
     ordering: Literal["parallel", "fifo"] | None = None
     disabled: bool | None = None
+    # true: nothing is sent until false again; deliveries wait pending, new events still route to it
+    paused: StrictBool | None = None
     # Accepted only when it names the current scheme (so a whole object can be sent back);
     # the scheme changes through POST /v1/endpoints/{id}/secret/rotate {"signing": ...}.
     signing: Literal["hmac-sha256", "ed25519"] | None = None

@@ -7,6 +7,11 @@ embedded Redis unless ``WEBHOOKS_REDIS_URL``/``_SENTINELS`` name one, check the 
 print a summary and record ``<data>/platform.json`` for the operator commands. Children's logs go
 to ``<data>/logs/``; ``--verbose`` shows them here too. A child that dies is
 restarted; Ctrl-C, SIGTERM or SIGHUP stop everything cleanly (exit 0).
+
+``--dev`` is for trying it out on a laptop: private and loopback targets are allowed
+(``WEBHOOKS_ALLOW_PRIVATE_TARGETS=true``, so a receiver on localhost works) and retries follow a
+short schedule (:data:`DEV_RETRY_SCHEDULE`, unless ``WEBHOOKS_RETRY_SCHEDULE`` is set); the
+summary says so.
 """
 
 import argparse
@@ -39,6 +44,7 @@ from webhooks.settings import Settings
 from webhooks.wiring import target_of
 
 READY_TIMEOUT_S = 60.0
+DEV_RETRY_SCHEDULE = "1,2,4"  # seconds: a failing delivery dies in about 7 s under --dev
 ME = [sys.executable, "-m", "cli"]
 
 
@@ -112,6 +118,10 @@ class Up:
     def __init__(self, s: Settings, args: argparse.Namespace, data_dir: Path, lock: DataLock) -> None:
         self.s, self.args, self.data_dir, self.lock = s, args, data_dir, lock
         self.env = dict(os.environ)
+        self.dev = bool(getattr(args, "dev", False))
+        if self.dev:
+            self.env["WEBHOOKS_ALLOW_PRIVATE_TARGETS"] = "true"
+            self.env.setdefault("WEBHOOKS_RETRY_SCHEDULE", DEV_RETRY_SCHEDULE)
         self.sup = Supervisor(data_dir / "logs", self.env)
         self.embedded: EmbeddedRedis | None = None
         self.api_url = f"http://{s.api_host}:{s.api_port}"
@@ -261,6 +271,11 @@ class Up:
             f"  processes:    api, {n} worker{'s' if n != 1 else ''}, scheduler (logs in {logs}"
             + (")" if self.args.verbose else "; --verbose shows them here)"),
         ]
+        if self.dev:
+            lines.append(
+                "  dev mode:     private and loopback targets allowed; retries after "
+                f"{self.env['WEBHOOKS_RETRY_SCHEDULE']} s (not for production)"
+            )
         if self.metrics:
             host = self.s.metrics_host
             ports = ", ".join(f"{name} http://{host}:{port}/metrics" for name, port in self.metrics.items())

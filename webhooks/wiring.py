@@ -48,5 +48,6 @@ def policy_of(s: Settings) -> Policy:
         tenant_burst=s.tenant_rate_burst,
         retention_ms=s.retention_ms,
         default_max_in_flight=s.endpoint_max_in_flight,
+        operational_events=bool(s.operational_webhook_url),
         ack=s.ack,
     )

@@ -48,6 +48,9 @@ def test_endpoints_create_get_update_rotate_delete(client: Client, receiver: Rec
     assert changed.description == "billing v2" and changed.event_types is None and changed.disabled
     same = client.endpoints.update(ep.id, rate_limit_per_s=UNSET, disabled=False)
     assert same.description == "billing v2" and not same.disabled, "fields not given stay as they are"
+    held = client.endpoints.update(ep.id, paused=True)
+    assert held.paused and held.health is not None and held.health.state == "paused"
+    assert not client.endpoints.update(ep.id, paused=False).paused
 
     rotated = client.endpoints.rotate_secret(ep.id, grace_period_s=60)
     assert rotated.secret.startswith("whsec_") and rotated.secret != ep.secret

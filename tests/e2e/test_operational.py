@@ -149,3 +149,27 @@ def test_with_the_setting_unset_nothing_is_recorded_or_sent(
     assert rds.hget(keys.endpoint(tenant.id, ep["id"]), "disabled") == "1"
     assert rds.exists(keys.ops_outbox(tenant.id), keys.ops_dead(tenant.id), keys.OPS_DUE) == 0
     assert not rds.exists(keys.tenant(OPERATOR_TENANT)) and receiver.to("ok/ops") == []
+
+
+def test_pausing_and_resuming_an_endpoint_send_endpoint_paused_and_endpoint_resumed(
+    make_api: Any, tenant: Tenant, receiver: Receiver, procs: Processes
+) -> None:
+    api = make_api(operational_events=True)  # an API told operational webhooks are on
+    ep = api.post("/v1/endpoints", json={"url": receiver.url("ok/p")}, headers=tenant.auth).json()
+    procs.worker(env=ops_env(receiver))
+    assert (
+        api.patch(f"/v1/endpoints/{ep['id']}", json={"paused": True}, headers=tenant.auth).status_code == 200
+    )
+    (paused,) = poll(lambda: ops_events(receiver, "endpoint.paused"), 20, what="endpoint.paused")
+    assert (paused["data"]["endpoint_id"], paused["data"]["url"]) == (ep["id"], ep["url"])
+    # setting what is already set records nothing
+    assert (
+        api.patch(f"/v1/endpoints/{ep['id']}", json={"paused": True}, headers=tenant.auth).status_code == 200
+    )
+    assert (
+        api.patch(f"/v1/endpoints/{ep['id']}", json={"paused": False}, headers=tenant.auth).status_code == 200
+    )
+    (resumed,) = poll(lambda: ops_events(receiver, "endpoint.resumed"), 20, what="endpoint.resumed")
+    assert resumed["data"]["tenant_id"] == tenant.id
+    assert resumed["data"]["resumed_at"] >= paused["data"]["paused_at"]
+    assert len(ops_events(receiver, "endpoint.paused")) == 1

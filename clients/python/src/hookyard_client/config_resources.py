@@ -134,9 +134,11 @@ class Endpoints(Resource[M]):
         max_in_flight: int | Unset | None = UNSET,
         ordering: str | Unset | None = UNSET,
         disabled: bool | Unset = UNSET,
+        paused: bool | Unset = UNSET,
     ) -> Call[Endpoint]:
         """``PATCH /v1/endpoints/{id}``: changes the fields given (None sets one to null: all event
-        types, no rate limit...); ``disabled=False`` re-enables. Retried (it sets values)."""
+        types, no rate limit...); ``disabled=False`` re-enables; ``paused=True`` holds every
+        delivery (pending, nothing sent) until ``paused=False``. Retried (it sets values)."""
         body = changes(
             url=url,
             description=description,
@@ -146,6 +148,7 @@ class Endpoints(Resource[M]):
             max_in_flight=max_in_flight,
             ordering=ordering,
             disabled=disabled,
+            paused=paused,
         )
         path = route_path("/v1/endpoints/{}", endpoint_id)
         return Call("PATCH", path, Endpoint.model_validate, json=body, retry_safe=True)

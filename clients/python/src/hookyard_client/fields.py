@@ -32,8 +32,9 @@ def nothing(_: Any) -> None:
 
 
 def changes(**fields: Any) -> dict[str, Any]:
-    """The body of a PATCH: every field given, None included (it sets null), UNSET left out."""
-    return {k: query_value(v) for k, v in fields.items() if v is not UNSET}
+    """The body of a PATCH: every field given, None included (it sets null), UNSET left out; a
+    boolean stays a JSON boolean (``paused`` takes nothing else)."""
+    return {k: v if isinstance(v, bool) else query_value(v) for k, v in fields.items() if v is not UNSET}
 
 
 def new_idempotency_key() -> str:

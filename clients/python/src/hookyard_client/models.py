@@ -22,6 +22,7 @@ __all__ = [
     "DeliveryStatus",
     "DeliverySummary",
     "Endpoint",
+    "EndpointHealth",
     "EndpointWithSecret",
     "Event",
     "EventInput",
@@ -70,6 +71,17 @@ class ApiKeyCreated(ApiKey):
     api_key: str
 
 
+class EndpointHealth(BaseModel):
+    """How an endpoint is doing, from the state the engine keeps."""
+
+    state: str  # healthy, failing, circuit_open, throttled, paused, disabled
+    consecutive_failures: int
+    next_attempt_at: str | None  # the probe when the circuit is open; else the earliest retry
+    in_flight: int
+    ready: int  # deliveries waiting to be sent now (or when resumed, or when the circuit closes)
+    retrying: int  # deliveries waiting for a retry time
+
+
 class Endpoint(BaseModel):
     id: str
     tenant_id: str
@@ -86,6 +98,8 @@ class Endpoint(BaseModel):
     updated_at: str
     signing: str = "hmac-sha256"  # or "ed25519": the scheme of the newest key
     public_key: str | None = None  # whpk_... when signing is "ed25519"
+    paused: bool = False  # paused by PATCH {"paused": true}: nothing is sent until resumed
+    health: EndpointHealth | None = None
 
 
 class EndpointWithSecret(Endpoint):
@@ -128,6 +142,7 @@ class Delivery(BaseModel):
     next_attempt_at: str | None
     last_status_code: int | None
     dead_at: str | None
+    last_error: str | None = None  # the last attempt's error when it got no response
 
 
 class DeliveryDetail(Delivery):
