@@ -30,7 +30,7 @@ def state_of(api: httpx.Client, tenant: Tenant, endpoint_id: str) -> str:
 def test_the_list_and_the_endpoint_page_show_a_paused_and_an_open_circuit_endpoint(
     browse: Any, api: httpx.Client, tenant: Tenant, receiver: Receiver, procs: Processes, tmp_path: Path
 ) -> None:
-    IMG = DOCS_IMG if os.environ.get("WEBHOOKS_SCREENSHOTS") == "docs" else tmp_path  # noqa: N806
+    img = DOCS_IMG if os.environ.get("WEBHOOKS_SCREENSHOTS") == "docs" else tmp_path
     receiver.down.add("down")
     held = api.post(
         "/v1/endpoints", json={"url": receiver.url("ok/held"), "description": "held"}, headers=tenant.auth
@@ -63,15 +63,15 @@ def test_the_list_and_the_endpoint_page_show_a_paused_and_an_open_circuit_endpoi
     assert rows == {receiver.url("ok/held"): "paused", receiver.url("switch/down"): "circuit open"}
     expect(page.locator("tbody tr", has_text="switch/down")).to_contain_text(re.compile(r"probe \d{4}-"))
     expect(page.locator("tbody tr", has_text="ok/held")).to_contain_text("6 ready")
-    IMG.mkdir(exist_ok=True)
-    page.screenshot(path=str(IMG / "console-endpoints-health.png"), full_page=True)
+    img.mkdir(exist_ok=True)
+    page.screenshot(path=str(img / "console-endpoints-health.png"), full_page=True)
 
     page.get_by_role("link", name=receiver.url("switch/down")).click()
     expect(page.locator("#health .status")).to_have_text("circuit open")
     probe = api.get(f"/v1/endpoints/{broken['id']}", headers=tenant.auth).json()["health"]["next_attempt_at"]
     shown = probe.replace("T", " ").split(".")[0] + " UTC"
     expect(page.locator("#next-attempt")).to_have_text(f"circuit breaker probe {shown}")
-    page.screenshot(path=str(IMG / "console-endpoint-circuit-open.png"), full_page=True)
+    page.screenshot(path=str(img / "console-endpoint-circuit-open.png"), full_page=True)
 
     # resume from the page: what waited is sent
     page.get_by_role("link", name="Endpoints").first.click()
