@@ -18,9 +18,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
@@ -203,6 +204,9 @@ class DelayProxy:
         self.port = stable_port()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.writers: list[asyncio.StreamWriter] = []
+        # Every accepted connection, recorded as it is accepted: a connection whose task is cancelled
+        # before its first step (the proxy stopping) never runs _client, and would stay open.
+        self.accepted: list[asyncio.StreamWriter] = []
         self.thread = threading.Thread(target=self._run, name="delay-proxy", daemon=True)
         self.ready = threading.Event()
 
@@ -214,7 +218,7 @@ class DelayProxy:
 
     def _run(self) -> None:
         loop = self.loop = asyncio.new_event_loop()
-        server = loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", self.port))
+        server = loop.run_until_complete(asyncio.start_server(self._accept, "127.0.0.1", self.port))
         self.ready.set()
         loop.run_forever()
         server.close()
@@ -222,7 +226,17 @@ class DelayProxy:
         for task in tasks:
             task.cancel()
         loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        for w in self.accepted:
+            w.transport.abort()
+        loop.run_until_complete(asyncio.sleep(0))  # let the aborted transports close their sockets
         loop.close()
+
+    def _accept(
+        self, down_r: asyncio.StreamReader, down_w: asyncio.StreamWriter
+    ) -> Coroutine[Any, Any, None]:
+        """Called as a connection is accepted, before any task runs: record it, then serve it."""
+        self.accepted.append(down_w)
+        return self._client(down_r, down_w)
 
     async def _client(self, down_r: asyncio.StreamReader, down_w: asyncio.StreamWriter) -> None:
         try:
@@ -274,7 +288,7 @@ class DelayProxy:
             return
 
         def drop() -> None:
-            for w in self.writers:
+            for w in self.writers + self.accepted:
                 w.transport.abort()
             assert self.loop is not None
             self.loop.stop()
