@@ -10,6 +10,7 @@ holds each (path, webhook-id) once.
 """
 
 import asyncio
+import ssl
 import threading
 
 _BODY = b'{"received":true}'
@@ -20,8 +21,11 @@ _ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length:
 
 
 class ConnReceiver:
-    def __init__(self, host: str = "127.0.0.1", delay_s: float = 0.02) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", delay_s: float = 0.02, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.host = host
+        self.tls = tls  # https: a connection counts once its TLS handshake is done
         self.port = 0
         self.delay_s = delay_s
         self.lock = threading.Lock()
@@ -37,12 +41,13 @@ class ConnReceiver:
         self._transports: set[asyncio.Transport] = set()
 
     def url(self, path: str) -> str:
-        return f"http://{self.host}:{self.port}/{path}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}/{path}"
 
     def start(self) -> "ConnReceiver":
         self._thread.start()
         made = asyncio.run_coroutine_threadsafe(
-            self._loop.create_server(lambda: _Conn(self), self.host, 0, backlog=1024), self._loop
+            self._loop.create_server(lambda: _Conn(self), self.host, 0, backlog=1024, ssl=self.tls),
+            self._loop,
         )
         self._server = made.result(10)
         self.port = int(self._server.sockets[0].getsockname()[1])
