@@ -30,6 +30,7 @@ def engine_config_of(s: Settings) -> "EngineConfig":
         schedule=s.schedule,
         request_timeout_s=s.request_timeout_s,
         concurrency=s.worker_concurrency,
+        max_connections_per_host=s.max_connections_per_host,
         lease_ttl_s=s.lease_ttl_s,
         retention_ms=s.retention_ms,
         breaker=s.breaker,

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     # Engine tuning (not in the contract; defaults suit most machines).
     worker_concurrency: int = Field(512, ge=1, le=10000)
+    # requests (so connections) a worker process has open to one receiver host; 0: no bound
+    max_connections_per_host: int = Field(8, ge=0, le=10000)
     # an endpoint's default max_in_flight
     endpoint_max_in_flight: int = Field(DEFAULT_MAX_IN_FLIGHT, ge=1, le=10000)
     disable_after_s: float = Field(432000.0, ge=0, le=365 * 86400)  # 0: never disable

@@ -51,6 +51,7 @@ import httpx
 from redis.asyncio import Redis
 
 from webhooks.errors import ConfigError
+from webhooks.outbound.hostslots import DEFAULT_PER_HOST, HostSlots
 from webhooks.outbound.secretbox import SecretBox
 from webhooks.outbound.signing import SigningKey, parse_key
 from webhooks.queueing import queue, reshard
@@ -81,6 +82,7 @@ class EngineConfig:
     breaker: queue.Breaker = field(default_factory=queue.Breaker)
     ops_window_ms: int = 0  # > 0: record operational notifications (webhooks.intake.operational); 0: off
     endpoint_recheck_s: float = 0.1  # a lease's endpoint copies older than this are re-checked
+    max_connections_per_host: int = DEFAULT_PER_HOST  # requests open to one receiver host; 0: no bound
 
 
 @dataclass(slots=True)
@@ -127,6 +129,7 @@ class Engine:
         self.clock = clock
         self.rng = rng or random.Random()
         self.stopping = False
+        self.hosts = HostSlots(config.max_connections_per_host)
         self.totals = Totals()
         self._keys: dict[str, SigningKey] = {}  # sealed secret -> HMAC or Ed25519 key
         self._leases: dict[str, _LeaseState] = {}
@@ -356,15 +359,24 @@ class Engine:
                     return self._changed(d, lease_id) if current is False else self._later(d, lease_id)
                 granted_ms = self.clock()
             at_ms = granted_ms
-        # No await from here to the request: the copy is as current as checked above.
-        try:
-            keys = self.signing_keys(doc, at_ms)
-        except ConfigError as exc:
-            return self._outcome(d, lease_id, AttemptResult(None, 0, error=f"cannot sign: {exc}"))
-        if self.stopping:
-            return self._back(d, lease_id)
-        headers = build_headers(doc.get("headers") or {}, d.event_id, at_ms // 1000, body, keys)
-        result = await send(self.transport, doc["url"], headers, body, self.cfg.request_timeout_s)
+        # A slot of the receiver's host (webhooks.outbound.hostslots): a wait for it is not the request's.
+        async with self.hosts.slot(doc["url"]) as waited:
+            if waited:  # time passed: stopping, or the copy stale? (no await if checked lately)
+                if self.stopping:
+                    return self._back(d, lease_id)
+                current = await self._is_current(state, d.endpoint_id)
+                if not current:
+                    return self._changed(d, lease_id) if current is False else self._later(d, lease_id)
+                at_ms = self.clock()
+            # No await from here to the request: the copy is as current as checked above.
+            try:
+                keys = self.signing_keys(doc, at_ms)
+            except ConfigError as exc:
+                return self._outcome(d, lease_id, AttemptResult(None, 0, error=f"cannot sign: {exc}"))
+            if self.stopping:
+                return self._back(d, lease_id)
+            headers = build_headers(doc.get("headers") or {}, d.event_id, at_ms // 1000, body, keys)
+            result = await send(self.transport, doc["url"], headers, body, self.cfg.request_timeout_s)
         self.totals.attempted += 1
         out = self._outcome(d, lease_id, result, at_ms)
         observe.attempt_finished(d, out.status, result, event.created_ms, self.clock())

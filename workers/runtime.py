@@ -78,6 +78,7 @@ def build(
             allow_private=allow_private,
             limit=config.concurrency,
             timeout_s=config.request_timeout_s,
+            limit_per_host=config.max_connections_per_host,
         )
         return Engine(async_client(target), transport, box, config)
 

@@ -29,7 +29,13 @@ def _name(text: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
 
 
-def make_local_tls(folder: Path) -> LocalTls:
+def make_local_tls(folder: Path, addresses: list[str] | None = None) -> LocalTls:
+    """A CA and a server certificate valid for ``addresses`` (default: 127.0.0.1)."""
+    sans = (
+        [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
+        if addresses
+        else [x509.IPAddress(LOOPBACK)]
+    )
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
@@ -56,7 +62,7 @@ def make_local_tls(folder: Path) -> LocalTls:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(LOOPBACK)]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(

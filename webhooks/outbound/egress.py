@@ -32,6 +32,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from webhooks.outbound.addresses import forbidden_reason, parse_host_as_ip
 from webhooks.outbound.netguard import (
+    KEEPALIVE_S,
     ForbiddenAddressError,
     make_guarded_session,
 )
@@ -82,10 +83,15 @@ def judge(host: str, addresses: list[str]) -> str | None:
 class ProxiedTransport(AiohttpTransport):
     """The httpx transport of a worker whose deliveries all go through ``proxy_url``."""
 
-    def __init__(self, proxy_url: str, *, allow_private: bool, limit: int, timeout_s: float) -> None:
+    def __init__(
+        self, proxy_url: str, *, allow_private: bool, limit: int, timeout_s: float, limit_per_host: int = 0
+    ) -> None:
         url, self._auth = parse_proxy_url(proxy_url)
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=limit),  # it only ever connects to the proxy
+            # it only ever connects to the proxy; a tunnel's pool key is its target host
+            connector=aiohttp.TCPConnector(
+                limit=limit, limit_per_host=limit_per_host, keepalive_timeout=KEEPALIVE_S
+            ),
             timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=timeout_s),
             trust_env=False,
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -129,15 +135,24 @@ async def _resolve(host: str, port: int) -> list[str]:
 
 
 def delivery_transport(
-    proxy_url: str | None, *, allow_private: bool, limit: int, timeout_s: float
+    proxy_url: str | None, *, allow_private: bool, limit: int, timeout_s: float, limit_per_host: int = 0
 ) -> httpx.AsyncBaseTransport:
     """The worker's transport: through the proxy when one is set, else straight to the checked address.
 
+    ``limit_per_host`` caps its connections to one target host (0: none).
     Must be called while an event loop runs; ``aclose()`` closes its session.
     """
     if proxy_url:
-        return ProxiedTransport(proxy_url, allow_private=allow_private, limit=limit, timeout_s=timeout_s)
-    session = make_guarded_session(allow_private=allow_private, limit=limit, timeout_s=timeout_s)
+        return ProxiedTransport(
+            proxy_url,
+            allow_private=allow_private,
+            limit=limit,
+            timeout_s=timeout_s,
+            limit_per_host=limit_per_host,
+        )
+    session = make_guarded_session(
+        allow_private=allow_private, limit=limit, timeout_s=timeout_s, limit_per_host=limit_per_host
+    )
     # httpx's transport interface over aiohttp (the fast one measured here); requests go
     # to it directly: no redirects are followed, no cookie is kept between receivers.
     return AiohttpTransport(client=session)

@@ -77,6 +77,10 @@ if not callable(getattr(aiohttp.TCPConnector, "_resolve_host", None)):  # pragma
 
 _LOCAL_NAMES: Final = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 _LOCAL_SUFFIXES: Final = (".localhost", ".internal", ".local", ".localdomain", ".home.arpa")
+# An idle kept-alive connection is closed after this long: under common receivers' own idle
+# timeouts (Node.js and uvicorn close at 5 s), so a POST (which aiohttp never retries) seldom
+# goes out on a connection the receiver is closing; a busy host keeps its connections busy.
+KEEPALIVE_S = 4.0
 _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 
 
@@ -316,6 +320,7 @@ class GuardedConnector(aiohttp.TCPConnector):
         allow_private: bool,
         limit: int = 100,
         limit_per_host: int = 0,
+        keepalive_s: float = KEEPALIVE_S,
         ttl_dns_cache: int | None = 10,
         resolver: AbstractResolver | None = None,
     ) -> None:
@@ -323,6 +328,7 @@ class GuardedConnector(aiohttp.TCPConnector):
         super().__init__(
             limit=limit,
             limit_per_host=limit_per_host,
+            keepalive_timeout=keepalive_s,
             ttl_dns_cache=ttl_dns_cache,
             resolver=GuardedResolver(allow_private=allow_private, inner=resolver),
             socket_factory=None if allow_private else _guarded_socket_factory,
@@ -347,7 +353,9 @@ def make_guarded_connector(
     return GuardedConnector(allow_private=allow_private, limit=limit, limit_per_host=limit_per_host)
 
 
-def make_guarded_session(*, allow_private: bool, limit: int, timeout_s: float) -> aiohttp.ClientSession:
+def make_guarded_session(
+    *, allow_private: bool, limit: int, timeout_s: float, limit_per_host: int = 0
+) -> aiohttp.ClientSession:
     """The aiohttp session for deliveries, for ``AiohttpTransport(client=...)``.
 
     * connects only to public addresses (see :class:`GuardedConnector`)
@@ -362,11 +370,14 @@ def make_guarded_session(*, allow_private: bool, limit: int, timeout_s: float) -
       directly. httpx-aiohttp replaces it per request with httpx's connect,
       read and pool timeouts (it has no total), so the worker should also
       bound each attempt, e.g. with :func:`asyncio.timeout`.
+    * ``limit_per_host`` caps the connections open to one host (0: none; the worker waits for
+      a slot before it asks, :mod:`webhooks.outbound.hostslots`); an idle connection is kept
+      for :data:`KEEPALIVE_S`.
 
     Must be called while an event loop runs; the caller closes the session
     (``AiohttpTransport.aclose`` does).
     """
-    connector = make_guarded_connector(allow_private, limit=limit)
+    connector = make_guarded_connector(allow_private, limit=limit, limit_per_host=limit_per_host)
     return aiohttp.ClientSession(
         connector=connector,
         connector_owner=True,
