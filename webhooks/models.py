@@ -98,6 +98,7 @@ class Delivery(BaseModel):
     next_attempt_at: str | None
     last_status_code: int | None
     dead_at: str | None
+    dead_reason: str | None = None  # set when it ended without its attempts (held past the schedule's span)
 
 
 class DeliveryDetail(Delivery):

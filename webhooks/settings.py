@@ -16,7 +16,7 @@ from webhooks.errors import ConfigError, Invalid
 from webhooks.intake.operational import Target
 from webhooks.outbound.egress import parse_proxy_url
 from webhooks.outbound.netguard import check_target_url
-from webhooks.outbound.retry import parse_schedule
+from webhooks.outbound.retry import DEFAULT_SCHEDULE, parse_schedule
 from webhooks.outbound.signing import secret_key_bytes
 from webhooks.queueing.queue import Breaker
 from webhooks.queueing.scripts import DEFAULT_MAX_IN_FLIGHT
@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     admin_token: SecretStr | None = None
     api_url: str | None = None  # where operator commands reach the API (else platform.json)
-    retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
+    retry_schedule: str = DEFAULT_SCHEDULE
     request_timeout_s: float = Field(15.0, gt=0, le=300)
     max_payload_bytes: int = Field(262144, ge=1, le=16 * 1024 * 1024)
     allow_private_targets: bool = False

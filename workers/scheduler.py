@@ -26,6 +26,7 @@ from rq import Queue
 
 from webhooks import keys
 from webhooks.intake import operational
+from webhooks.outbound import retry
 from webhooks.outbound.secretbox import SecretBox
 from webhooks.queueing import depths, memory, queue, reshard, upkeep
 from webhooks.timefmt import now_ms
@@ -60,6 +61,9 @@ class SchedulerConfig:
     trim_dead_letters: bool = False  # may dead letters go too when memory runs short
     ops_target: operational.Target | None = None  # where operational webhooks go (None: off)
     box: SecretBox | None = None  # seals the operational webhook secret (needed with ``ops_target``)
+    # A delivery held behind an open breaker or a throttle ends dead this long after its retry
+    # series began (the retry schedule's span, webhooks/outbound/retry.py: span_ms); 0: never.
+    retry_span_ms: int = retry.span_ms(retry.parse_schedule(retry.DEFAULT_SCHEDULE))
 
 
 class Scheduler:
@@ -75,6 +79,12 @@ class Scheduler:
         self.memory_high_share = config.memory_high_share
         self.trim_dead_letters = config.trim_dead_letters
         self.ops_target = config.ops_target
+        self.held = upkeep.HeldLimit(
+            span_ms=config.retry_span_ms,
+            retention_ms=config.retention_ms,
+            ops_window_ms=config.ops_target.window_ms if config.ops_target else 0,
+            ops_skip=operational.OPERATOR_TENANT,
+        )
         self.box = config.box or SecretBox(None)
         self._operator_ready = False
         self.memory_level = "ok"
@@ -92,7 +102,13 @@ class Scheduler:
     async def tick(self, now: int) -> None:
         while True:
             due = await upkeep.due_tenants(self.r, now)
-            done = await upkeep.tick(self.r, due, now)
+            done = await upkeep.tick(self.r, due, now, held=self.held)
+            if done.expired:
+                log.warning(
+                    "%d deliveries held behind an open breaker or a throttle for the whole retry "
+                    "schedule are dead",
+                    done.expired,
+                )
             if done.leases:
                 log.warning(
                     "reclaimed %d expired leases: %d deliveries back on their ready lists",
@@ -107,7 +123,7 @@ class Scheduler:
             if not self._sweep:
                 self._sweep = await depths.tenant_ids(self.r)
             chunk, self._sweep = self._sweep[:SWEEP_CHUNK], self._sweep[SWEEP_CHUNK:]
-            repaired = await upkeep.repair(self.r, chunk, now)
+            repaired = await upkeep.repair(self.r, chunk, now, self.held)
             if repaired:
                 log.warning("sweep: %d tenants with work were missing from the active list", repaired)
             if self.ops_target:

@@ -95,3 +95,17 @@ local function event_of(did, e)
   if e then return e end
   return 'evt_' .. string.sub(did, 5, 28) .. 'zz'
 end
+
+-- One more death in the endpoint's open `delivery.dead` summary (`opsdead`, operational webhooks,
+-- webhooks/intake/operational.py) when they are on (window ms > 0). Returns the ms at which the
+-- summary is due (the caller registers it in wh:opsdue), or -1.
+local OPS_SAMPLES = 5
+local function ops_dead_summary(ep, id, code, err, now, window)
+  if window <= 0 then return -1 end
+  local raw = redis.call('HGET', B .. 'opsdead', ep)
+  local s = raw and cjson.decode(raw) or {n = 0, first = now, ids = {}}
+  s.n, s.last, s.code, s.err = s.n + 1, now, code, err
+  if #s.ids < OPS_SAMPLES then s.ids[#s.ids + 1] = id end
+  redis.call('HSET', B .. 'opsdead', ep, cjson.encode(s))
+  return s.first + window
+end

@@ -44,7 +44,6 @@ local disabled = {}
 local handed_back = {}  -- {endpoint, delivery id} of deliveries handed back unsent
 local ops_at = -1
 local OPS_OUTBOX_MAX = 1000
-local OPS_SAMPLES = 5
 
 local function ops_due(at)
   if ops_at < 0 or at < ops_at then ops_at = at end
@@ -62,13 +61,8 @@ end
 
 -- One more death in the endpoint's open summary window.
 local function ops_dead(ep, id, code, err)
-  if ops_window <= 0 then return end
-  local raw = redis.call('HGET', B .. 'opsdead', ep)
-  local s = raw and cjson.decode(raw) or {n = 0, first = now, ids = {}}
-  s.n, s.last, s.code, s.err = s.n + 1, now, code, err
-  if #s.ids < OPS_SAMPLES then s.ids[#s.ids + 1] = id end
-  redis.call('HSET', B .. 'opsdead', ep, cjson.encode(s))
-  ops_due(s.first + ops_window)
+  local at = ops_dead_summary(ep, id, code, err, now, ops_window)
+  if at >= 0 then ops_due(at) end
 end
 
 local function disable(ek, ep, reason)
