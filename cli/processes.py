@@ -45,6 +45,7 @@ def scheduler_config_of(s: Settings) -> "SchedulerConfig":
         ops_target=s.operational,
         box=box_of(s) if s.operational else None,
         retry_span_ms=span_ms(s.schedule),
+        tenant_max_share=s.tenant_max_share,
     )
 
 

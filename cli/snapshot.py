@@ -14,7 +14,7 @@ from rq.worker import Worker
 from rq.worker_registration import REDIS_WORKER_KEYS
 
 from webhooks import keys
-from webhooks.queueing import depths, memory
+from webhooks.queueing import depths, memory, shares
 
 
 @dataclass(slots=True)
@@ -25,6 +25,15 @@ class WorkerStatus:
     state: str
     last_heartbeat_ms: int | None
     birth_ms: int | None
+
+
+@dataclass(slots=True)
+class TenantStorageRow:
+    tenant_id: str
+    used_bytes: int
+    limit_bytes: int | None  # None: Redis has no maxmemory
+    max_share: float
+    fraction: float | None
 
 
 @dataclass(slots=True)
@@ -49,6 +58,8 @@ class PlatformStatus:
     paused_tenants: list[str] = field(default_factory=list)
     drain_jobs: int = 0  # RQ jobs waiting on the RQ queue
     counters: dict[str, int] = field(default_factory=dict)
+    # each tenant's stored bytes against its share of maxmemory (webhooks/queueing/shares.py), fullest first
+    tenant_storage: list[TenantStorageRow] = field(default_factory=list)
 
 
 def server_name(info: dict[str, Any]) -> str:
@@ -86,7 +97,9 @@ async def _workers(r: "Redis") -> list[WorkerStatus]:
     return out
 
 
-async def snapshot(r: "Redis", now_ms: int, rq: "Redis | None" = None) -> PlatformStatus:
+async def snapshot(
+    r: "Redis", now_ms: int, rq: "Redis | None" = None, tenant_max_share: float = shares.DEFAULT_MAX_SHARE
+) -> PlatformStatus:
     """Workers, scheduler leader, queue depths and oldest age, retries, dead letters, open breakers,
     tenants paused by a slot move, Redis memory.
 
@@ -109,6 +122,8 @@ async def snapshot(r: "Redis", now_ms: int, rq: "Redis | None" = None) -> Platfo
         for t in tenants:
             pipe.exists(keys.moving(t))
         flags = await pipe.execute() if tenants else []
+    stored = await shares.usage(r, tenants, use.max_bytes, tenant_max_share)
+    stored.sort(key=lambda u: (-u.fraction, -u.used_bytes))
     return PlatformStatus(
         now_ms=now_ms,
         redis_server=server_name(server),
@@ -131,4 +146,14 @@ async def snapshot(r: "Redis", now_ms: int, rq: "Redis | None" = None) -> Platfo
         paused_tenants=[t for t, flagged in zip(tenants, flags, strict=True) if flagged],
         drain_jobs=int(drain_jobs),
         counters=d.counters,
+        tenant_storage=[
+            TenantStorageRow(
+                u.tenant_id,
+                u.used_bytes,
+                u.limit_bytes or None,
+                u.max_share,
+                round(u.fraction, 4) if u.limit_bytes else None,
+            )
+            for u in stored
+        ],
     )

@@ -18,11 +18,23 @@ class DeliveryStatus(enum.StrEnum):
     DEAD = "dead"
 
 
+class TenantStorage(BaseModel):
+    """A tenant's stored bytes (pending work, history, dead letters; counted by record sizes)
+    against its share of Redis' maxmemory (limit and fraction null: Redis has no maxmemory)."""
+
+    used_bytes: int
+    limit_bytes: int | None
+    max_share: float
+    fraction: float | None
+
+
 class Tenant(BaseModel):
     id: str
     name: str
     created_at: str
     strict_event_types: bool = False  # only catalogued, unarchived event types are accepted
+    max_share: float | None = None  # its own share of Redis' memory, set by the admin (None: the default)
+    storage: TenantStorage | None = None  # on GET /v1/tenants/{id}: what it holds against its share
 
 
 class TenantCreated(Tenant):

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     breaker_max_pause_s: float = Field(30.0, gt=0, le=86400)
     memory_high_watermark: float = Field(0.7, gt=0.1, le=0.95)  # share of maxmemory
     trim_dead_letters: bool = False
+    tenant_max_share: float = Field(0.25, gt=0, le=1)  # of maxmemory, per tenant (PATCH /v1/tenants/{id})
     lease_ttl_s: float = Field(10.0, ge=1, le=600)
     api_workers: int = Field(1, ge=1, le=64)
     tenant_rate_limit_per_s: float = Field(1000.0, ge=0, le=1_000_000)  # 0 turns the limit off

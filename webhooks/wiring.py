@@ -46,4 +46,5 @@ def policy_of(s: Settings) -> Policy:
         retention_ms=s.retention_ms,
         default_max_in_flight=s.endpoint_max_in_flight,
         ack=s.ack,
+        tenant_max_share=s.tenant_max_share,
     )

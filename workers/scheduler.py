@@ -28,7 +28,7 @@ from webhooks import keys
 from webhooks.intake import operational
 from webhooks.outbound import retry
 from webhooks.outbound.secretbox import SecretBox
-from webhooks.queueing import depths, memory, queue, reshard, upkeep
+from webhooks.queueing import depths, memory, queue, reshard, shares, upkeep
 from webhooks.timefmt import now_ms
 from workers import jobs
 
@@ -38,6 +38,7 @@ TICK_S = 0.05
 TRIM_EVERY_S = 60.0
 SWEEP_EVERY_S = 10.0
 MEMORY_EVERY_S = 0.2
+SHARES_EVERY_S = 1.0  # each tenant's stored bytes against its share (webhooks/queueing/shares.py)
 SWEEP_CHUNK = 500
 TRIM_CHUNK_EVENTS = 500
 TRIM_BUDGET_S = 0.3 * MEMORY_EVERY_S  # the most one memory check's trimming may take
@@ -64,6 +65,7 @@ class SchedulerConfig:
     # A delivery held behind an open breaker or a throttle ends dead this long after its retry
     # series began (the retry schedule's span, webhooks/outbound/retry.py: span_ms); 0: never.
     retry_span_ms: int = retry.span_ms(retry.parse_schedule(retry.DEFAULT_SCHEDULE))
+    tenant_max_share: float = shares.DEFAULT_MAX_SHARE  # of maxmemory, unless the tenant has its own
 
 
 class Scheduler:
@@ -79,6 +81,7 @@ class Scheduler:
         self.memory_high_share = config.memory_high_share
         self.trim_dead_letters = config.trim_dead_letters
         self.ops_target = config.ops_target
+        self.tenant_max_share = config.tenant_max_share
         self.held = upkeep.HeldLimit(
             span_ms=config.retry_span_ms,
             retention_ms=config.retention_ms,
@@ -93,6 +96,8 @@ class Scheduler:
         self._next_trim = 0.0
         self._next_sweep = 0.0
         self._next_memory = 0.0
+        self._next_shares = 0.0
+        self._over: set[str] = set()  # tenants at their share: trimmed first
         self._sweep: list[str] = []
         self._barren: dict[str, float] = {}  # tenant -> until when a trim pass is not worth it
 
@@ -138,6 +143,9 @@ class Scheduler:
         if mono >= self._next_memory:
             self._next_memory = mono + MEMORY_EVERY_S
             await self.keep_memory_budget(now)
+        if mono >= self._next_shares:
+            self._next_shares = mono + SHARES_EVERY_S
+            await self.keep_shares(now)
         if await self.r.llen(keys.ACTIVE) and self.rq_queue.count == 0:
             self.rq_queue.enqueue(
                 jobs.drain,
@@ -177,6 +185,45 @@ class Scheduler:
             self.memory_level = lvl
         await memory.publish(self.r, lvl, use, now, high_share=self.memory_high_share)
 
+    async def keep_shares(self, now: int) -> None:
+        """Each tenant against its share of Redis' memory (``webhooks.queueing.shares``): one near
+        or at it has its settled history trimmed, oldest first, down to ``TRIM_TO`` of it (within
+        ``TRIM_BUDGET_S``), before anybody else is; the operator is told of 80 % and 100 %."""
+        use = await memory.usage(self.r)
+        if not use.max_bytes:
+            return
+        tenants = await depths.tenant_ids(self.r)
+        found = await shares.usage(self.r, tenants, use.max_bytes, self.tenant_max_share)
+        self._over = {u.tenant_id for u in found if u.fraction >= shares.TRIM_FROM}
+        if self.ops_target:
+            near = [
+                (u.tenant_id, u.limit_bytes)
+                for u in found
+                if u.tenant_id != operational.OPERATOR_TENANT and (u.fraction >= shares.WARN_AT or u.told)
+            ]
+            await operational.note_shares(self.r, near, now, shares.WARN_AT)
+        mono = time.monotonic()
+        live = [t for t in self._over if self._barren.get(t, 0.0) <= mono]
+        deadline = mono + TRIM_BUDGET_S
+        limits = {u.tenant_id: u.limit_bytes for u in found}
+        while live and time.monotonic() < deadline:
+            done = await upkeep.trim(
+                self.r,
+                live,
+                now - self.retention_ms,
+                most=TRIM_CHUNK_EVENTS,
+                allow_dead=self.trim_dead_letters,
+                now_ms=now,
+            )
+            if not done.events:
+                self._barren.update((t, mono + BARREN_S) for t in done.exhausted)
+            now_used = await shares.usage(self.r, live, use.max_bytes, self.tenant_max_share)
+            live = [
+                u.tenant_id
+                for u in now_used
+                if u.tenant_id not in done.exhausted and u.used_bytes >= shares.TRIM_TO * limits[u.tenant_id]
+            ]
+
     async def _trim_history(self, now: int, use: memory.Usage) -> bool:
         """Trim the tenants with the oldest history first until under the low watermark (at most
         ``TRIM_BUDGET_S`` of work); False when no settled history is left to drop."""
@@ -186,12 +233,12 @@ class Scheduler:
                 pipe.zrange(keys.events(t), 0, 0, withscores=True)
             oldest = await pipe.execute()
         mono = time.monotonic()
-        order = sorted(
-            (row[0][1], t)
+        order = sorted(  # tenants at their share first (webhooks/queueing/shares.py), then oldest first
+            (t not in self._over, row[0][1], t)
             for t, row in zip(tenants, oldest, strict=True)
             if row and self._barren.get(t, 0.0) <= mono
         )
-        live = [t for _, t in order]
+        live = [t for _, _, t in order]
         low = (self.memory_high_share - memory.LOW_GAP) * use.max_bytes
         dropped = 0
         deadline = time.monotonic() + TRIM_BUDGET_S

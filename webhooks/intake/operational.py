@@ -1,6 +1,6 @@
 """Operational webhooks: the platform tells its operator about endpoints and dead letters.
 
-With ``WEBHOOKS_OPERATIONAL_WEBHOOK_URL`` set, three event types go to that URL, signed with
+With ``WEBHOOKS_OPERATIONAL_WEBHOOK_URL`` set, four event types go to that URL, signed with
 ``WEBHOOKS_OPERATIONAL_WEBHOOK_SECRET``:
 
 - ``endpoint.disabled``: the engine disabled an endpoint (failing for ``WEBHOOKS_DISABLE_AFTER_S``
@@ -11,6 +11,8 @@ With ``WEBHOOKS_OPERATIONAL_WEBHOOK_URL`` set, three event types go to that URL,
   window (``WEBHOOKS_OPERATIONAL_SUMMARY_S``): count, first and last death, a few sample delivery
   ids, the last status code and error. An outage of one endpoint is one event per window, not
   one per dead delivery.
+- ``tenant.storage``: a tenant's stored bytes reached 80 % (``percent`` 80) or all (100) of its
+  share of Redis' memory (:mod:`webhooks.queueing.shares`); told again after it fell below 70 %.
 
 They are delivered by the same engine as every other event: they are events of a reserved
 **operator tenant** (:data:`OPERATOR_TENANT`) with one endpoint (:data:`OPERATOR_ENDPOINT`) at
@@ -48,7 +50,8 @@ OPERATOR_NAME = "operational webhooks"
 ENDPOINT_DISABLED = "endpoint.disabled"
 ENDPOINT_RECOVERED = "endpoint.recovered"
 DELIVERY_DEAD = "delivery.dead"
-EVENT_TYPES = (ENDPOINT_DISABLED, ENDPOINT_RECOVERED, DELIVERY_DEAD)
+TENANT_STORAGE = "tenant.storage"
+EVENT_TYPES = (ENDPOINT_DISABLED, ENDPOINT_RECOVERED, DELIVERY_DEAD, TENANT_STORAGE)
 MAX_IN_FLIGHT = 16
 TENANTS_PER_PASS = 100
 ENTRIES_PER_TENANT = 100
@@ -111,6 +114,15 @@ async def ensure(r: "Redis", box: SecretBox, target: Target, now_ms: int) -> boo
 def payload(tenant_id: str, entry: dict[str, Any], url: str | None) -> tuple[str, dict[str, Any]]:
     """The event type and payload of one outbox entry (``lua/complete.lua``, ``lua/outbox.lua``)."""
     kind = str(entry["k"])
+    if kind == TENANT_STORAGE:  # a tenant's storage against its share: no endpoint
+        used, limit = int(entry["used"]), int(entry["limit"])
+        return kind, {
+            "tenant_id": tenant_id,
+            "used_bytes": used,
+            "limit_bytes": limit,
+            "percent": int(entry["level"]),
+            "at": iso_from_ms(entry["at"]),
+        }
     out: dict[str, Any] = {"tenant_id": tenant_id, "endpoint_id": entry["ep"], "url": url}
     if kind == ENDPOINT_DISABLED:
         out.update(
@@ -188,6 +200,22 @@ async def _emit(r: "Redis", due: list[str], now_ms: int, window_ms: int, retenti
     await run_scripts(r, acks)
     await queue.wake_at(r, {t: nd for t, _, nd in taken if nd >= 0}, keys.OPS_DUE)
     return len(events)
+
+
+async def note_shares(r: "Redis", over: list[tuple[str, int]], now_ms: int, warn_at: float) -> int:
+    """Record a ``tenant.storage`` notification for each ``(tenant, limit bytes)`` that reached
+    ``warn_at`` or all of its share since it was last told (``lua/outbox.lua``, mode ``share``);
+    returns how many were recorded (their tenants are marked due)."""
+    if not over:
+        return 0
+    script = scripts(r).outbox
+    calls: list[ScriptCall] = [
+        (script, [keys.tenant_base(t)], ["share", now_ms, limit, repr(warn_at)]) for t, limit in over
+    ]
+    replies = await run_scripts(r, calls)
+    told = [t for (t, _), n in zip(over, replies, strict=True) if int(n)]
+    await queue.wake_at(r, dict.fromkeys(told, now_ms), keys.OPS_DUE)
+    return len(told)
 
 
 async def rescan(r: "Redis", tenant_ids: list[str], now_ms: int) -> int:

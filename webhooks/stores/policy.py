@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from webhooks.queueing import queue
 from webhooks.queueing.scripts import DEFAULT_MAX_IN_FLIGHT
+from webhooks.queueing.shares import DEFAULT_MAX_SHARE
 from webhooks.runtime.replication import NO_ACK, AckPolicy
 
 
@@ -21,3 +22,4 @@ class Policy:
     retention_ms: int = queue.DEFAULT_RETENTION_MS
     default_max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     ack: AckPolicy = NO_ACK  # what a write waits for before it is answered (replicas, fsync)
+    tenant_max_share: float = DEFAULT_MAX_SHARE  # of Redis' maxmemory, per tenant (its own if set)

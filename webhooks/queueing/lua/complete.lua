@@ -27,6 +27,7 @@
 -- disabled), appends a notification to the outbox `ops`; a delivery dying adds to its endpoint's
 -- summary in `opsdead` (due window ms after its first death). Both in this script, so a worker
 -- dying right after loses none.
+-- Attempt lines count in the tenant's stored bytes (`sb` in `B info`).
 -- Returns {applied, activate, endpoints opened, endpoints disabled (flat id, reason), next wake ms
 -- or -1 (a retry, a pause: the caller registers it, so the scheduler comes back in time),
 -- ms at which operational notifications are due or -1 (the caller registers it in wh:opsdue)}.
@@ -40,6 +41,7 @@ local ops_window = tonumber(ARGV[7])
 local nf = tonumber(ARGV[8])
 local applied, opened = 0, 0
 local n_ok, n_fail, n_dead, n_back = 0, 0, 0, 0
+local attempt_bytes = 0  -- what the attempt lines add to the tenant's stored bytes (`sb`)
 local disabled = {}
 local handed_back = {}  -- {endpoint, delivery id} of deliveries handed back unsent
 local ops_at = -1
@@ -155,6 +157,7 @@ for i = 9 + nf, #ARGV do
     redis.call('HSET', dk, 's', r.s, 'n', r.n, 'u', now)
     if r.sn == r.n then redis.call('HDEL', dk, 'sn') else redis.call('HSET', dk, 'sn', r.sn) end
     if r.a then
+      attempt_bytes = attempt_bytes + #r.a + 1
       local prev = redis.call('HGET', dk, 'a')
       redis.call('HSET', dk, 'a', prev and (prev .. '\n' .. r.a) or r.a)
       if r.ok == 1 then
@@ -210,4 +213,5 @@ if #handed_back > 0 then redis.call('HINCRBY', st, 'deliveries_handed_back', #ha
 if n_ok > 0 then redis.call('HINCRBY', st, 'attempts_succeeded', n_ok) end
 if n_fail > 0 then redis.call('HINCRBY', st, 'attempts_failed', n_fail) end
 if n_dead > 0 then redis.call('HINCRBY', st, 'deliveries_dead', n_dead) end
+if attempt_bytes > 0 then redis.call('HINCRBY', B .. 'info', 'sb', attempt_bytes) end
 return {applied, activation(), opened, disabled, next_wake(), ops_at}
