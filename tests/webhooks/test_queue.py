@@ -10,7 +10,7 @@ import redis.asyncio
 
 from tests.support.outcomes import outcome_of
 from webhooks import ids, keys
-from webhooks.queueing import arrivals, history, queue, upkeep
+from webhooks.queueing import arrivals, history, queue, shares, upkeep
 from webhooks.queueing.arrivals import NewEvent
 from webhooks.queueing.queue import Breaker, Lease, Outcome
 
@@ -408,3 +408,19 @@ def test_a_healthy_endpoints_waiting_deliveries_never_expire(ar, loop, rds) -> N
     complete(ar, loop, [outcome(lease, 0, "retrying", 500, due_ms=NOW + 1000)], [lease])
     done = run(loop, upkeep.tick(ar, [A], NOW + 1_000_000, held=HELD))
     assert done.expired == 0 and done.promoted == 1 and rds.llen(keys.ready(A, "ep_1")) == 3
+
+
+def test_a_tenants_stored_bytes_count_what_ingest_outcomes_and_trim_change(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    endpoint(rds, A, "ep_1")
+    events = [event(A, f"e{i}", ["ep_1"]) for i in range(3)]
+    ingest(ar, loop, *events)
+    stored = sum(len(e.record) + shares.EVENT_BYTES + shares.DELIVERY_BYTES for e in events)
+    assert rds.hget(keys.tenant(A), "sb") == str(stored)
+    lease = lease_next(ar, loop)
+    assert lease is not None
+    done = [outcome(lease, i) for i in range(3)]
+    complete(ar, loop, done, [lease])
+    stored += sum(len(o.attempt or "") + 1 for o in done)  # each attempt line, and its newline
+    assert rds.hget(keys.tenant(A), "sb") == str(stored)
+    assert run(loop, upkeep.trim(ar, [A], 0, most=10, now_ms=NOW + 10**9)).events == 3
+    assert rds.hget(keys.tenant(A), "sb") == "0"

@@ -1,13 +1,13 @@
 """Per-tenant storage shares: what each tenant holds in Redis, and how much it may.
 
 Every tenant's stored bytes (pending work, history, dead letters) are counted as they change, in
-the scripts that change them, with no scan: ``sb`` in the tenant's info hash (its stored events in
-``se``). ``lua/ingest.lua`` adds an event's record plus :data:`EVENT_BYTES` and
-:data:`DELIVERY_BYTES` per delivery, ``lua/complete.lua`` each attempt line, and ``lua/trim.lua``
-takes away what it drops (an event whose record already expired by retention, at the tenant's
-average). It is an approximation by record sizes, calibrated on ``python -m bench.memory`` (784
-bytes of Redis memory per settled 50-byte event with one delivery; the count gives 785), not a
-measure of Redis' allocations.
+the scripts that change them, with no scan: ``sb`` in the tenant's info hash. ``lua/ingest.lua``
+adds an event's record plus :data:`EVENT_BYTES` and :data:`DELIVERY_BYTES` per delivery,
+``lua/complete.lua`` each attempt line, and ``lua/trim.lua`` takes away what it drops (an event
+whose record already expired by retention at the tenant's average: its bytes left over the events
+its index still lists). It is an approximation by record sizes, calibrated on ``python -m
+bench.memory`` (784 bytes of Redis memory per settled 50-byte event with one delivery; the count
+gives 785), not a measure of Redis' allocations.
 
 A tenant may hold ``share`` x ``maxmemory`` bytes: its own ``share`` in its info hash when the
 admin set one (``PATCH /v1/tenants/{id}``), else ``WEBHOOKS_TENANT_MAX_SHARE`` (0.25). At it, its

@@ -4,7 +4,7 @@
 local B = KEYS[1]
 local DEFAULT_MAX_IN_FLIGHT = 1024  -- webhooks/queueing/scripts.py defines both (a test compares)
 local SLOW_START = 16  -- requests in flight a new or recovering endpoint starts with (`cap`), +1 per success
--- The tenant's stored bytes, `sb` in `B info` (its events count in `se`): an approximation by record
+-- The tenant's stored bytes, `sb` in `B info`: an approximation by record
 -- sizes (webhooks/queueing/shares.py keeps copies, a test compares). An event costs its record plus
 -- EVENT_BYTES (key, expiry, index entry), each of its deliveries DELIVERY_BYTES, each attempt its line.
 local EVENT_BYTES, DELIVERY_BYTES = 350, 320

@@ -99,6 +99,5 @@ end
 if created > 0 then
   redis.call('HINCRBY', B .. 'stats', 'events_accepted', created)
   redis.call('HINCRBY', B .. 'info', 'sb', bytes)
-  redis.call('HINCRBY', B .. 'info', 'se', created)
 end
 return {activation(), out}
