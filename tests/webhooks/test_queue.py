@@ -402,6 +402,7 @@ def test_a_paused_endpoint_holds_its_deliveries_without_end(ar, loop, rds) -> No
 
 def test_a_healthy_endpoints_waiting_deliveries_never_expire(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
     endpoint(rds, A, "ep_1", mif=1)
+    rds.hset(keys.endpoint(A, "ep_1"), "cap", 1)  # a new endpoint's slow start is no throttle
     ingest(ar, loop, *[event(A, f"e{i}", ["ep_1"]) for i in range(3)])
     lease = lease_next(ar, loop, n=1)
     assert lease is not None
@@ -424,3 +425,20 @@ def test_a_tenants_stored_bytes_count_what_ingest_outcomes_and_trim_change(ar, l
     assert rds.hget(keys.tenant(A), "sb") == str(stored)
     assert run(loop, upkeep.trim(ar, [A], 0, most=10, now_ms=NOW + 10**9)).events == 3
     assert rds.hget(keys.tenant(A), "sb") == "0"
+
+
+def test_deliveries_held_by_a_throttle_end_dead_and_the_throttle_flag_goes_with_it(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    endpoint(rds, A, "ep_1", mif=2)
+    ingest(ar, loop, *[event(A, f"e{i}", ["ep_1"]) for i in range(4)])
+    lease = lease_next(ar, loop, n=1)
+    assert lease is not None
+    complete(ar, loop, [outcome(lease, 0, "retrying", 502, due_ms=NOW + 1000, throttle=True)], [lease])
+    assert rds.hget(keys.endpoint(A, "ep_1"), "th") == "1"
+    done = run(loop, upkeep.tick(ar, [A], NOW + 10_000, held=HELD))
+    assert done.expired == 4  # the three waiting, and the retry that fell due after the span
+    assert rds.hget(keys.delivery(A, lease.deliveries[0].id), "dr") is not None
+    ingest(ar, loop, event(A, "e9", ["ep_1"], at=NOW + 10_000))
+    more = lease_next(ar, loop, now=NOW + 10_000)
+    assert more is not None
+    complete(ar, loop, [outcome(more, 0)], [more], now=NOW + 10_001)  # back to max_in_flight
+    assert rds.hget(keys.endpoint(A, "ep_1"), "th") is None

@@ -117,7 +117,7 @@ local function succeeded(ek, ep)
   end
   if f[3] then  -- throttled: one more slot per success, back to max_in_flight
     local cap, limit = limit_of(f[2], f[3])
-    if cap + 1 >= limit then redis.call('HDEL', ek, 'cap') else redis.call('HSET', ek, 'cap', cap + 1) end
+    if cap + 1 >= limit then redis.call('HDEL', ek, 'cap', 'th') else redis.call('HSET', ek, 'cap', cap + 1) end
   end
 end
 
@@ -127,9 +127,9 @@ local function failed(ek, ep, throttle)
   redis.call('HSET', ek, 'f', fails)
   local since = tonumber(f[2])
   if not since then since = now; redis.call('HSET', ek, 'fs', now) end
-  if throttle == 1 then
+  if throttle == 1 then  -- `th`: throttled, until its cap is back to max_in_flight (tick.lua: holding)
     local cap = limit_of(f[6], f[7])
-    redis.call('HSET', ek, 'cap', math.max(1, math.floor(cap / 2)))
+    redis.call('HSET', ek, 'cap', math.max(1, math.floor(cap / 2)), 'th', '1')
   end
   local paused = f[5] and tonumber(f[5]) > now
   if (fails >= threshold or f[3] == '1') and not paused then

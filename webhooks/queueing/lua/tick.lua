@@ -10,7 +10,7 @@
 --    half-open until its probe answers); deliveries due by now move from the due zset to the
 --    tail of the ready list.
 -- 3. Held deliveries end (span > 0): on an endpoint that holds its deliveries back (breaker open or
---    half-open, `h`; throttled, `cap`; never a paused one, see `holding`), a delivery whose retry
+--    half-open, `h`; throttled, `th`; never a paused one, see `holding`), a delivery whose retry
 --    series began (its first attempt; never attempted: its creation; replayed: its requeue) a span
 --    ago or more ends `dead` with reason EXPIRED, as if its remaining attempts had failed (dead
 --    letter, `delivery.dead` summary). Checked where they wait in order of that start: the head
@@ -42,7 +42,7 @@ end
 -- but a paused endpoint (`paused` = 1 in its hash, or "paused": true in its document: PATCH
 -- /v1/endpoints/{id} {"paused": true}) holds them without end, so it never counts here.
 local function holding(ek)
-  local f = redis.call('HMGET', ek, 'h', 'cap', 'paused', 'doc')
+  local f = redis.call('HMGET', ek, 'h', 'th', 'paused', 'doc')
   if f[1] ~= '1' and not f[2] then return false end
   if f[3] == '1' or f[3] == 'true' then return false end
   if f[4] and string.find(f[4], '"paused"', 1, true) then
