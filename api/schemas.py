@@ -5,6 +5,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from webhooks.intake.routing import EVENT_TYPE_RE
+from webhooks.intake.validation import EVENT_ID_RE
+
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -51,9 +54,13 @@ EVENT_FIELD_MAX = 256  # characters of an event's type and id (api/ingest.py che
 
 
 class EventCreate(_In):
-    event_type: str = Field(max_length=EVENT_FIELD_MAX)
+    # The patterns are checked by webhooks.intake (routing.check_event_type,
+    # validation.check_event_id), whose messages the API answers; here they document it.
+    event_type: str = Field(max_length=EVENT_FIELD_MAX, json_schema_extra={"pattern": EVENT_TYPE_RE.pattern})
     payload: Any = Field(...)
-    id: str | None = Field(None, max_length=EVENT_FIELD_MAX)
+    id: str | None = Field(
+        None, max_length=EVENT_FIELD_MAX, json_schema_extra={"pattern": EVENT_ID_RE.pattern}
+    )
 
 
 class EventBatch(_In):

@@ -48,7 +48,7 @@ async def read_status(s: Settings) -> PlatformStatus:
                 f"cannot reach Redis at {target.describe()} (from {source}): {type(exc).__name__}"
             ) from None
         # On a Redis Cluster, RQ's registry of workers is on its own Redis (WEBHOOKS_RQ_REDIS_URL).
-        rq = async_rq_client(target) if target.rq_url else None
+        rq = async_rq_client(target) if target.rq_apart else None
         try:
             return await snapshot(r, int(time.time() * 1000), rq, s.tenant_max_share)
         finally:

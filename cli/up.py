@@ -1,11 +1,12 @@
 """``webhooks up``: the whole platform on one machine, owned by this one process.
 
 Order: lock the data folder (a second ``up`` there stops with the holder's pid), start the
-embedded Redis unless ``WEBHOOKS_REDIS_URL``/``_SENTINELS`` name one, then the API, the workers
-and the scheduler as children (cli/supervisor.py: they end when this process ends, however it
-ends), wait for ``/readyz``, print a summary and record ``<data>/platform.json`` for the operator
-commands. Children's logs go to ``<data>/logs/``; ``--verbose`` shows them here too. A child
-that dies is restarted; Ctrl-C, SIGTERM or SIGHUP stop everything cleanly (exit 0).
+embedded Redis unless ``WEBHOOKS_REDIS_URL``/``_SENTINELS`` name one, check the data format in it
+(webhooks/queueing/dataformat.py), then start the API, the workers and the scheduler as children
+(cli/supervisor.py: they end when this process ends, however it ends), wait for ``/readyz``,
+print a summary and record ``<data>/platform.json`` for the operator commands. Children's logs go
+to ``<data>/logs/``; ``--verbose`` shows them here too. A child that dies is
+restarted; Ctrl-C, SIGTERM or SIGHUP stop everything cleanly (exit 0).
 """
 
 import argparse
@@ -32,6 +33,7 @@ from cli.snapshot import server_name
 from cli.supervisor import Supervisor
 from webhooks import __version__
 from webhooks.errors import ConfigError
+from webhooks.queueing import dataformat
 from webhooks.runtime.connection import RedisTarget, sync_client, warn_if_not_durable
 from webhooks.settings import Settings
 from webhooks.wiring import target_of
@@ -126,6 +128,7 @@ class Up:
             if redis_desc is None:
                 return 2
             token_line = self._credentials()
+            self._check_format()
             self._children()
             if tail:
                 tail.start()
@@ -192,6 +195,17 @@ class Up:
         version = server_name(conn.info("server"))
         conn.close()
         return f"{version} at {target_of(self.s).describe()}"
+
+    def _check_format(self) -> None:
+        """The data format, checked once before the children start (they check it again): data newer
+        than this code stops ``up`` with one line instead of children failing and being restarted."""
+        url = self.env.get("WEBHOOKS_REDIS_URL")
+        target = RedisTarget(url) if self.embedded and url else target_of(self.s)
+        conn = sync_client(target)
+        try:
+            dataformat.ensure(conn)
+        finally:
+            conn.close()
 
     def _credentials(self) -> str:
         if self.s.admin_token:

@@ -2,6 +2,10 @@
 
 Timestamps are ISO 8601 UTC strings; storage keeps Unix milliseconds and
 converts at this boundary (:mod:`webhooks.timefmt`).
+
+The Python client (clients/python, its own distribution) repeats the response shapes in
+``hookyard_client.models``; tests/client/test_models.py fails when the two differ, so a field
+changed here is changed there too.
 """
 
 import enum

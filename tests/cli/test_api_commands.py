@@ -16,7 +16,6 @@ from cli.main import main
 from tests.api.helpers import delivery_ids, now_ms, post_event, settle_async
 from tests.conftest import ADMIN_TOKEN
 from tests.support.api_server import ApiServer
-from webhooks.client import ApiConnectionError
 from webhooks.errors import ConfigError
 from webhooks.settings import Settings
 
@@ -72,7 +71,7 @@ def test_an_explicit_url_and_token_win(running: Path) -> None:
 
 
 def test_no_platform_and_no_token_are_said_so(tmp_path: Path, running: Path) -> None:
-    with pytest.raises(ApiConnectionError, match="no platform found: WEBHOOKS_API_URL is not set"):
+    with pytest.raises(platform_info.NoApi, match="no platform found: WEBHOOKS_API_URL is not set"):
         platform_info.operator_api(Settings(data_dir=tmp_path / "empty"))
     (running / platform_info.ADMIN_TOKEN_FILE).unlink()
     with pytest.raises(ConfigError, match="WEBHOOKS_ADMIN_TOKEN is not set"):

@@ -5,12 +5,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from hookyard_client import UNSET, ApiError, Client, DeliveryStatus, EventInput
 from tests.client.conftest import Recorder
 from tests.conftest import ADMIN_TOKEN, Processes
 from tests.support.api_server import ApiServer
 from tests.support.poll import poll
 from tests.support.receiver import Receiver
-from webhooks.client import UNSET, ApiError, Client, DeliveryStatus, EventInput
 
 
 def test_tenants_and_api_keys(admin_client: Client, api_server: ApiServer) -> None:

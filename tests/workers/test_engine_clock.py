@@ -73,7 +73,7 @@ def test_an_endpoint_failing_for_five_days_on_the_engine_clock_is_disabled_and_t
         transport = delivery_transport(None, allow_private=True, limit=16, timeout_s=5)
         engine = Engine(r, transport, box, config, clock=clock)
         try:
-            await store.ingest(tenant.id, [EventIn("a.b", {"n": 1})], clock())
+            await store.accept(tenant.id, [EventIn("a.b", {"n": 1})], clock())
             await engine.drain(1.0)
             await engine.idle()
             assert (await store.endpoints.get_endpoint(tenant.id, ep.id)).disabled is False
@@ -124,7 +124,7 @@ def test_deliveries_held_behind_an_open_breaker_end_dead_at_the_schedules_span_o
         transport = delivery_transport(None, allow_private=True, limit=16, timeout_s=5)
         engine = Engine(r, transport, box, config, clock=clock)
         try:
-            await store.ingest(tenant.id, [EventIn("a.b", {"n": i}) for i in range(10)], clock())
+            await store.accept(tenant.id, [EventIn("a.b", {"n": i}) for i in range(10)], clock(), batch=True)
             await engine.drain(1.0)  # two attempts fail, the breaker opens: eight wait, unattempted
             await engine.idle()
             clock.ms += 1999  # not yet the span: nothing ends

@@ -1,15 +1,15 @@
 """Resources that configure the platform: tenants, endpoints, the event-type catalogue
-(conventions: :mod:`webhooks.client.methods`)."""
+(conventions: :mod:`hookyard_client.methods`)."""
 
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import TypeAdapter
 
-from webhooks.client.core import Call, Listing, compact
-from webhooks.client.fields import UNSET, Unset, When, changes, nothing, route_path
-from webhooks.client.methods import M, Resource, listing, operation
-from webhooks.client.models import (
+from hookyard_client.core import Call, Listing, compact
+from hookyard_client.fields import UNSET, Unset, When, changes, nothing, route_path
+from hookyard_client.methods import M, Resource, listing, operation
+from hookyard_client.models import (
     ApiKey,
     ApiKeyCreated,
     Endpoint,
