@@ -33,6 +33,7 @@ __all__ = [
     "Secret",
     "Tenant",
     "TenantCreated",
+    "TenantStorage",
 ]
 
 
@@ -48,11 +49,22 @@ class DeliveryStatus(enum.StrEnum):
     DEAD = "dead"
 
 
+class TenantStorage(BaseModel):
+    """A tenant's stored bytes (counted by record sizes) against its share of Redis' memory."""
+
+    used_bytes: int
+    limit_bytes: int | None
+    max_share: float
+    fraction: float | None
+
+
 class Tenant(BaseModel):
     id: str
     name: str
     created_at: str
     strict_event_types: bool = False  # only catalogued, unarchived event types are accepted
+    max_share: float | None = None  # its own share of Redis' memory, set by the admin (None: the default)
+    storage: TenantStorage | None = None  # on a read of one tenant: what it holds against its share
 
 
 class TenantCreated(Tenant):
@@ -128,6 +140,7 @@ class Delivery(BaseModel):
     next_attempt_at: str | None
     last_status_code: int | None
     dead_at: str | None
+    dead_reason: str | None = None  # set when it ended without its attempts (held past the schedule's span)
 
 
 class DeliveryDetail(Delivery):
