@@ -29,6 +29,7 @@ STATUS: dict[type[errors.WebhooksError], tuple[int, str]] = {
     errors.PayloadTooLarge: (413, "payload_too_large"),
     errors.UnsupportedMediaType: (415, "unsupported_media_type"),
     errors.Conflict: (409, "conflict"),
+    errors.TenantStorageFull: (429, "tenant_storage_full"),
     errors.LimitExceeded: (429, "limit_exceeded"),
     errors.Unauthorized: (401, "unauthorized"),
     errors.Forbidden: (403, "forbidden"),

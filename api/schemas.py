@@ -98,6 +98,8 @@ class EventTypeUpdate(_In):
 class TenantUpdate(_In):
     # On: only event types in the tenant's catalogue (and not archived) are accepted at ingest.
     strict_event_types: bool | None = None
+    # The admin only: the tenant's own share of Redis' memory (null: back to WEBHOOKS_TENANT_MAX_SHARE).
+    max_share: float | None = Field(None, gt=0, le=1)
 
 
 class RecoverRequest(_In):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import redis
 
 from webhooks.errors import ConfigError
+from webhooks.outbound.retry import span_ms
 from webhooks.queueing import dataformat
 from webhooks.runtime.connection import sync_client, warn_if_not_durable
 from webhooks.runtime.replication import AckPolicy, startup_problems
@@ -48,6 +49,8 @@ def scheduler_config_of(s: Settings) -> "SchedulerConfig":
         trim_dead_letters=s.trim_dead_letters,
         ops_target=s.operational,
         box=box_of(s) if s.operational else None,
+        retry_span_ms=span_ms(s.schedule),
+        tenant_max_share=s.tenant_max_share,
     )
 
 

@@ -14,7 +14,7 @@ from rq.worker import Worker
 from rq.worker_registration import REDIS_WORKER_KEYS
 
 from webhooks import keys
-from webhooks.queueing import depths, memory
+from webhooks.queueing import depths, memory, shares
 from webhooks.stores import health
 
 
@@ -43,6 +43,15 @@ class EndpointStatus:
 
 
 @dataclass(slots=True)
+class TenantStorageRow:
+    tenant_id: str
+    used_bytes: int
+    limit_bytes: int | None  # None: Redis has no maxmemory
+    max_share: float
+    fraction: float | None
+
+
+@dataclass(slots=True)
 class PlatformStatus:
     now_ms: int
     redis_server: str  # "redis 7.0.15", "valkey 8.1.8"
@@ -65,6 +74,8 @@ class PlatformStatus:
     drain_jobs: int = 0  # RQ jobs waiting on the RQ queue
     endpoints_not_healthy: list[EndpointStatus] = field(default_factory=list)  # by tenant
     counters: dict[str, int] = field(default_factory=dict)
+    # each tenant's stored bytes against its share of maxmemory (webhooks/queueing/shares.py), fullest first
+    tenant_storage: list[TenantStorageRow] = field(default_factory=list)
 
 
 def server_name(info: dict[str, Any]) -> str:
@@ -102,7 +113,9 @@ async def _workers(r: "Redis") -> list[WorkerStatus]:
     return out
 
 
-async def snapshot(r: "Redis", now_ms: int, rq: "Redis | None" = None) -> PlatformStatus:
+async def snapshot(
+    r: "Redis", now_ms: int, rq: "Redis | None" = None, tenant_max_share: float = shares.DEFAULT_MAX_SHARE
+) -> PlatformStatus:
     """Workers, scheduler leader, queue depths and oldest age, retries, dead letters, open breakers,
     tenants paused by a slot move, endpoints not healthy, Redis memory.
 
@@ -129,6 +142,8 @@ async def snapshot(r: "Redis", now_ms: int, rq: "Redis | None" = None) -> Platfo
         EndpointStatus(t, e, url, h.state, h.consecutive_failures, h.next_attempt_at, h.ready, h.retrying)
         for t, e, url, h in await health.unhealthy(r, tenants, now_ms)
     ]
+    stored = await shares.usage(r, tenants, use.max_bytes, tenant_max_share)
+    stored.sort(key=lambda u: (-u.fraction, -u.used_bytes))
     return PlatformStatus(
         now_ms=now_ms,
         redis_server=server_name(server),
@@ -152,4 +167,14 @@ async def snapshot(r: "Redis", now_ms: int, rq: "Redis | None" = None) -> Platfo
         drain_jobs=int(drain_jobs),
         endpoints_not_healthy=sick,
         counters=d.counters,
+        tenant_storage=[
+            TenantStorageRow(
+                u.tenant_id,
+                u.used_bytes,
+                u.limit_bytes or None,
+                u.max_share,
+                round(u.fraction, 4) if u.limit_bytes else None,
+            )
+            for u in stored
+        ],
     )

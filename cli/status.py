@@ -23,6 +23,8 @@ from webhooks.runtime.connection import async_client, async_rq_client
 from webhooks.settings import Settings
 from webhooks.timefmt import iso_from_ms
 
+STORAGE_ROWS = 20  # the fullest tenants shown (--json lists every one)
+
 
 def _age(ms: int | None, now: int) -> str | None:
     return None if ms is None else f"{max(0.0, (now - ms) / 1000):.1f}s ago"
@@ -49,7 +51,7 @@ async def read_status(s: Settings) -> PlatformStatus:
         # On a Redis Cluster, RQ's registry of workers is on its own Redis (WEBHOOKS_RQ_REDIS_URL).
         rq = async_rq_client(target) if target.rq_apart else None
         try:
-            return await snapshot(r, int(time.time() * 1000), rq)
+            return await snapshot(r, int(time.time() * 1000), rq, s.tenant_max_share)
         finally:
             if rq is not None:
                 await rq.aclose()
@@ -123,5 +125,20 @@ def cmd_status(s: Settings, args: argparse.Namespace) -> int:
     out.fields(
         "redis",
         [("server", st.redis_server), ("memory", f"{_mib(st.used_memory_bytes)} used of {maxmem}")],
+    )
+    out.table(
+        "tenant storage (pending work, history, dead letters; counted by record sizes) against each share",
+        ["tenant", "stored", "share", "of its share"],
+        [
+            (
+                t.tenant_id,
+                _mib(t.used_bytes),
+                f"{t.max_share:g} ({_mib(t.limit_bytes)})"
+                if t.limit_bytes
+                else f"{t.max_share:g} (no limit)",
+                f"{100 * t.fraction:.0f}%" if t.fraction is not None else "-",
+            )
+            for t in st.tenant_storage[:STORAGE_ROWS]
+        ],
     )
     return 0

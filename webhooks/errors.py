@@ -43,6 +43,20 @@ class LimitExceeded(WebhooksError):
         self.retry_after_s = retry_after_s
 
 
+class TenantStorageFull(LimitExceeded):
+    """The tenant holds its whole share of Redis' memory (``WEBHOOKS_TENANT_MAX_SHARE``): its own
+    events wait (nobody else's) until its deliveries drain or its history is trimmed."""
+
+    def __init__(self, used_bytes: int = 0, limit_bytes: int = 0, retry_after_s: float = 5.0) -> None:
+        super().__init__(
+            f"this tenant holds its whole share of storage ({used_bytes} of {limit_bytes} bytes, pending "
+            "work, history and dead letters): new events are refused until deliveries drain; retry later",
+            retry_after_s,
+        )
+        self.used_bytes = used_bytes
+        self.limit_bytes = limit_bytes
+
+
 class RoutesChanging(WebhooksError):
     """The tenant's endpoints (or event-type catalogue) changed under every one of a few tries at
     routing its events: nothing was written, Redis is fine; try again after ``retry_after_s``."""

@@ -22,11 +22,23 @@ class DeliveryStatus(enum.StrEnum):
     DEAD = "dead"
 
 
+class TenantStorage(BaseModel):
+    """A tenant's stored bytes (pending work, history, dead letters; counted by record sizes)
+    against its share of Redis' maxmemory (limit and fraction null: Redis has no maxmemory)."""
+
+    used_bytes: int
+    limit_bytes: int | None
+    max_share: float
+    fraction: float | None
+
+
 class Tenant(BaseModel):
     id: str
     name: str
     created_at: str
     strict_event_types: bool = False  # only catalogued, unarchived event types are accepted
+    max_share: float | None = None  # its own share of Redis' memory, set by the admin (None: the default)
+    storage: TenantStorage | None = None  # on GET /v1/tenants/{id}: what it holds against its share
 
 
 class TenantCreated(Tenant):
@@ -116,6 +128,7 @@ class Delivery(BaseModel):
     last_status_code: int | None
     dead_at: str | None
     last_error: str | None = None  # the last attempt's error when it got no response ("connection refused")
+    dead_reason: str | None = None  # set when it ended without its attempts (held past the schedule's span)
 
 
 class DeliveryDetail(Delivery):

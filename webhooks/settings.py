@@ -16,7 +16,7 @@ from webhooks.errors import ConfigError, Invalid
 from webhooks.intake.operational import Target
 from webhooks.outbound.egress import parse_proxy_url
 from webhooks.outbound.netguard import check_target_url
-from webhooks.outbound.retry import parse_schedule
+from webhooks.outbound.retry import DEFAULT_SCHEDULE, parse_schedule
 from webhooks.outbound.signing import secret_key_bytes
 from webhooks.queueing.queue import Breaker
 from webhooks.queueing.scripts import DEFAULT_MAX_IN_FLIGHT
@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     admin_token: SecretStr | None = None
     api_url: str | None = None  # where operator commands reach the API (else platform.json)
-    retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
+    retry_schedule: str = DEFAULT_SCHEDULE
     request_timeout_s: float = Field(15.0, gt=0, le=300)
     max_payload_bytes: int = Field(262144, ge=1, le=16 * 1024 * 1024)
     allow_private_targets: bool = False
@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     breaker_max_pause_s: float = Field(30.0, gt=0, le=86400)
     memory_high_watermark: float = Field(0.7, gt=0.1, le=0.95)  # share of maxmemory
     trim_dead_letters: bool = False
+    tenant_max_share: float = Field(0.25, gt=0, le=1)  # of maxmemory, per tenant (PATCH /v1/tenants/{id})
     lease_ttl_s: float = Field(10.0, ge=1, le=600)
     api_workers: int = Field(1, ge=1, le=64)
     tenant_rate_limit_per_s: float = Field(1000.0, ge=0, le=1_000_000)  # 0 turns the limit off

@@ -50,4 +50,5 @@ def policy_of(s: Settings) -> Policy:
         default_max_in_flight=s.endpoint_max_in_flight,
         operational_events=bool(s.operational_webhook_url),
         ack=s.ack,
+        tenant_max_share=s.tenant_max_share,
     )

@@ -30,6 +30,7 @@ import redis
 from rq import Queue, SimpleWorker
 
 from webhooks import keys
+from webhooks.outbound import retry
 from webhooks.outbound.secretbox import SecretBox
 from webhooks.queueing import dataformat
 from webhooks.runtime import gcpolicy
@@ -128,7 +129,10 @@ def run_worker(
     if with_scheduler:
         _, stop_scheduler = _scheduler_thread(
             target,
-            scheduler_config or SchedulerConfig(config.request_timeout_s, config.retention_ms),
+            scheduler_config
+            or SchedulerConfig(
+                config.request_timeout_s, config.retention_ms, retry_span_ms=retry.span_ms(config.schedule)
+            ),
         )
     level = logging.getLevelName(logging.getLogger().level)
     try:

@@ -35,8 +35,9 @@ from rq import Queue
 
 from webhooks import keys
 from webhooks.intake import operational
+from webhooks.outbound import retry
 from webhooks.outbound.secretbox import SecretBox
-from webhooks.queueing import dataformat, depths, memory, queue, reshard, upkeep
+from webhooks.queueing import dataformat, depths, memory, queue, reshard, shares, upkeep
 from webhooks.timefmt import now_ms
 from workers import jobs
 
@@ -46,6 +47,7 @@ TICK_S = 0.05
 TRIM_EVERY_S = 60.0
 SWEEP_EVERY_S = 10.0
 MEMORY_EVERY_S = 0.2
+SHARES_EVERY_S = 1.0  # each tenant's stored bytes against its share (webhooks/queueing/shares.py)
 SWEEP_CHUNK = 500
 TRIM_CHUNK_EVENTS = 500
 TRIM_BUDGET_S = 0.3 * MEMORY_EVERY_S  # the most one memory check's trimming may take
@@ -69,6 +71,10 @@ class SchedulerConfig:
     trim_dead_letters: bool = False  # may dead letters go too when memory runs short
     ops_target: operational.Target | None = None  # where operational webhooks go (None: off)
     box: SecretBox | None = None  # seals the operational webhook secret (needed with ``ops_target``)
+    # A delivery held behind an open breaker or a throttle ends dead this long after its retry
+    # series began (the retry schedule's span, webhooks/outbound/retry.py: span_ms); 0: never.
+    retry_span_ms: int = retry.span_ms(retry.parse_schedule(retry.DEFAULT_SCHEDULE))
+    tenant_max_share: float = shares.DEFAULT_MAX_SHARE  # of maxmemory, unless the tenant has its own
 
 
 class Scheduler:
@@ -84,6 +90,13 @@ class Scheduler:
         self.memory_high_share = config.memory_high_share
         self.trim_dead_letters = config.trim_dead_letters
         self.ops_target = config.ops_target
+        self.tenant_max_share = config.tenant_max_share
+        self.held = upkeep.HeldLimit(
+            span_ms=config.retry_span_ms,
+            retention_ms=config.retention_ms,
+            ops_window_ms=config.ops_target.window_ms if config.ops_target else 0,
+            ops_skip=operational.OPERATOR_TENANT,
+        )
         self.box = config.box or SecretBox(None)
         self._operator_ready = False
         self.memory_level = "ok"
@@ -92,6 +105,8 @@ class Scheduler:
         self._next_trim = 0.0
         self._next_sweep = 0.0
         self._next_memory = 0.0
+        self._next_shares = 0.0
+        self._over: set[str] = set()  # tenants at their share: trimmed first
         self._sweep: list[str] = []
         self._barren: dict[str, float] = {}  # tenant -> until when a trim pass is not worth it
         self._trigger: asyncio.Task[None] | None = None  # the RQ call in its thread, if one runs
@@ -103,7 +118,13 @@ class Scheduler:
     async def tick(self, now: int) -> None:
         while True:
             due = await upkeep.due_tenants(self.r, now)
-            done = await upkeep.tick(self.r, due, now)
+            done = await upkeep.tick(self.r, due, now, held=self.held)
+            if done.expired:
+                log.warning(
+                    "%d deliveries held behind an open breaker or a throttle for the whole retry "
+                    "schedule are dead",
+                    done.expired,
+                )
             if done.leases:
                 log.warning(
                     "reclaimed %d expired leases: %d deliveries back on their ready lists",
@@ -123,7 +144,7 @@ class Scheduler:
             if not self._sweep:
                 self._sweep = await depths.tenant_ids(self.r)
             chunk, self._sweep = self._sweep[:SWEEP_CHUNK], self._sweep[SWEEP_CHUNK:]
-            repaired = await upkeep.repair(self.r, chunk, now)
+            repaired = await upkeep.repair(self.r, chunk, now, self.held)
             if repaired:
                 log.warning("sweep: %d tenants with work were missing from the active list", repaired)
             if self.ops_target:
@@ -138,6 +159,9 @@ class Scheduler:
         if mono >= self._next_memory:
             self._next_memory = mono + MEMORY_EVERY_S
             await self.keep_memory_budget(now)
+        if mono >= self._next_shares:
+            self._next_shares = mono + SHARES_EVERY_S
+            await self.keep_shares(now)
         if await self.r.llen(keys.ACTIVE) and (self._trigger is None or self._trigger.done()):
             self._trigger = asyncio.create_task(self._keep_triggered())
 
@@ -198,6 +222,45 @@ class Scheduler:
             self.memory_level = lvl
         await memory.publish(self.r, lvl, use, now, high_share=self.memory_high_share)
 
+    async def keep_shares(self, now: int) -> None:
+        """Each tenant against its share of Redis' memory (``webhooks.queueing.shares``): one near
+        or at it has its settled history trimmed, oldest first, down to ``TRIM_TO`` of it (within
+        ``TRIM_BUDGET_S``), before anybody else is; the operator is told of 80 % and 100 %."""
+        use = await memory.usage(self.r)
+        if not use.max_bytes:
+            return
+        tenants = await depths.tenant_ids(self.r)
+        found = await shares.usage(self.r, tenants, use.max_bytes, self.tenant_max_share)
+        self._over = {u.tenant_id for u in found if u.fraction >= shares.TRIM_FROM}
+        if self.ops_target:
+            near = [
+                (u.tenant_id, u.limit_bytes)
+                for u in found
+                if u.tenant_id != operational.OPERATOR_TENANT and (u.fraction >= shares.WARN_AT or u.told)
+            ]
+            await operational.note_shares(self.r, near, now, shares.WARN_AT)
+        mono = time.monotonic()
+        live = [t for t in self._over if self._barren.get(t, 0.0) <= mono]
+        deadline = mono + TRIM_BUDGET_S
+        limits = {u.tenant_id: u.limit_bytes for u in found}
+        while live and time.monotonic() < deadline:
+            done = await upkeep.trim(
+                self.r,
+                live,
+                now - self.retention_ms,
+                most=TRIM_CHUNK_EVENTS,
+                allow_dead=self.trim_dead_letters,
+                now_ms=now,
+            )
+            if not done.events:
+                self._barren.update((t, mono + BARREN_S) for t in done.exhausted)
+            now_used = await shares.usage(self.r, live, use.max_bytes, self.tenant_max_share)
+            live = [
+                u.tenant_id
+                for u in now_used
+                if u.tenant_id not in done.exhausted and u.used_bytes >= shares.TRIM_TO * limits[u.tenant_id]
+            ]
+
     async def _trim_history(self, now: int, use: memory.Usage) -> bool:
         """Trim the tenants with the oldest history first until under the low watermark (at most
         ``TRIM_BUDGET_S`` of work); False when no settled history is left to drop."""
@@ -207,12 +270,12 @@ class Scheduler:
                 pipe.zrange(keys.events(t), 0, 0, withscores=True)
             oldest = await pipe.execute()
         mono = time.monotonic()
-        order = sorted(
-            (row[0][1], t)
+        order = sorted(  # tenants at their share first (webhooks/queueing/shares.py), then oldest first
+            (t not in self._over, row[0][1], t)
             for t, row in zip(tenants, oldest, strict=True)
             if row and self._barren.get(t, 0.0) <= mono
         )
-        live = [t for _, t in order]
+        live = [t for _, _, t in order]
         low = (self.memory_high_share - memory.LOW_GAP) * use.max_bytes
         dropped = 0
         deadline = time.monotonic() + TRIM_BUDGET_S

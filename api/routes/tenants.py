@@ -5,7 +5,7 @@ from fastapi import APIRouter, Query, Response
 from api.deps import AdminDep, Caller, CallerDep, StoreDep
 from api.errors import responses
 from api.schemas import TenantCreate, TenantUpdate
-from webhooks.errors import NotFound
+from webhooks.errors import Forbidden, NotFound
 from webhooks.models import ApiKey, ApiKeyCreated, Page, Tenant, TenantCreated
 from webhooks.stores.catalogue import EventTypeStore
 from webhooks.timefmt import now_ms
@@ -36,14 +36,21 @@ def _own(who: Caller, tenant_id: str) -> None:
 @router.get("/{tenant_id}", response_model=Tenant)
 async def get_tenant(tenant_id: str, who: CallerDep, store: StoreDep) -> Tenant:
     _own(who, tenant_id)
-    return await store.tenants.get_tenant(tenant_id)
+    tenant = await store.tenants.get_tenant(tenant_id)
+    tenant.storage = await store.tenants.storage(tenant_id)
+    return tenant
 
 
 @router.patch("/{tenant_id}", response_model=Tenant, responses=responses(413, 415))
 async def update_tenant(tenant_id: str, body: TenantUpdate, who: CallerDep, store: StoreDep) -> Tenant:
-    """The tenant's own settings (its key or the admin): ``strict_event_types``."""
+    """The tenant's own settings (its key or the admin): ``strict_event_types``; the admin only:
+    ``max_share``, its share of Redis' memory (null: the default)."""
     _own(who, tenant_id)
     await store.tenants.get_tenant(tenant_id)
+    if "max_share" in body.model_fields_set:
+        if not who.is_admin:
+            raise Forbidden("max_share: only the admin sets a tenant's share of storage")
+        await store.tenants.set_max_share(tenant_id, body.max_share)
     if body.strict_event_types is not None:
         await EventTypeStore(store.r).set_strict(tenant_id, body.strict_event_types)
     return await store.tenants.get_tenant(tenant_id)

@@ -23,7 +23,7 @@ def test_admin_creates_a_tenant_with_an_api_key(api: httpx.Client, admin: dict[s
 
     assert resp.status_code == 201, resp.text
     body = resp.json()
-    assert set(body) == {"id", "name", "created_at", "api_key", "strict_event_types"}
+    assert set(body) == {"id", "name", "created_at", "api_key", "strict_event_types", "max_share", "storage"}
     assert body["id"].startswith("ten_")
     assert body["name"] == "Acme Inc"
     assert ISO_UTC.fullmatch(body["created_at"])
@@ -36,7 +36,29 @@ def test_admin_creates_a_tenant_with_an_api_key(api: httpx.Client, admin: dict[s
         "name": "Acme Inc",
         "created_at": body["created_at"],
         "strict_event_types": False,
+        "max_share": None,
+        # what it holds against its share of Redis' memory (this Redis has no maxmemory: no limit)
+        "storage": {"used_bytes": 0, "limit_bytes": None, "max_share": 0.25, "fraction": None},
     }
+
+
+def test_the_admin_sets_a_tenants_share_of_storage_and_its_usage_counts_its_events(
+    api: httpx.Client, admin: dict[str, str]
+) -> None:
+    created = api.post("/v1/tenants", json={"name": "acme"}, headers=admin).json()
+    tid, own = created["id"], bearer(created["api_key"])
+    refused = api.patch(f"/v1/tenants/{tid}", json={"max_share": 0.5}, headers=own)
+    assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+    assert api.patch(f"/v1/tenants/{tid}", json={"max_share": 0}, headers=admin).status_code == 422
+    patched = api.patch(f"/v1/tenants/{tid}", json={"max_share": 0.5}, headers=admin)
+    assert patched.status_code == 200 and patched.json()["max_share"] == 0.5
+    api.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/x"}, headers=own)
+    sent = api.post("/v1/events", json={"event_type": "a.b", "payload": {"n": "x" * 40}}, headers=own)
+    assert sent.status_code == 202, sent.text
+    storage = api.get(f"/v1/tenants/{tid}", headers=own).json()["storage"]
+    assert storage["max_share"] == 0.5 and 700 < storage["used_bytes"] < 900  # one event, one delivery
+    reset = api.patch(f"/v1/tenants/{tid}", json={"max_share": None}, headers=admin)
+    assert reset.json()["max_share"] is None
 
 
 def test_get_tenant_shows_no_api_key(api: httpx.Client, admin: dict[str, str], make_tenant: Any) -> None:

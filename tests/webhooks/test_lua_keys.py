@@ -14,7 +14,7 @@ import inspect
 import re
 
 from webhooks import keys
-from webhooks.queueing import scripts
+from webhooks.queueing import scripts, shares
 
 SCRIPTS = importlib.resources.files("webhooks.queueing").joinpath("lua")
 CALL = re.compile(r"redis\.call\(\s*'([A-Z]+)'\s*,\s*([^,)]+)")
@@ -117,3 +117,10 @@ def test_the_lua_copies_of_the_in_flight_limits_match_python() -> None:
         "DEFAULT_MAX_IN_FLIGHT": str(scripts.DEFAULT_MAX_IN_FLIGHT),
         "SLOW_START": str(scripts.SLOW_START),
     }
+
+
+def test_the_lua_copies_of_the_storage_costs_match_python() -> None:
+    common = sources()["_common.lua"]
+    found = re.search(r"^local EVENT_BYTES, DELIVERY_BYTES = (\d+), (\d+)", common, re.M)
+    assert found is not None
+    assert (int(found[1]), int(found[2])) == (shares.EVENT_BYTES, shares.DELIVERY_BYTES)

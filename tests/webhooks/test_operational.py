@@ -221,3 +221,31 @@ def test_the_settings_go_together_and_a_bad_one_names_its_variable(monkeypatch: 
     on = load(operational_webhook_url="https://ops.example.com/", operational_webhook_secret=secret)
     assert on.operational == Target("https://ops.example.com/", secret, 60_000)
     assert secret not in repr(on.operational)
+
+
+def test_a_tenant_reaching_80_and_100_percent_of_its_share_is_told_once_each(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    box = SecretBox(None)
+    target = Target("https://ops.example.com/hook", generate_secret(), WINDOW_MS)
+    run(loop, operational.ensure(ar, box, target, NOW))
+    rds.hset(keys.tenant(A), mapping={"id": A, "name": "a", "created_at": NOW})
+
+    def at(used: int) -> int:
+        rds.hset(keys.tenant(A), "sb", used)
+        return run(loop, operational.note_shares(ar, [(A, 1000)], NOW, 0.8))  # type: ignore[no-any-return]
+
+    assert at(700) == 0
+    assert at(800) == 1 and at(900) == 0  # 80 %: once
+    assert at(1000) == 1 and at(1200) == 0  # 100 %: once
+    assert at(650) == 0 and at(850) == 1  # below 70 % again: told anew at 80 %
+    assert [n["level"] for n in outbox(rds)] == [80, 100, 80]
+    assert run(loop, operational.emit_due(ar, NOW, WINDOW_MS)) == 3
+    kinds = operator_events(rds)
+    assert [k for k, _ in kinds] == ["tenant.storage"] * 3
+    assert sorted((b["percent"], b["used_bytes"]) for _, b in kinds) == [(80, 800), (80, 850), (100, 1000)]
+    assert next(b for _, b in kinds if b["percent"] == 100) == {
+        "tenant_id": A,
+        "used_bytes": 1000,
+        "limit_bytes": 1000,
+        "percent": 100,
+        "at": "2027-01-15T08:00:00.000Z",
+    }

@@ -10,7 +10,7 @@ import redis.asyncio
 
 from tests.support.outcomes import outcome_of
 from webhooks import ids, keys
-from webhooks.queueing import arrivals, history, queue, upkeep
+from webhooks.queueing import arrivals, history, queue, shares, upkeep
 from webhooks.queueing.arrivals import NewEvent
 from webhooks.queueing.queue import Breaker, Lease, Outcome
 
@@ -340,3 +340,105 @@ def test_a_tenant_at_its_endpoint_cap_keeps_one_entry_on_the_rotation(ar, loop, 
         complete(ar, loop, [outcome(got, 0)], [got])  # gives it back: active again
     assert rds.lrange(keys.ACTIVE, 0, -1).count(A) == 1
     assert rds.lrange(keys.ACTIVE, 0, -1).count(B) == 1
+
+
+HELD = upkeep.HeldLimit(span_ms=10_000, retention_ms=60_000, ops_window_ms=5_000)
+
+
+def test_held_deliveries_end_dead_once_the_schedules_span_has_passed(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    breaker = Breaker(failures=2, pause_ms=1000, max_pause_ms=4000, disable_after_ms=0)
+    endpoint(rds, A, "ep_1")
+    ingest(ar, loop, *[event(A, f"e{i}", ["ep_1"]) for i in range(5)])
+    lease = lease_next(ar, loop, n=2)
+    assert lease is not None
+    fails = [outcome(lease, i, "retrying", 500, due_ms=NOW + 1000) for i in range(2)]
+    assert complete(ar, loop, fails, [lease], breaker=breaker).breakers_opened == 1
+    done = run(loop, upkeep.tick(ar, [A], NOW + 1000, held=HELD))
+    assert done.expired == 0 and done.promoted == 0  # the two retries wait behind the three pending
+    probe = lease_next(ar, loop, now=NOW + 1000)
+    assert probe is not None and len(probe.deliveries) == 1
+    fail = [outcome(probe, 0, "retrying", 500, due_ms=NOW + 5000)]
+    complete(ar, loop, fail, [probe], now=NOW + 1001, breaker=breaker)
+    assert run(loop, upkeep.tick(ar, [A], NOW + 9999, held=HELD)).expired == 0  # not yet: 10 s from the start
+    # the scheduler is asked back at the end of the span (not only at the breaker's next pause end)
+    assert rds.zscore(keys.WAKE, A) is not None and rds.zscore(keys.WAKE, A) <= NOW + 10_000
+    done = run(loop, upkeep.tick(ar, [A], NOW + 10_000, held=HELD))
+    assert done.expired == 5
+    every = [d.id for d in lease.deliveries + probe.deliveries] + rds.lrange(keys.ready(A, "ep_1"), 0, -1)
+    assert rds.llen(keys.ready(A, "ep_1")) == 0 and rds.zcard(keys.due(A, "ep_1")) == 0
+    assert rds.zcard(keys.tenant_dead(A)) == 5
+    for d in rds.zrange(keys.tenant_dead(A), 0, -1):
+        h = rds.hgetall(keys.delivery(A, d))
+        assert h["s"] == "dead" and h["da"] == str(NOW + 10_000) and "retry schedule" in h["dr"]
+        assert history.delivery(A, d, h).dead_reason == h["dr"]
+        assert 0 < rds.pttl(keys.delivery(A, d)) <= 60_000  # kept as a dead letter, then gone
+    assert set(every) <= set(rds.zrange(keys.tenant_dead(A), 0, -1))
+    summary = orjson.loads(rds.hget(keys.ops_dead(A), "ep_1"))  # the delivery.dead summary
+    assert summary["n"] == 5 and "retry schedule" in summary["err"]
+    assert rds.zscore(keys.OPS_DUE, A) == NOW + 10_000 + 5_000
+    assert rds.hget(keys.stats(A), "deliveries_dead") == "5"
+
+
+def test_a_paused_endpoint_holds_its_deliveries_without_end(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    breaker = Breaker(failures=1, pause_ms=1000, max_pause_ms=1000, disable_after_ms=0)
+    endpoint(rds, A, "ep_1")
+    ingest(ar, loop, *[event(A, f"e{i}", ["ep_1"]) for i in range(3)])
+    lease = lease_next(ar, loop, n=1)
+    assert lease is not None
+    complete(ar, loop, [outcome(lease, 0, "retrying", 500, due_ms=NOW + 1000)], [lease], breaker=breaker)
+    # the flag PATCH /v1/endpoints/{id} {"paused": true} sets (issue 24)
+    rds.hset(keys.endpoint(A, "ep_1"), "pz", "1")
+    assert run(loop, upkeep.tick(ar, [A], NOW + 1_000_000, held=HELD)).expired == 0
+    assert rds.zcard(keys.tenant_dead(A)) == 0
+    rds.hset(keys.endpoint(A, "ep_1"), "pz", "0")  # resumed: its probe fails, the breaker opens again
+    later = NOW + 1_000_001
+    probe = lease_next(ar, loop, now=later)
+    assert probe is not None and len(probe.deliveries) == 1
+    fail = [outcome(probe, 0, "retrying", 500, due_ms=later + 5000)]
+    complete(ar, loop, fail, [probe], now=later, breaker=breaker)
+    # the two waiting in the ready list end; the probe's delivery waits for its retry time
+    assert run(loop, upkeep.tick(ar, [A], later + 1000, held=HELD)).expired == 2
+
+
+def test_a_healthy_endpoints_waiting_deliveries_never_expire(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    endpoint(rds, A, "ep_1", mif=1)
+    rds.hset(keys.endpoint(A, "ep_1"), "cap", 1)  # a new endpoint's slow start is no throttle
+    ingest(ar, loop, *[event(A, f"e{i}", ["ep_1"]) for i in range(3)])
+    lease = lease_next(ar, loop, n=1)
+    assert lease is not None
+    complete(ar, loop, [outcome(lease, 0, "retrying", 500, due_ms=NOW + 1000)], [lease])
+    done = run(loop, upkeep.tick(ar, [A], NOW + 1_000_000, held=HELD))
+    assert done.expired == 0 and done.promoted == 1 and rds.llen(keys.ready(A, "ep_1")) == 3
+
+
+def test_a_tenants_stored_bytes_count_what_ingest_outcomes_and_trim_change(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    endpoint(rds, A, "ep_1")
+    events = [event(A, f"e{i}", ["ep_1"]) for i in range(3)]
+    ingest(ar, loop, *events)
+    stored = sum(len(e.record) + shares.EVENT_BYTES + shares.DELIVERY_BYTES for e in events)
+    assert rds.hget(keys.tenant(A), "sb") == str(stored)
+    lease = lease_next(ar, loop)
+    assert lease is not None
+    done = [outcome(lease, i) for i in range(3)]
+    complete(ar, loop, done, [lease])
+    stored += sum(len(o.attempt or "") + 1 for o in done)  # each attempt line, and its newline
+    assert rds.hget(keys.tenant(A), "sb") == str(stored)
+    assert run(loop, upkeep.trim(ar, [A], 0, most=10, now_ms=NOW + 10**9)).events == 3
+    assert rds.hget(keys.tenant(A), "sb") == "0"
+
+
+def test_deliveries_held_by_a_throttle_end_dead_and_the_throttle_flag_goes_with_it(ar, loop, rds) -> None:  # type: ignore[no-untyped-def]
+    endpoint(rds, A, "ep_1", mif=2)
+    ingest(ar, loop, *[event(A, f"e{i}", ["ep_1"]) for i in range(4)])
+    lease = lease_next(ar, loop, n=1)
+    assert lease is not None
+    complete(ar, loop, [outcome(lease, 0, "retrying", 502, due_ms=NOW + 1000, throttle=True)], [lease])
+    assert rds.hget(keys.endpoint(A, "ep_1"), "th") == "1"
+    done = run(loop, upkeep.tick(ar, [A], NOW + 10_000, held=HELD))
+    assert done.expired == 4  # the three waiting, and the retry that fell due after the span
+    assert rds.hget(keys.delivery(A, lease.deliveries[0].id), "dr") is not None
+    ingest(ar, loop, event(A, "e9", ["ep_1"], at=NOW + 10_000))
+    more = lease_next(ar, loop, now=NOW + 10_000)
+    assert more is not None
+    complete(ar, loop, [outcome(more, 0)], [more], now=NOW + 10_001)  # back to max_in_flight
+    assert rds.hget(keys.endpoint(A, "ep_1"), "th") is None

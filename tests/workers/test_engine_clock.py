@@ -18,11 +18,14 @@ from tests.support.receiver import Receiver
 from webhooks.intake import operational
 from webhooks.intake.ingest import EventIn
 from webhooks.intake.operational import Target
+from webhooks.models import Delivery
+from webhooks.outbound import retry
 from webhooks.outbound.egress import delivery_transport
 from webhooks.outbound.secretbox import SecretBox
 from webhooks.outbound.signing import generate_secret
 from webhooks.queueing import depths, queue, upkeep
 from webhooks.runtime.connection import RedisTarget, async_client
+from webhooks.stores.deliveries import DeadFilter
 from webhooks.stores.policy import Policy
 from webhooks.stores.store import Store
 from workers.engine import Engine, EngineConfig
@@ -96,3 +99,48 @@ def test_an_endpoint_failing_for_five_days_on_the_engine_clock_is_disabled_and_t
     body = orjson.loads(got.body)
     assert body["type"] == "endpoint.disabled"
     assert (body["data"]["tenant_id"], body["data"]["url"]) == (tenant_id, receiver.url("fail/days"))
+
+
+def test_deliveries_held_behind_an_open_breaker_end_dead_at_the_schedules_span_on_the_engine_clock(
+    redis_url: str, receiver: Receiver, loop: asyncio.AbstractEventLoop
+) -> None:
+    clock = Clock(int(time.time() * 1000))
+    box = SecretBox(None)
+    r = async_client(RedisTarget(redis_url))
+    store = Store(r, box, Policy(allow_private_targets=True))
+    schedule = (1.0, 1.0)  # a span of 2 s
+    config = EngineConfig(
+        schedule=schedule,
+        idle_exit_s=0.05,
+        breaker=queue.Breaker(failures=2, pause_ms=1000, max_pause_ms=1000, disable_after_ms=0),
+    )
+    held = upkeep.HeldLimit(span_ms=retry.span_ms(schedule), retention_ms=60_000)
+
+    async def scenario() -> list[Delivery]:
+        tenant = await store.tenants.create_tenant("acme", clock())
+        ep = await store.endpoints.create_endpoint(
+            tenant.id, url=receiver.url("fail/held"), now_ms=clock(), max_in_flight=1
+        )
+        transport = delivery_transport(None, allow_private=True, limit=16, timeout_s=5)
+        engine = Engine(r, transport, box, config, clock=clock)
+        try:
+            await store.accept(tenant.id, [EventIn("a.b", {"n": i}) for i in range(10)], clock(), batch=True)
+            await engine.drain(1.0)  # two attempts fail, the breaker opens: eight wait, unattempted
+            await engine.idle()
+            clock.ms += 1999  # not yet the span: nothing ends
+            assert (await upkeep.tick(r, [tenant.id], clock(), held=held)).expired == 0
+            clock.ms += 1  # the span since the first attempt (and since creation) has passed
+            ticked = await upkeep.tick(r, [tenant.id], clock(), held=held)
+            assert ticked.expired == 10
+            dead = await store.deliveries.list_dead(tenant.id, DeadFilter(endpoint_id=ep.id), 100, None)
+            return dead.data
+        finally:
+            await engine.shutdown()
+            await transport.aclose()
+            await r.aclose()
+
+    dead = loop.run_until_complete(scenario())
+    assert len(receiver.to("fail/held")) == 2  # the eight held ones spent no attempt
+    assert len(dead) == 10
+    assert all(d.status == "dead" and d.dead_reason and "retry schedule" in d.dead_reason for d in dead)
+    assert sorted(d.attempt_count for d in dead) == [0] * 8 + [1, 1]

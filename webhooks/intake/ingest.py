@@ -37,7 +37,7 @@ from redis.exceptions import OutOfMemoryError
 from webhooks import ids, keys
 from webhooks.errors import Invalid, PayloadTooLarge, RoutesChanging, StorageFull
 from webhooks.intake import event_types, routing, validation
-from webhooks.queueing import arrivals, history, queue
+from webhooks.queueing import arrivals, history, queue, shares
 from webhooks.queueing.history import StoredEvent
 from webhooks.queueing.memory import LevelCache
 from webhooks.runtime import replication
@@ -152,9 +152,11 @@ class Ingestor:
         max_payload_bytes: int,
         retention_ms: int = queue.DEFAULT_RETENTION_MS,
         ack: AckPolicy = NO_ACK,
+        tenant_max_share: float = shares.DEFAULT_MAX_SHARE,
     ) -> None:
         self.r = r
         self.ack = ack
+        self.tenant_max_share = tenant_max_share
         self.max_payload_bytes = max_payload_bytes
         self.retention_ms = retention_ms
         self._routes: OrderedDict[str, _TenantView] = OrderedDict()
@@ -223,7 +225,8 @@ class Ingestor:
         """Store events all-or-nothing; per event, the stored event when its id or key was seen before.
 
         With ``batch``, a validation error names the event by position (``events.3.event_type: ...``).
-        Raises :class:`StorageFull` while pending work fills Redis' memory budget (nothing is written).
+        Raises :class:`StorageFull` while pending work fills Redis' memory budget, and
+        :class:`TenantStorageFull` while this tenant holds its whole share of it (nothing is written).
         """
         if await self.memory.level() == "full":
             raise StorageFull()
@@ -295,7 +298,14 @@ class Ingestor:
     async def _write(self, group: list[_Pending]) -> None:
         try:
             events = [e for p in group for e in p.events]
-            stored = await arrivals.ingest(self.r, events, self.retention_ms, errors_in_place=True)
+            stored = await arrivals.ingest(
+                self.r,
+                events,
+                self.retention_ms,
+                errors_in_place=True,
+                max_bytes=self.memory.max_bytes,
+                max_share=self.tenant_max_share,
+            )
             written = {
                 e.tenant_id for e, x in zip(events, stored, strict=True) if not isinstance(x, Exception)
             }

@@ -13,7 +13,9 @@ With ``WEBHOOKS_OPERATIONAL_WEBHOOK_URL`` set, these event types go to that URL,
   one per dead delivery;
 - ``endpoint.paused`` / ``endpoint.resumed``: someone paused or resumed an endpoint
   (``PATCH /v1/endpoints/{id} {"paused": ...}``; recorded by ``webhooks/stores/endpoints.py`` in
-  the same transaction as the change).
+  the same transaction as the change);
+- ``tenant.storage``: a tenant's stored bytes reached 80 % (``percent`` 80) or all (100) of its
+  share of Redis' memory (:mod:`webhooks.queueing.shares`); told again after it fell below 70 %.
 
 They are delivered by the same engine as every other event: they are events of a reserved
 **operator tenant** (:data:`OPERATOR_TENANT`) with one endpoint (:data:`OPERATOR_ENDPOINT`) at
@@ -53,7 +55,15 @@ ENDPOINT_RECOVERED = "endpoint.recovered"
 DELIVERY_DEAD = "delivery.dead"
 ENDPOINT_PAUSED = "endpoint.paused"
 ENDPOINT_RESUMED = "endpoint.resumed"
-EVENT_TYPES = (ENDPOINT_DISABLED, ENDPOINT_RECOVERED, DELIVERY_DEAD, ENDPOINT_PAUSED, ENDPOINT_RESUMED)
+TENANT_STORAGE = "tenant.storage"
+EVENT_TYPES = (
+    ENDPOINT_DISABLED,
+    ENDPOINT_RECOVERED,
+    DELIVERY_DEAD,
+    ENDPOINT_PAUSED,
+    ENDPOINT_RESUMED,
+    TENANT_STORAGE,
+)
 OPS_OUTBOX_MAX = 1000  # lua/complete.lua keeps as many
 MAX_IN_FLIGHT = 16
 TENANTS_PER_PASS = 100
@@ -117,6 +127,15 @@ async def ensure(r: "Redis", box: SecretBox, target: Target, now_ms: int) -> boo
 def payload(tenant_id: str, entry: dict[str, Any], url: str | None) -> tuple[str, dict[str, Any]]:
     """The event type and payload of one outbox entry (``lua/complete.lua``, ``lua/outbox.lua``)."""
     kind = str(entry["k"])
+    if kind == TENANT_STORAGE:  # a tenant's storage against its share: no endpoint
+        used, limit = int(entry["used"]), int(entry["limit"])
+        return kind, {
+            "tenant_id": tenant_id,
+            "used_bytes": used,
+            "limit_bytes": limit,
+            "percent": int(entry["level"]),
+            "at": iso_from_ms(entry["at"]),
+        }
     out: dict[str, Any] = {"tenant_id": tenant_id, "endpoint_id": entry["ep"], "url": url}
     if kind == ENDPOINT_DISABLED:
         out.update(
@@ -196,6 +215,22 @@ async def _emit(r: "Redis", due: list[str], now_ms: int, window_ms: int, retenti
     await run_scripts(r, acks)
     await queue.wake_at(r, {t: nd for t, _, nd in taken if nd >= 0}, keys.OPS_DUE)
     return len(events)
+
+
+async def note_shares(r: "Redis", over: list[tuple[str, int]], now_ms: int, warn_at: float) -> int:
+    """Record a ``tenant.storage`` notification for each ``(tenant, limit bytes)`` that reached
+    ``warn_at`` or all of its share since it was last told (``lua/outbox.lua``, mode ``share``);
+    returns how many were recorded (their tenants are marked due)."""
+    if not over:
+        return 0
+    script = scripts(r).outbox
+    calls: list[ScriptCall] = [
+        (script, [keys.tenant_base(t)], ["share", now_ms, limit, repr(warn_at)]) for t, limit in over
+    ]
+    replies = await run_scripts(r, calls)
+    told = [t for (t, _), n in zip(over, replies, strict=True) if int(n)]
+    await queue.wake_at(r, dict.fromkeys(told, now_ms), keys.OPS_DUE)
+    return len(told)
 
 
 async def rescan(r: "Redis", tenant_ids: list[str], now_ms: int) -> int:

@@ -16,6 +16,7 @@ from email.utils import parsedate_to_datetime
 from webhooks.models import DeliveryStatus
 
 JITTER = 0.2
+DEFAULT_SCHEDULE = "5,300,1800,7200,18000,36000,36000"  # WEBHOOKS_RETRY_SCHEDULE's default
 
 
 class Verdict(enum.StrEnum):
@@ -69,6 +70,12 @@ def parse_retry_after(value: str, now_ms: int) -> float | None:
 
 def max_attempts(schedule: tuple[float, ...]) -> int:
     return len(schedule) + 1
+
+
+def span_ms(schedule: tuple[float, ...]) -> int:
+    """The schedule's span (the sum of its steps, without jitter): the longest a delivery held behind
+    an open breaker or a throttle waits from the start of its retry series (``lua/tick.lua``)."""
+    return int(sum(schedule) * 1000)
 
 
 def next_delay_s(

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from webhooks import keys
+from webhooks.errors import TenantStorageFull
 from webhooks.queueing.history import StoredEvent
 from webhooks.queueing.queue import DEFAULT_RETENTION_MS, activate
 from webhooks.queueing.scripts import ScriptCall, run_scripts, scripts
+from webhooks.queueing.shares import DEFAULT_MAX_SHARE, RETRY_AFTER_S
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 
@@ -48,12 +50,16 @@ async def ingest(
     retention_ms: int = DEFAULT_RETENTION_MS,
     *,
     errors_in_place: bool = False,
+    max_bytes: int = 0,
+    max_share: float = DEFAULT_MAX_SHARE,
 ) -> list[StoredEvent | Exception | None]:
     """Store events with their deliveries on their endpoints' ready lists: one script per tenant.
 
     Returns, per event, None when it was stored now, the stored event that its id or idempotency
-    key already names (nothing new is queued for it), or :class:`StaleRoutes` when its tenant's
-    endpoints changed since routing (nothing of that tenant was written). Each tenant's events
+    key already names (nothing new is queued for it), :class:`StaleRoutes` when its tenant's
+    endpoints changed since routing, or :class:`TenantStorageFull` when its tenant holds its share
+    (``max_share``, or its own, of ``max_bytes``: Redis' maxmemory, 0 for none) already (in both
+    cases nothing of that tenant was written). Each tenant's events
     are stored all or none. When a tenant's script fails (a primary away, the tenant paused by a
     slot move, memory refused), nothing of that tenant is written and the other tenants of the
     call are stored and activated; the first such error is then raised, or with
@@ -69,7 +75,9 @@ async def ingest(
     calls: list[ScriptCall] = []
     for tenant_id, positions in by_tenant.items():
         first = events[positions[0]]
-        args: list[str | int] = [IDEMPOTENCY_TTL_S, retention_ms, first.routes_version or ""]
+        args: list[str | int] = [
+            *(IDEMPOTENCY_TTL_S, retention_ms, first.routes_version or "", max_bytes, repr(max_share))
+        ]
         for i in positions:
             ev = events[i]
             fields = [
@@ -88,8 +96,14 @@ async def ingest(
     out: list[StoredEvent | Exception | None] = [None] * len(events)
     to_activate = []
     for (tenant_id, positions), reply in zip(by_tenant.items(), replies, strict=True):
-        if isinstance(reply, Exception) or reply[0] == "stale":
-            failed = reply if isinstance(reply, Exception) else StaleRoutes(tenant_id)
+        if isinstance(reply, Exception) or reply[0] in ("stale", "over"):
+            failed = (
+                reply
+                if isinstance(reply, Exception)
+                else StaleRoutes(tenant_id)
+                if reply[0] == "stale"
+                else TenantStorageFull(int(reply[1]), int(reply[2]), RETRY_AFTER_S)
+            )
             for i in positions:
                 out[i] = failed
             continue

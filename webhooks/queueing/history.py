@@ -13,7 +13,8 @@ A **delivery** is one hash (``keys.delivery``) of short fields, small enough for
 encoding: ``e`` event id (absent when the platform made the event's id: it derives from the
 delivery id, see :func:`webhooks.ids.event_id_of_stem`), ``p`` endpoint id, ``y`` event type,
 ``s`` status, ``n`` attempts made, ``sn`` attempts in the current retry series (absent when equal
-to ``n``), ``u`` updated ms, ``na`` next attempt ms, ``da`` dead ms, ``l`` the lease holding it,
+to ``n``), ``u`` updated ms, ``na`` next attempt ms, ``da`` dead ms, ``dr`` why it died when that was not an
+attempt (held past the retry schedule's span: ``lua/tick.lua``), ``l`` the lease holding it,
 ``a`` its attempts (the last one gives the last status code). Its creation time is the one
 encoded in its id.
 
@@ -140,4 +141,5 @@ def delivery(tenant_id: str, delivery_id: str, h: dict[str, str]) -> Delivery:
         last_status_code=last[1],
         dead_at=iso_from_ms(_int(h.get("da"))),
         last_error=last[3],
+        dead_reason=h.get("dr"),
     )

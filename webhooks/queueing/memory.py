@@ -117,6 +117,7 @@ class LevelCache:
         self.ttl_s = ttl_s
         self._level = "ok"
         self._read_at = 0.0
+        self.max_bytes = 0  # Redis' maxmemory as last read (0: none; per-tenant shares need it)
 
     async def level(self) -> str:
         if time.monotonic() - self._read_at >= self.ttl_s:
@@ -126,6 +127,7 @@ class LevelCache:
                 own = await usage(self.r)
             except Exception:  # noqa: BLE001 - a read that fails says nothing about memory
                 return self._level
+            self.max_bytes = own.max_bytes
             hard = float(published[1] or hard_share(DEFAULT_HIGH_SHARE))
             self._level = "full" if at_hard(own, hard) else str(published[0] or "ok")
         return self._level

@@ -1,5 +1,6 @@
 """The scheduler's side of the queue: :func:`tick` (reclaim expired leases, promote due deliveries,
-lift pauses), :func:`retire_idle` and the :func:`repair` sweep of the global active list, and
+lift pauses, end deliveries held past the retry schedule's span), :func:`retire_idle` and the
+:func:`repair` sweep of the global active list, and
 :func:`trim` (retention and the memory budget). Only the scheduler calls these; the transitions
 workers make are in :mod:`webhooks.queueing.queue`. Each tenant's step is one Lua script
 (``lua/tick.lua``, ``lua/trim.lua``); the global entries are written by separate idempotent calls.
@@ -11,7 +12,7 @@ from redis.asyncio import Redis
 
 from webhooks import keys
 from webhooks.queueing import reshard
-from webhooks.queueing.queue import activate, wake_at
+from webhooks.queueing.queue import DEFAULT_RETENTION_MS, activate, wake_at
 from webhooks.queueing.scripts import PartlyApplied, ScriptCall, run_scripts, scripts
 
 
@@ -22,13 +23,34 @@ class Ticked:
     promoted: int = 0
     tenants: int = 0
     paused: int = 0  # tenants whose slot is moving (webhooks/queueing/reshard.py): ticked again soon
+    expired: int = 0  # deliveries held past the retry schedule's span, now dead
+    ops_due: dict[str, int] = field(default_factory=dict)  # tenant -> ms its notifications are due
+
+
+@dataclass(frozen=True, slots=True)
+class HeldLimit:
+    """How long a delivery may wait behind an open breaker or a throttle (``tick.lua``, step 3).
+
+    ``span_ms`` is the retry schedule's span (the sum of its steps): a held delivery whose retry
+    series began that long ago ends ``dead``, kept ``retention_ms`` as a dead letter, counted in
+    its endpoint's ``delivery.dead`` summary when ``ops_window_ms`` > 0 (every tenant but
+    ``ops_skip``, the operator tenant). ``span_ms`` 0: held deliveries wait without end.
+    """
+
+    span_ms: int = 0
+    retention_ms: int = DEFAULT_RETENTION_MS
+    ops_window_ms: int = 0
+    ops_skip: str = ""
 
 
 RETICK_MS = 100  # a tenant whose tick failed is visited again this much later
 
 
-async def tick(r: "Redis", tenant_ids: list[str], now_ms: int, most: int = 1000) -> Ticked:
-    """Visit tenants: reclaim expired leases, promote due deliveries, lift pauses; set their next wake.
+async def tick(
+    r: "Redis", tenant_ids: list[str], now_ms: int, most: int = 1000, held: HeldLimit = HeldLimit()
+) -> Ticked:
+    """Visit tenants: reclaim expired leases, promote due deliveries, lift pauses, end deliveries
+    held past ``held.span_ms``; set their next wake (and their operational notifications' due time).
 
     Each tenant's wake entry is removed before its script runs and re-added (keeping the earliest)
     after, so a wake time registered meanwhile by a worker is never lost. A tenant whose script
@@ -41,7 +63,14 @@ async def tick(r: "Redis", tenant_ids: list[str], now_ms: int, most: int = 1000)
         return out
     await r.zrem(keys.WAKE, *tenant_ids)
     script = scripts(r).tick
-    calls: list[ScriptCall] = [(script, [keys.tenant_base(t)], [now_ms, most]) for t in tenant_ids]
+    calls: list[ScriptCall] = [
+        (
+            script,
+            [keys.tenant_base(t)],
+            [now_ms, most, held.span_ms, held.retention_ms, 0 if t == held.ops_skip else held.ops_window_ms],
+        )
+        for t in tenant_ids
+    ]
     replies = await run_scripts(r, calls, errors_in_place=True)
     wakes: dict[str, int] = {}
     to_activate = []
@@ -54,7 +83,10 @@ async def tick(r: "Redis", tenant_ids: list[str], now_ms: int, most: int = 1000)
             else:
                 failed[tenant_id] = reply
             continue
-        n_leases, n_back, n_promoted, act, wake, _ = reply
+        n_leases, n_back, n_promoted, act, wake, _, n_expired, ops_at = reply
+        out.expired += int(n_expired)
+        if int(ops_at) >= 0:
+            out.ops_due[tenant_id] = int(ops_at)
         out.leases += int(n_leases)
         out.reclaimed += int(n_back)
         out.promoted += int(n_promoted)
@@ -67,6 +99,7 @@ async def tick(r: "Redis", tenant_ids: list[str], now_ms: int, most: int = 1000)
     out.tenants = len(tenant_ids)
     await activate(r, to_activate)
     await wake_at(r, wakes)
+    await wake_at(r, out.ops_due, keys.OPS_DUE)
     if failed:
         raise PartlyApplied(set(failed), next(iter(failed.values())), out)
     return out
@@ -116,14 +149,14 @@ async def due_tenants(r: "Redis", now_ms: int, most: int = 200) -> list[str]:
     return [str(t) for t in await r.zrangebyscore(keys.WAKE, "-inf", now_ms, start=0, num=most)]
 
 
-async def repair(r: "Redis", tenant_ids: list[str], now_ms: int) -> int:
+async def repair(r: "Redis", tenant_ids: list[str], now_ms: int, held: HeldLimit = HeldLimit()) -> int:
     """The sweep: tick these tenants, put back on the active list those marked active but absent,
     and leave one entry to those with more (the scheduler only: see :func:`retire_idle`).
 
     This is what repairs a crash between a tenant's script and the global call after it (a lost
     activation or wake time). Returns the number of tenants put back on the active list.
     """
-    await tick(r, tenant_ids, now_ms)
+    await tick(r, tenant_ids, now_ms, held=held)
     async with r.pipeline(transaction=False) as pipe:
         for tenant_id in tenant_ids:
             pipe.hget(keys.tenant(tenant_id), "act")

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from webhooks.queueing import queue
 from webhooks.queueing.scripts import DEFAULT_MAX_IN_FLIGHT
+from webhooks.queueing.shares import DEFAULT_MAX_SHARE
 from webhooks.runtime.replication import NO_ACK, AckPolicy
 
 
@@ -22,3 +23,4 @@ class Policy:
     default_max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     operational_events: bool = False  # operational webhooks on: pausing notifies the operator
     ack: AckPolicy = NO_ACK  # what a write waits for before it is answered (replicas, fsync)
+    tenant_max_share: float = DEFAULT_MAX_SHARE  # of Redis' maxmemory, per tenant (its own if set)

@@ -55,8 +55,9 @@ class Store:
             max_payload_bytes=self.policy.max_payload_bytes,
             retention_ms=self.policy.retention_ms,
             ack=self.policy.ack,
+            tenant_max_share=self.policy.tenant_max_share,
         )
-        self.tenants = Tenants(r, self.auth)
+        self.tenants = Tenants(r, self.auth, self.policy.tenant_max_share)
         self.endpoints = Endpoints(r, box, self.policy, self.tenants)
         self.deliveries = Deliveries(r, self.policy, self.endpoints)
 

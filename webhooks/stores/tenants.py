@@ -15,7 +15,8 @@ from webhooks import ids, keys
 from webhooks.errors import Invalid, NotFound
 from webhooks.intake import validation
 from webhooks.intake.operational import OPERATOR_TENANT
-from webhooks.models import ApiKey, ApiKeyCreated, Page, Tenant, TenantCreated
+from webhooks.models import ApiKey, ApiKeyCreated, Page, Tenant, TenantCreated, TenantStorage
+from webhooks.queueing import memory, shares
 from webhooks.stores import paging
 from webhooks.stores.auth import API_KEY_PREFIX, Authenticator, hash_api_key
 from webhooks.timefmt import iso_from_ms
@@ -24,9 +25,10 @@ from webhooks.timefmt import iso_from_ms
 class Tenants:
     """Tenants and API keys; ``auth`` forgets a revoked key's cached verdict."""
 
-    def __init__(self, r: "Redis", auth: Authenticator) -> None:
+    def __init__(self, r: "Redis", auth: Authenticator, max_share: float = shares.DEFAULT_MAX_SHARE) -> None:
         self.r = r
         self.auth = auth
+        self.max_share = max_share  # WEBHOOKS_TENANT_MAX_SHARE: a tenant's share unless it has its own
 
     async def create_tenant(self, name: str, now_ms: int) -> TenantCreated:
         name = name.strip()
@@ -54,7 +56,24 @@ class Tenants:
             name=h["name"],
             created_at=iso_from_ms(int(h["created_at"])) or "",
             strict_event_types=h.get("strict_event_types") == "1",
+            max_share=float(h["share"]) if "share" in h else None,
         )
+
+    async def storage(self, tenant_id: str) -> TenantStorage:
+        """What the tenant holds against its share of Redis' memory (``webhooks.queueing.shares``)."""
+        await self.get_tenant(tenant_id)
+        budget = await memory.usage(self.r)
+        (u,) = await shares.usage(self.r, [tenant_id], budget.max_bytes, self.max_share)
+        return TenantStorage(
+            used_bytes=u.used_bytes,
+            limit_bytes=u.limit_bytes or None,
+            max_share=u.max_share,
+            fraction=round(u.fraction, 4) if u.limit_bytes else None,
+        )
+
+    async def set_max_share(self, tenant_id: str, share: float | None) -> None:
+        await self.get_tenant(tenant_id)
+        await shares.set_share(self.r, tenant_id, share)
 
     async def list_tenants(self, limit: int | None, cursor: str | None) -> Page[Tenant]:
         page_ids, next_cursor = await paging.lex_page(

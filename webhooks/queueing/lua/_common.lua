@@ -4,6 +4,10 @@
 local B = KEYS[1]
 local DEFAULT_MAX_IN_FLIGHT = 1024  -- webhooks/queueing/scripts.py defines both (a test compares)
 local SLOW_START = 16  -- requests in flight a new or recovering endpoint starts with (`cap`), +1 per success
+-- The tenant's stored bytes, `sb` in `B info`: an approximation by record
+-- sizes (webhooks/queueing/shares.py keeps copies, a test compares). An event costs its record plus
+-- EVENT_BYTES (key, expiry, index entry), each of its deliveries DELIVERY_BYTES, each attempt its line.
+local EVENT_BYTES, DELIVERY_BYTES = 350, 320
 
 -- Requests the endpoint may still start now, across all workers: its max_in_flight, lowered by
 -- throttling (`cap`), 1 for FIFO endpoints and half-open breakers, less those in flight.
@@ -96,4 +100,18 @@ end
 local function event_of(did, e)
   if e then return e end
   return 'evt_' .. string.sub(did, 5, 28) .. 'zz'
+end
+
+-- One more death in the endpoint's open `delivery.dead` summary (`opsdead`, operational webhooks,
+-- webhooks/intake/operational.py) when they are on (window ms > 0). Returns the ms at which the
+-- summary is due (the caller registers it in wh:opsdue), or -1.
+local OPS_SAMPLES = 5
+local function ops_dead_summary(ep, id, code, err, now, window)
+  if window <= 0 then return -1 end
+  local raw = redis.call('HGET', B .. 'opsdead', ep)
+  local s = raw and cjson.decode(raw) or {n = 0, first = now, ids = {}}
+  s.n, s.last, s.code, s.err = s.n + 1, now, code, err
+  if #s.ids < OPS_SAMPLES then s.ids[#s.ids + 1] = id end
+  redis.call('HSET', B .. 'opsdead', ep, cjson.encode(s))
+  return s.first + window
 end

@@ -28,6 +28,7 @@
 -- disabled), appends a notification to the outbox `ops`; a delivery dying adds to its endpoint's
 -- summary in `opsdead` (due window ms after its first death). Both in this script, so a worker
 -- dying right after loses none.
+-- Attempt lines count in the tenant's stored bytes (`sb` in `B info`).
 -- Returns {applied, activate, endpoints opened, endpoints disabled (flat id, reason), next wake ms
 -- or -1 (a retry, a pause: the caller registers it, so the scheduler comes back in time),
 -- ms at which operational notifications are due or -1 (the caller registers it in wh:opsdue)}.
@@ -41,11 +42,11 @@ local ops_window = tonumber(ARGV[7])
 local nf = tonumber(ARGV[8])
 local applied, opened = 0, 0
 local n_ok, n_fail, n_dead, n_back = 0, 0, 0, 0
+local attempt_bytes = 0  -- what the attempt lines add to the tenant's stored bytes (`sb`)
 local disabled = {}
 local handed_back = {}  -- {endpoint, delivery id} of deliveries handed back unsent
 local ops_at = -1
 local OPS_OUTBOX_MAX = 1000
-local OPS_SAMPLES = 5
 
 local function ops_due(at)
   if ops_at < 0 or at < ops_at then ops_at = at end
@@ -63,13 +64,8 @@ end
 
 -- One more death in the endpoint's open summary window.
 local function ops_dead(ep, id, code, err)
-  if ops_window <= 0 then return end
-  local raw = redis.call('HGET', B .. 'opsdead', ep)
-  local s = raw and cjson.decode(raw) or {n = 0, first = now, ids = {}}
-  s.n, s.last, s.code, s.err = s.n + 1, now, code, err
-  if #s.ids < OPS_SAMPLES then s.ids[#s.ids + 1] = id end
-  redis.call('HSET', B .. 'opsdead', ep, cjson.encode(s))
-  ops_due(s.first + ops_window)
+  local at = ops_dead_summary(ep, id, code, err, now, ops_window)
+  if at >= 0 then ops_due(at) end
 end
 
 local function disable(ek, ep, reason)
@@ -133,6 +129,7 @@ local function failed(ek, ep, throttle)
   local since = tonumber(f[2])
   if not since then since = now; redis.call('HSET', ek, 'fs', now) end
   if throttle == 1 then  -- `th`: lowered by throttling (not slow start), until the cap is back
+    -- (endpoint health's "throttled"; tick.lua's `holding` ends held deliveries past their span)
     local cap = limit_of(f[6], f[7])
     redis.call('HSET', ek, 'cap', math.max(1, math.floor(cap / 2)), 'th', now)
   end
@@ -162,6 +159,7 @@ for i = 9 + nf, #ARGV do
     redis.call('HSET', dk, 's', r.s, 'n', r.n, 'u', now)
     if r.sn == r.n then redis.call('HDEL', dk, 'sn') else redis.call('HSET', dk, 'sn', r.sn) end
     if r.a then
+      attempt_bytes = attempt_bytes + #r.a + 1
       local prev = redis.call('HGET', dk, 'a')
       redis.call('HSET', dk, 'a', prev and (prev .. '\n' .. r.a) or r.a)
       if r.ok == 1 then
@@ -217,4 +215,5 @@ if #handed_back > 0 then redis.call('HINCRBY', st, 'deliveries_handed_back', #ha
 if n_ok > 0 then redis.call('HINCRBY', st, 'attempts_succeeded', n_ok) end
 if n_fail > 0 then redis.call('HINCRBY', st, 'attempts_failed', n_fail) end
 if n_dead > 0 then redis.call('HINCRBY', st, 'deliveries_dead', n_dead) end
+if attempt_bytes > 0 then redis.call('HINCRBY', B .. 'info', 'sb', attempt_bytes) end
 return {applied, activation(), opened, disabled, next_wake(), ops_at}

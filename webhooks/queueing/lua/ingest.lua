@@ -1,6 +1,8 @@
 -- Atomic ingest of one tenant's events with their deliveries (webhooks/queueing/queue.py: ingest).
 -- KEYS[1] the tenant's key base. ARGV[1] idempotency ttl in seconds, ARGV[2] retention ms (the
--- event's time to live), ARGV[3] the endpoint version the routing used, or "" (no check), then two
+-- event's time to live), ARGV[3] the endpoint version the routing used, or "" (no check), ARGV[4]
+-- Redis' maxmemory in bytes (0: no budget, no share), ARGV[5] the share of it a tenant may hold
+-- (its own `share` in `B info` when the admin set one), then two
 -- arguments per event: its head, newline-terminated fields,
 --   event id ("!" first when the platform generated it, so it cannot exist yet and is not looked
 --   up; then "~" when the delivery ids derive from it, so deliveries need not store it),
@@ -15,17 +17,25 @@
 -- (its 1-based position among the call's events) whose id or key names an event stored before:
 -- nothing new is delivered for it. Events not named there were stored now. When the routing
 -- version is no longer current nothing at all is written and the reply is {"stale"}: the caller
--- re-reads the endpoints and tries again.
+-- re-reads the endpoints and tries again. When the tenant's stored bytes (`sb` in `B info`, kept
+-- here, in complete.lua and trim.lua) are at its share already, nothing is written and the reply is
+-- {"over", stored bytes, limit bytes}.
 local ttl = ARGV[1]  -- both passed on as they came: a Lua number would be formatted back per call
 local retention = ARGV[2]
 if ARGV[3] ~= '' and (redis.call('GET', B .. 'epver') or '0') ~= ARGV[3] then return {'stale'} end
+local max_bytes = tonumber(ARGV[4])
+if max_bytes > 0 then
+  local f = redis.call('HMGET', B .. 'info', 'sb', 'share')
+  local limit = math.floor((tonumber(f[2]) or tonumber(ARGV[5])) * max_bytes)
+  if (tonumber(f[1]) or 0) >= limit then return {'over', f[1] or '0', limit} end
+end
 
 local out, queued, order, index = {}, {}, {}, {}
-local created, now = 0, 0
+local created, now, bytes = 0, 0, 0
 local match, sub = string.match, string.sub
 local HEAD = '^([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n([^\n]*)\n()'
 local PAIR = '^([^\n]*)\n([^\n]*)\n()'
-for i = 4, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   local arg = ARGV[i]
   local event_id, key, event_type, created_ms, count, pos = match(arg, HEAD)
   local n = tonumber(count)
@@ -48,7 +58,7 @@ for i = 4, #ARGV, 2 do
     existing_id = event_id
   end
   if existing then
-    out[#out + 1] = (i - 2) / 2
+    out[#out + 1] = (i - 4) / 2
     out[#out + 1] = existing_id .. '\n' .. existing
   else
     local dids, eps = {}, {}
@@ -71,6 +81,7 @@ for i = 4, #ARGV, 2 do
       q[#q + 1] = did
     end
     created = created + 1
+    bytes = bytes + #ARGV[i + 1] + EVENT_BYTES + n * DELIVERY_BYTES
     now = tonumber(created_ms)
   end
 end
@@ -85,5 +96,8 @@ for _, ep in ipairs(order) do
   end
   wake_endpoint(ep, now)
 end
-if created > 0 then redis.call('HINCRBY', B .. 'stats', 'events_accepted', created) end
+if created > 0 then
+  redis.call('HINCRBY', B .. 'stats', 'events_accepted', created)
+  redis.call('HINCRBY', B .. 'info', 'sb', bytes)
+end
 return {activation(), out}

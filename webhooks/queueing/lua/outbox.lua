@@ -9,8 +9,31 @@
 --   turns the entries into events (idempotent: their ids derive from the tenant and `n`), then acks.
 -- 'ack' ARGV[2 ..] the numbers `n` of entries that became events: removes them from the outbox's
 --   head (what another caller already removed is skipped). Returns how many it removed.
+-- 'share' ARGV[2] now ms, ARGV[3] the tenant's limit in bytes, ARGV[4] the warning fraction: when
+--   the tenant's stored bytes (`sb` in `B info`, webhooks/queueing/shares.py) reach the warning
+--   fraction of its limit, or all of it, for the first time since they were last below the warning
+--   fraction less 0.1 (`sl` in `B info`: 0, 80 or 100, the level told), appends a `tenant.storage`
+--   notification. Returns 1 when it did (the caller marks the tenant due in wh:opsdue), else 0.
 local mode = ARGV[1]
 local outbox = B .. 'ops'
+
+if mode == 'share' then
+  local now, limit, warn = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+  local f = redis.call('HMGET', B .. 'info', 'sb', 'sl', 'id')
+  if not f[3] or limit <= 0 then return 0 end
+  local used, told = tonumber(f[1]) or 0, tonumber(f[2]) or 0
+  local lvl = 0
+  if used >= limit then lvl = 100 elseif used >= warn * limit then lvl = 80 end
+  if lvl > told then
+    local note = {k = 'tenant.storage', ep = '', at = now, used = used, limit = limit, level = lvl}
+    note.n = redis.call('INCR', B .. 'opsn')
+    redis.call('RPUSH', outbox, cjson.encode(note))
+    redis.call('HSET', B .. 'info', 'sl', lvl)
+    return 1
+  end
+  if told > 0 and used < (warn - 0.1) * limit then redis.call('HSET', B .. 'info', 'sl', 0) end
+  return 0
+end
 
 if mode == 'ack' then
   local done = {}

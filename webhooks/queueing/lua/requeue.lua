@@ -48,7 +48,7 @@ for i = 6, #ARGV do
   if go then
     if st == 'dead' then
       redis.call('ZREM', B .. 'dead', id)
-      redis.call('HDEL', dk, 'da')
+      redis.call('HDEL', dk, 'da', 'dr')
     end
     if mode == 'replay' then redis.call('HSET', dk, 'sn', 0) end
     redis.call('PERSIST', dk)
