@@ -433,7 +433,7 @@ def test_deliveries_held_by_a_throttle_end_dead_and_the_throttle_flag_goes_with_
     lease = lease_next(ar, loop, n=1)
     assert lease is not None
     complete(ar, loop, [outcome(lease, 0, "retrying", 502, due_ms=NOW + 1000, throttle=True)], [lease])
-    assert rds.hget(keys.endpoint(A, "ep_1"), "th") == "1"
+    assert rds.hget(keys.endpoint(A, "ep_1"), "th") == str(NOW)
     done = run(loop, upkeep.tick(ar, [A], NOW + 10_000, held=HELD))
     assert done.expired == 4  # the three waiting, and the retry that fell due after the span
     assert rds.hget(keys.delivery(A, lease.deliveries[0].id), "dr") is not None
