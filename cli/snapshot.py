@@ -9,6 +9,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from rq import Queue
+from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.utils import utcparse
 from rq.worker import Worker
 from rq.worker_registration import REDIS_WORKER_KEYS
@@ -25,6 +26,16 @@ class WorkerStatus:
     state: str
     last_heartbeat_ms: int | None
     birth_ms: int | None
+
+
+@dataclass(slots=True)
+class RqQueueStatus:
+    """One RQ queue as RQ's own keys have it: jobs waiting, running (started), failed for good."""
+
+    name: str
+    queued: int
+    started: int
+    failed: int
 
 
 @dataclass(slots=True)
@@ -48,6 +59,8 @@ class PlatformStatus:
     # paused by a slot move (webhooks/queueing/reshard.py)
     paused_tenants: list[str] = field(default_factory=list)
     drain_jobs: int = 0  # RQ jobs waiting on the RQ queue
+    # RQ's queues: the delivery triggers (webhooks) and the operators' jobs (webhooks-operations)
+    rq_queues: list[RqQueueStatus] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
 
 
@@ -86,6 +99,22 @@ async def _workers(r: "Redis") -> list[WorkerStatus]:
     return out
 
 
+async def _rq_queues(r: "Redis") -> list[RqQueueStatus]:
+    """Each of our RQ queues: its list's length and its started and failed registries' sizes (the
+    keys RQ's ``Queue`` and registries use, read on the async client)."""
+    names = (keys.RQ_QUEUE, keys.RQ_OPERATIONS_QUEUE)
+    async with r.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.llen(Queue.redis_queue_namespace_prefix + name)
+            pipe.zcard(StartedJobRegistry.key_template.format(name))
+            pipe.zcard(FailedJobRegistry.key_template.format(name))
+        rows = await pipe.execute()
+    return [
+        RqQueueStatus(name, int(rows[3 * i]), int(rows[3 * i + 1]), int(rows[3 * i + 2]))
+        for i, name in enumerate(names)
+    ]
+
+
 async def snapshot(r: "Redis", now_ms: int, rq: "Redis | None" = None) -> PlatformStatus:
     """Workers, scheduler leader, queue depths and oldest age, retries, dead letters, open breakers,
     tenants paused by a slot move, Redis memory.
@@ -104,6 +133,7 @@ async def snapshot(r: "Redis", now_ms: int, rq: "Redis | None" = None) -> Platfo
         pipe.pttl(keys.SCHEDULER_LOCK)
         leader, ttl = await pipe.execute()
     drain_jobs = await rq.llen(Queue.redis_queue_namespace_prefix + keys.RQ_QUEUE)
+    rq_queues = await _rq_queues(rq)
     tenants = await depths.tenant_ids(r)
     async with r.pipeline(transaction=False) as pipe:
         for t in tenants:
@@ -130,5 +160,6 @@ async def snapshot(r: "Redis", now_ms: int, rq: "Redis | None" = None) -> Platfo
         breakers_open=d.breakers_open,
         paused_tenants=[t for t, flagged in zip(tenants, flags, strict=True) if flagged],
         drain_jobs=int(drain_jobs),
+        rq_queues=rq_queues,
         counters=d.counters,
     )

@@ -1,9 +1,9 @@
 """Process entry points: ``webhooks worker`` and ``webhooks scheduler``.
 
-A worker is an RQ :class:`~rq.SimpleWorker` on the single queue ``webhooks``
-(single-queue workers dequeue with an atomic BLMOVE). Each RQ job drains many
-deliveries on the process's persistent event loop. By default a worker also
-runs a scheduler in a thread; the scheduler lock lets one act at a time.
+A worker is an RQ :class:`~rq.SimpleWorker` on two queues: the operators' jobs
+(``webhooks-operations``: replays, tenant deletions, :mod:`workers.operations`) first, then
+``webhooks``, whose jobs each drain many deliveries on the process's persistent event loop. By
+default a worker also runs a scheduler in a thread; the scheduler lock lets one act at a time.
 
 RQ's queue lives where :func:`webhooks.runtime.connection.rq_client` says: the platform's Redis, or,
 on a Redis Cluster, the plain Redis of ``WEBHOOKS_RQ_REDIS_URL``. Its jobs are only triggers.
@@ -24,7 +24,7 @@ from webhooks import keys
 from webhooks.outbound.secretbox import SecretBox
 from webhooks.runtime import gcpolicy
 from webhooks.runtime.connection import RedisTarget, async_client, rq_client, sync_client, warn_if_not_durable
-from workers import jobs, observe, runtime
+from workers import jobs, observe, operations, runtime
 from workers.engine import EngineConfig
 from workers.scheduler import Scheduler, SchedulerConfig
 
@@ -95,6 +95,8 @@ def run_worker(
     runtime.install(rt)
     observe.watch_engine(rt.engine)
     gcpolicy.tune()  # the engine is built: what the process holds for its life is out of the collector's way
+    operations.install(target, config.retention_ms)  # the operators' jobs (replays, tenant deletions)
+    stop_sweeper = operations.start_sweeper(conn, data_client_when_up(target, "worker"))
     stop_scheduler = None
     if with_scheduler:
         _, stop_scheduler = _scheduler_thread(
@@ -104,7 +106,8 @@ def run_worker(
     level = logging.getLevelName(logging.getLogger().level)
     try:
         while True:
-            worker = DeliveryWorker([Queue(keys.RQ_QUEUE, connection=conn)], connection=conn)
+            queues = [Queue(name, connection=conn) for name in (keys.RQ_OPERATIONS_QUEUE, keys.RQ_QUEUE)]
+            worker = DeliveryWorker(queues, connection=conn)
             try:
                 worker.work(burst=burst, logging_level=level)
             except redis.RedisError as exc:
@@ -123,6 +126,7 @@ def run_worker(
             log.warning("the worker loop ended without a stop request; waiting for Redis to start again")
             wait_for_redis(conn, "worker")
     finally:
+        stop_sweeper.set()
         if stop_scheduler:
             stop_scheduler()
         rt.close()

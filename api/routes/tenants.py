@@ -6,7 +6,8 @@ from api.deps import AdminDep, Caller, CallerDep, StoreDep
 from api.errors import responses
 from api.schemas import TenantCreate, TenantUpdate
 from webhooks.errors import NotFound
-from webhooks.models import ApiKey, ApiKeyCreated, Page, Tenant, TenantCreated
+from webhooks.models import ApiKey, ApiKeyCreated, Page, Tenant, TenantCreated, TenantDeletion
+from webhooks.stores import operations
 from webhooks.stores.catalogue import EventTypeStore
 from webhooks.timefmt import now_ms
 
@@ -49,10 +50,17 @@ async def update_tenant(tenant_id: str, body: TenantUpdate, who: CallerDep, stor
     return await store.tenants.get_tenant(tenant_id)
 
 
-@router.delete("/{tenant_id}", status_code=204)
-async def delete_tenant(tenant_id: str, _: AdminDep, store: StoreDep) -> Response:
-    await store.delete_tenant(tenant_id)
-    return Response(status_code=204)
+@router.delete("/{tenant_id}", status_code=202, response_model=TenantDeletion, responses=responses(409))
+async def delete_tenant(tenant_id: str, _: AdminDep, store: StoreDep) -> TenantDeletion:
+    """The tenant vanishes at once (keys, endpoints, record); an RQ job whose id is the tenant id
+    deletes its data. ``GET /v1/tenants/{id}/deletion`` shows it: ``deleting``, ``done``, ``failed``."""
+    return await store.start_tenant_deletion(tenant_id, now_ms())
+
+
+@router.get("/{tenant_id}/deletion", response_model=TenantDeletion)
+async def get_tenant_deletion(tenant_id: str, _: AdminDep, store: StoreDep) -> TenantDeletion:
+    """A tenant's deletion and its progress (``deleted_keys``), kept 30 days."""
+    return await operations.get_deletion(store.r, tenant_id)
 
 
 @router.post(

@@ -50,6 +50,7 @@ class Scripts:
             "complete",
             "tick",
             "requeue",
+            "replay_chunk",
             "rate",
             "heartbeat",
             "trim",
@@ -66,6 +67,7 @@ class Scripts:
     complete: AsyncScript
     tick: AsyncScript
     requeue: AsyncScript
+    replay_chunk: AsyncScript
     rate: AsyncScript
     heartbeat: AsyncScript
     trim: AsyncScript
