@@ -16,6 +16,7 @@ resource ``failed`` with the reason once no retry is left.
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -42,15 +43,24 @@ T = TypeVar("T")
 class _Context:
     target: RedisTarget | None = None
     retention_ms: int = 7 * 86400 * 1000
+    chunk: int = operations.CHUNK
+    pause_s: float = 0.0
 
 
 _context = _Context()
 
 
+CHUNK_ENV = "WEBHOOKS_OPERATION_CHUNK"  # dead letters per chunk of a replay (default 500)
+PAUSE_ENV = "WEBHOOKS_OPERATION_PAUSE_MS"  # a pause after each chunk: spreads a big job's load on Redis
+
+
 def install(target: RedisTarget, retention_ms: int) -> None:
-    """Where this process's operations' jobs find the platform's Redis (``webhooks worker`` calls it)."""
+    """Where this process's operations' jobs find the platform's Redis (``webhooks worker`` calls
+    it), and their pace (``WEBHOOKS_OPERATION_CHUNK``, ``WEBHOOKS_OPERATION_PAUSE_MS``)."""
     _context.target = target
     _context.retention_ms = retention_ms
+    _context.chunk = max(1, int(os.environ.get(CHUNK_ENV) or operations.CHUNK))
+    _context.pause_s = max(0.0, float(os.environ.get(PAUSE_ENV) or 0) / 1000)
 
 
 def _run(job_id: str, work: Callable[["Redis", Callable[[], Awaitable[None]]], Awaitable[T]]) -> T:
@@ -64,6 +74,8 @@ def _run(job_id: str, work: Callable[["Redis", Callable[[], Awaitable[None]]], A
 
         async def beat() -> None:
             await r.set(alive, 1, px=ALIVE_TTL_MS)
+            if _context.pause_s:
+                await asyncio.sleep(_context.pause_s)
 
         try:
             result = await work(r, beat)
@@ -79,7 +91,9 @@ def run_replay(replay_id: str) -> int:
     """RQ job: scan and requeue what a replay selects (resumes where a dead run stopped)."""
     n = _run(
         replay_id,
-        lambda r, beat: operations.run_replay(r, replay_id, _context.retention_ms, now_ms, beat),
+        lambda r, beat: operations.run_replay(
+            r, replay_id, _context.retention_ms, now_ms, beat, _context.chunk
+        ),
     )
     log.info("replay %s: %d requeued", replay_id, n)
     return n

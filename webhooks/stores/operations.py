@@ -45,7 +45,7 @@ def _split(cursor: str) -> tuple[int, str]:
 
 
 async def _filter_chunk(
-    r: "Redis", tenant_id: str, f: DeadFilter, cursor: str
+    r: "Redis", tenant_id: str, f: DeadFilter, cursor: str, chunk: int
 ) -> tuple[list[str], str, bool]:
     """The next chunk after ``cursor``: (matching ids, the cursor after it, whether it is the last)."""
     scan = paging.scored_scan(
@@ -54,7 +54,7 @@ async def _filter_chunk(
         since_ms=f.since_ms,
         until_ms=f.until_ms,
         after=_split(cursor) if cursor else None,
-        chunk=CHUNK,
+        chunk=chunk,
     )
     rows: list[tuple[str, int]] = []
     async for first in scan:
@@ -72,17 +72,25 @@ async def _filter_chunk(
     return ids, f"{score} {member}", False
 
 
-async def _ids_chunk(r: "Redis", tenant_id: str, replay_id: str, cursor: str) -> tuple[list[str], str, bool]:
+async def _ids_chunk(
+    r: "Redis", tenant_id: str, replay_id: str, cursor: str, chunk: int
+) -> tuple[list[str], str, bool]:
     start = int(cursor or 0)
-    ids = cast(list[str], await r.lrange(keys.replay_todo(tenant_id, replay_id), start, start + CHUNK - 1))
+    ids = cast(list[str], await r.lrange(keys.replay_todo(tenant_id, replay_id), start, start + chunk - 1))
     return ids, str(start + len(ids)), not ids
 
 
 async def run_replay(
-    r: "Redis", replay_id: str, retention_ms: int, now_ms: Callable[[], int], beat: Beat
+    r: "Redis",
+    replay_id: str,
+    retention_ms: int,
+    now_ms: Callable[[], int],
+    beat: Beat,
+    chunk: int = CHUNK,
 ) -> int:
-    """Scan and requeue what the replay selects, from where its last run stopped; returns how
-    many it requeued in all. Stops early (returning what was requeued) once it is cancelled."""
+    """Scan and requeue what the replay selects, ``chunk`` dead letters at a time, from where its
+    last run stopped; returns how many it requeued in all. Stops early (returning what was
+    requeued) once it is cancelled."""
     h = cast(dict[str, str], await r.hgetall(keys.replay(replay_id)))
     if not h:
         raise NotFound(f"no such replay: {replay_id} (expired, or never recorded)")
@@ -105,9 +113,9 @@ async def run_replay(
                 break
             cursor = got[0] or ""
             if spec["mode"] == "ids":
-                ids, after, last = await _ids_chunk(r, t, replay_id, cursor)
+                ids, after, last = await _ids_chunk(r, t, replay_id, cursor, chunk)
             else:
-                ids, after, last = await _filter_chunk(r, t, f, cursor)
+                ids, after, last = await _filter_chunk(r, t, f, cursor, chunk)
             n = await queue.replay_chunk(
                 r,
                 t,
