@@ -51,6 +51,7 @@ class Scripts:
             "tick",
             "requeue",
             "replay_chunk",
+            "dead_count",
             "rate",
             "heartbeat",
             "trim",
@@ -68,6 +69,7 @@ class Scripts:
     tick: AsyncScript
     requeue: AsyncScript
     replay_chunk: AsyncScript
+    dead_count: AsyncScript
     rate: AsyncScript
     heartbeat: AsyncScript
     trim: AsyncScript

@@ -7,6 +7,7 @@ from redis.asyncio import Redis
 from webhooks import keys
 from webhooks.errors import Invalid
 from webhooks.queueing import history
+from webhooks.queueing.scripts import scripts
 from webhooks.stores import paging
 
 
@@ -50,27 +51,36 @@ def dead_matches(tenant_id: str, delivery_id: str, h: dict[str, str], f: DeadFil
     return f.status_matches(history.delivery(tenant_id, delivery_id, h).last_status_code)
 
 
+COUNT_SLICE = 20000  # dead letters read per script call of a count (a few ms of Redis each)
+
+
 async def count_dead(r: "Redis", tenant_id: str, f: DeadFilter, until_ms: int | None) -> int:
-    """How many of the tenant's dead letters ``f`` selects, died by ``until_ms``: one ZCOUNT
-    when only the time window filters, else one read per dead letter in the window (pipelined,
-    the fields the filter needs only)."""
-    low = "-inf" if f.since_ms is None else f.since_ms
-    high = "+inf" if until_ms is None else until_ms
+    """How many of the tenant's dead letters ``f`` selects, died by ``until_ms``: one ZCOUNT when
+    only the time window filters; by endpoint or event type, ``lua/dead_count.lua`` over slices of
+    the window (about 100,000 a second here); by status code, one read per dead letter in the window
+    (the last attempt's status is packed in the delivery's history)."""
+    low = "-inf" if f.since_ms is None else str(f.since_ms)
+    high = "+inf" if until_ms is None else str(until_ms)
     if not (f.endpoint_id or f.event_type or f.status_code):
         return int(await r.zcount(keys.tenant_dead(tenant_id), low, high))
     n = 0
+    if f.status_code is None:
+        offset = 0
+        while True:
+            found, read = await scripts(r).dead_count(
+                keys=[keys.tenant_base(tenant_id)],
+                args=[low, high, offset, COUNT_SLICE, f.endpoint_id or "", f.event_type or ""],
+            )
+            n += int(found)
+            offset += int(read)
+            if int(read) < COUNT_SLICE:
+                return n
     async for rows in paging.scored_scan(
         r, keys.tenant_dead(tenant_id), since_ms=f.since_ms, until_ms=until_ms, chunk=5000
     ):
         async with r.pipeline(transaction=False) as pipe:
             for member, _ in rows:
-                if f.status_code is None:
-                    pipe.hmget(keys.delivery(tenant_id, member), ["s", "p", "y"])
-                else:
-                    pipe.hgetall(keys.delivery(tenant_id, member))
-            found = await pipe.execute()
-        for (member, _), h in zip(rows, found, strict=True):
-            if f.status_code is None:
-                h = {k: v for k, v in zip(("s", "p", "y"), h, strict=True) if v is not None}
-            n += dead_matches(tenant_id, member, h, f)
+                pipe.hgetall(keys.delivery(tenant_id, member))
+            found_rows = await pipe.execute()
+        n += sum(dead_matches(tenant_id, m, h, f) for (m, _), h in zip(rows, found_rows, strict=True))
     return n
