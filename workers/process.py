@@ -6,7 +6,8 @@ A worker is an RQ :class:`~rq.SimpleWorker` on two queues: the operators' jobs
 default a worker also runs a scheduler in a thread; the scheduler lock lets one act at a time.
 
 RQ's queue lives where :func:`webhooks.runtime.connection.rq_client` says: the platform's Redis, or,
-on a Redis Cluster, the plain Redis of ``WEBHOOKS_RQ_REDIS_URL``. Its jobs are only triggers.
+on a Redis Cluster, the plain Redis of ``WEBHOOKS_RQ_REDIS_URL``. Its jobs are triggers, and the
+operators' resumable jobs (their progress is in the platform's Redis).
 """
 
 import asyncio
