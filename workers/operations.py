@@ -60,7 +60,9 @@ def install(target: RedisTarget, retention_ms: int) -> None:
     _context.target = target
     _context.retention_ms = retention_ms
     _context.chunk = max(1, int(os.environ.get(CHUNK_ENV) or operations.CHUNK))
-    _context.pause_s = max(0.0, float(os.environ.get(PAUSE_ENV) or 0) / 1000)
+    # Kept well inside the liveness TTL, or the sweeper would take a pausing job for a dead one.
+    pause_s = float(os.environ.get(PAUSE_ENV) or 0) / 1000
+    _context.pause_s = min(max(0.0, pause_s), ALIVE_TTL_MS / 1000 / 4)
 
 
 def _run(job_id: str, work: Callable[["Redis", Callable[[], Awaitable[None]]], Awaitable[T]]) -> T:
