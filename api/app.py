@@ -1,5 +1,6 @@
 """The FastAPI application: routes, error mapping, request-size limit, lifespan of the Redis client."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -8,10 +9,10 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import api_docs, console, errors
+from api import api_docs, console, errors, format_watch, ingest_schema
 from api.acked import AcknowledgedWrites
 from api.deps import AppState
-from api.ingest import BATCH, BATCH_BODY_LIMIT, FastIngest
+from api.ingest import FastIngest
 from api.jsonbody import JsonBodies
 from api.metrics import HttpMetrics
 from api.routes import dead_letters, deliveries, endpoints, event_types, events, health, replays, tenants
@@ -30,14 +31,15 @@ class ApiConfig:
     policy: Policy
     admin_token: str | None
     portal_frame_ancestors: str = "'none'"  # WEBHOOKS_PORTAL_FRAME_ANCESTORS (api/console)
+    format_watch_pid: int | None = None  # SIGTERMed when the data format turns newer (api/format_watch.py)
 
 
 class BodyLimit:
-    """Refuses request bodies above the limit with 413 before they are parsed.
+    """Refuses request bodies above the limit with 413 before FastAPI parses them.
 
-    A single event's request may carry ``max_payload_bytes`` of payload plus its
-    envelope; a batch request is bounded separately and each event is checked
-    again by the store.
+    The limit is a single event's: ``max_payload_bytes`` of payload plus its envelope, far more
+    than any other route's body needs. Event ingest (both routes) never gets here:
+    :class:`api.ingest.FastIngest` answers it in front, with its own limits.
     """
 
     def __init__(self, app: ASGIApp, single_limit: int) -> None:
@@ -48,7 +50,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = BATCH_BODY_LIMIT if scope["path"].rstrip("/") == BATCH else self.single_limit
+        limit = self.single_limit
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -85,9 +87,14 @@ def create_app(config: ApiConfig) -> FastIngest:
         rq = rq_client(config.target)  # where the operators' jobs are enqueued (replays, deletions)
         store = Store(r, config.box, config.policy, OperationQueue(rq))
         app.state.webhooks = AppState(store, config.admin_token)
+        watcher = None
+        if config.format_watch_pid is not None:
+            watcher = asyncio.create_task(format_watch.watch(r, config.format_watch_pid))
         try:
             yield
         finally:
+            if watcher:
+                watcher.cancel()
             await r.aclose()
             rq.close()
 
@@ -108,6 +115,7 @@ def create_app(config: ApiConfig) -> FastIngest:
         app.include_router(module.router)
     console.mount(app, config.portal_frame_ancestors)
     api_docs.mount(app)
+    ingest_schema.document(app)  # the two routes FastIngest serves, which FastAPI has no route for
     single_limit = config.policy.max_payload_bytes + 64 * 1024
     app.add_middleware(AcknowledgedWrites)  # innermost: holds a write's answer until replicas have it
     app.add_middleware(JsonBodies)  # inside BodyLimit: reads only bodies within the limit

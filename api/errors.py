@@ -52,7 +52,7 @@ class ErrorBody(BaseModel):
     details: list[ErrorDetail] | None = None
 
 
-_DESCRIPTIONS = {
+DESCRIPTIONS = {
     400: "Bad request",
     401: "Missing, unknown or revoked credentials",
     403: "Known credentials that may not call this route (a tenant key on an admin route)",
@@ -68,7 +68,7 @@ _DESCRIPTIONS = {
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI declarations of the error answers a route can give (all share :class:`ErrorBody`)."""
-    return {s: {"model": ErrorBody, "description": _DESCRIPTIONS[s]} for s in statuses}
+    return {s: {"model": ErrorBody, "description": DESCRIPTIONS[s]} for s in statuses}
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:

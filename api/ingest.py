@@ -10,8 +10,8 @@ the models for their errors), hands the events to the store's group-committing
 :class:`~webhooks.intake.ingest.Ingestor` and writes the 202 as orjson would, from the
 payload JSON already in each event's record. Errors are
 answered exactly as the rest of the API answers them (:mod:`api.errors`).
-Everything else passes through to FastAPI, whose routes in
-:mod:`api.routes.events` document these two operations and behave the same.
+Everything else passes through to FastAPI, which has no route for these two:
+:mod:`api.ingest_schema` describes them in its OpenAPI document.
 """
 
 import logging

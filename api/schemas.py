@@ -3,7 +3,10 @@
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from webhooks.intake.routing import EVENT_TYPE_RE
+from webhooks.intake.validation import EVENT_ID_RE
 
 
 class _In(BaseModel):
@@ -36,6 +39,8 @@ class EndpointUpdate(_In):
     max_in_flight: int | None = Field(None, ge=1, le=10000)
     ordering: Literal["parallel", "fifo"] | None = None
     disabled: bool | None = None
+    # true: nothing is sent until false again; deliveries wait pending, new events still route to it
+    paused: StrictBool | None = None
     # Accepted only when it names the current scheme (so a whole object can be sent back);
     # the scheme changes through POST /v1/endpoints/{id}/secret/rotate {"signing": ...}.
     signing: Literal["hmac-sha256", "ed25519"] | None = None
@@ -51,9 +56,13 @@ EVENT_FIELD_MAX = 256  # characters of an event's type and id (api/ingest.py che
 
 
 class EventCreate(_In):
-    event_type: str = Field(max_length=EVENT_FIELD_MAX)
+    # The patterns are checked by webhooks.intake (routing.check_event_type,
+    # validation.check_event_id), whose messages the API answers; here they document it.
+    event_type: str = Field(max_length=EVENT_FIELD_MAX, json_schema_extra={"pattern": EVENT_TYPE_RE.pattern})
     payload: Any = Field(...)
-    id: str | None = Field(None, max_length=EVENT_FIELD_MAX)
+    id: str | None = Field(
+        None, max_length=EVENT_FIELD_MAX, json_schema_extra={"pattern": EVENT_ID_RE.pattern}
+    )
 
 
 class EventBatch(_In):

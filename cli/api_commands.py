@@ -1,6 +1,6 @@
 """Operator commands the API serves: ``tenant create`` and ``dlq list|show|replay``.
 
-Each calls the running platform's HTTP API through :class:`webhooks.client.AsyncClient` with
+Each calls the running platform's HTTP API through :class:`hookyard_client.AsyncClient` with
 the admin token, both found by :func:`cli.platform_info.operator_api` (``--api-url`` or
 ``WEBHOOKS_API_URL``, else the ``platform.json`` of a running ``webhooks up``). When nothing
 answers, or the API refuses a call, one line on stderr and a non-zero exit (cli/main.py):
@@ -15,7 +15,7 @@ from typing import Any
 
 from cli.output import Out, Ticker
 from cli.platform_info import operator_api
-from webhooks.client import ApiConnectionError, ApiError, AsyncClient, Delivery
+from hookyard_client import ApiConnectionError, ApiError, AsyncClient, Delivery
 from webhooks.errors import WebhooksError
 from webhooks.settings import Settings
 

@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--workers", type=int, default=2, help="delivery worker processes (default 2)")
     up.add_argument("--verbose", action="store_true", help="show the processes' logs here too")
+    up.add_argument(
+        "--dev",
+        action="store_true",
+        help="allow private/loopback targets and retry on a short schedule (trying it out, not production)",
+    )
     up.add_argument("--allow-unsafe-redis", action="store_true", help="start even if Redis is not durable")
     _command(sub.add_parser("api", help="the HTTP API"), "processes:cmd_api")
     w = _command(sub.add_parser("worker", help="one delivery worker process"), "processes:cmd_worker")
@@ -79,6 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
     tc.add_argument("name")
     _api(tc)
     _json(tc)
+
+    ep = sub.add_parser("endpoint", help="an endpoint's health; pause and resume").add_subparsers(
+        dest="endpoint_command", required=True
+    )
+    for name, what in (
+        ("show", "settings and health (state, failures, next attempt, in flight, ready, retrying)"),
+        ("pause", "send nothing to it: its deliveries wait pending, new events still queue"),
+        ("resume", "send again what waits, at its max_in_flight and rate limit"),
+    ):
+        c = _command(ep.add_parser(name, help=what), f"endpoint_commands:cmd_endpoint_{name}")
+        c.add_argument("id", help="endpoint id")
+        c.add_argument("--tenant", required=True, help="the endpoint's tenant id")
+        _api(c)
+        _json(c)
 
     dlq = sub.add_parser("dlq", help="dead letters").add_subparsers(dest="dlq_command", required=True)
     ls = _command(dlq.add_parser("list", help="dead deliveries, newest first"), "api_commands:cmd_dlq_list")

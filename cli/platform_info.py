@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cli.datalock import DataLock
-from webhooks.client import ApiConnectionError
 from webhooks.errors import ConfigError, StorageError, WebhooksError
 from webhooks.runtime.connection import RedisTarget
 from webhooks.settings import Settings
@@ -99,6 +98,10 @@ def running_platform(s: Settings, variable: str, error: type[WebhooksError]) -> 
     return info
 
 
+class NoApi(WebhooksError):
+    """No API for an operator command: no URL given and no running `webhooks up` here."""
+
+
 @dataclass(frozen=True)
 class ApiTarget:
     url: str
@@ -112,7 +115,7 @@ def operator_api(s: Settings, api_url: str | None = None) -> ApiTarget:
         url, source = (api_url, "--api-url") if api_url else (s.api_url, "WEBHOOKS_API_URL")
         assert url is not None
     else:
-        url = running_platform(s, "WEBHOOKS_API_URL", ApiConnectionError).api_url
+        url = running_platform(s, "WEBHOOKS_API_URL", NoApi).api_url
         source = str(s.data_dir.resolve() / FILE)
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"{source}: the API URL must start with http:// or https://, not {url!r}")

@@ -1,4 +1,7 @@
-"""The single-process commands: ``webhooks api``, ``webhooks worker``, ``webhooks scheduler``."""
+"""The single-process commands: ``webhooks api``, ``webhooks worker``, ``webhooks scheduler``.
+
+Each checks the data format in Redis first (:func:`webhooks.queueing.dataformat.ensure`, docs/upgrading.md).
+"""
 
 import argparse
 import logging
@@ -7,6 +10,7 @@ from typing import TYPE_CHECKING
 import redis
 
 from webhooks.errors import ConfigError
+from webhooks.queueing import dataformat
 from webhooks.runtime.connection import sync_client, warn_if_not_durable
 from webhooks.runtime.replication import AckPolicy, startup_problems
 from webhooks.settings import Settings
@@ -69,10 +73,15 @@ def cmd_api(s: Settings, _: argparse.Namespace) -> int:
         use_multiprocess_dir()  # every uvicorn worker's metrics in one /metrics answer
     try:
         conn = sync_client(target_of(s))
+        dataformat.ensure(conn)  # refuses data newer than this code; migrates older data first
         warn_if_not_durable(conn)
         check_acknowledgement(conn, s.ack)
     except redis.RedisError as exc:
-        log.warning("Redis is not reachable yet (%s): the API answers 503 until it is", type(exc).__name__)
+        log.warning(
+            "Redis is not reachable yet (%s): the API answers 503 until it is (and stops if it then "
+            "holds data of a newer format: api/format_watch.py)",
+            type(exc).__name__,
+        )
     uvicorn.run(
         "api.main:app",
         factory=True,

@@ -16,6 +16,7 @@ from rq.worker_registration import REDIS_WORKER_KEYS
 
 from webhooks import keys
 from webhooks.queueing import depths, memory
+from webhooks.stores import health
 
 
 @dataclass(slots=True)
@@ -39,6 +40,20 @@ class RqQueueStatus:
 
 
 @dataclass(slots=True)
+class EndpointStatus:
+    """An endpoint that is not healthy (webhooks/stores/health.py)."""
+
+    tenant_id: str
+    endpoint_id: str
+    url: str
+    state: str
+    consecutive_failures: int
+    next_attempt_at: str | None
+    ready: int
+    retrying: int
+
+
+@dataclass(slots=True)
 class PlatformStatus:
     now_ms: int
     redis_server: str  # "redis 7.0.15", "valkey 8.1.8"
@@ -59,6 +74,7 @@ class PlatformStatus:
     # paused by a slot move (webhooks/queueing/reshard.py)
     paused_tenants: list[str] = field(default_factory=list)
     drain_jobs: int = 0  # RQ jobs waiting on the RQ queue
+    endpoints_not_healthy: list[EndpointStatus] = field(default_factory=list)  # by tenant
     # RQ's queues: the delivery triggers (webhooks) and the operators' jobs (webhooks-operations)
     rq_queues: list[RqQueueStatus] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
@@ -117,7 +133,7 @@ async def _rq_queues(r: "Redis") -> list[RqQueueStatus]:
 
 async def snapshot(r: "Redis", now_ms: int, rq: "Redis | None" = None) -> PlatformStatus:
     """Workers, scheduler leader, queue depths and oldest age, retries, dead letters, open breakers,
-    tenants paused by a slot move, Redis memory.
+    tenants paused by a slot move, endpoints not healthy, Redis memory.
 
     ``r`` decodes responses; ``rq`` is the Redis RQ lives on when it is another one (a cluster's
     ``WEBHOOKS_RQ_REDIS_URL``). Raises ``redis.RedisError`` when Redis cannot be read. The queue
@@ -139,6 +155,10 @@ async def snapshot(r: "Redis", now_ms: int, rq: "Redis | None" = None) -> Platfo
         for t in tenants:
             pipe.exists(keys.moving(t))
         flags = await pipe.execute() if tenants else []
+    sick = [
+        EndpointStatus(t, e, url, h.state, h.consecutive_failures, h.next_attempt_at, h.ready, h.retrying)
+        for t, e, url, h in await health.unhealthy(r, tenants, now_ms)
+    ]
     return PlatformStatus(
         now_ms=now_ms,
         redis_server=server_name(server),
@@ -160,6 +180,7 @@ async def snapshot(r: "Redis", now_ms: int, rq: "Redis | None" = None) -> Platfo
         breakers_open=d.breakers_open,
         paused_tenants=[t for t, flagged in zip(tenants, flags, strict=True) if flagged],
         drain_jobs=int(drain_jobs),
+        endpoints_not_healthy=sick,
         rq_queues=rq_queues,
         counters=d.counters,
     )

@@ -1,4 +1,5 @@
-"""``webhooks status``: workers, scheduler leader, queues, dead letters, Redis memory.
+"""``webhooks status``: workers, scheduler leader, queues, dead letters, endpoints that are not
+healthy (paused, circuit open with the probe's time, throttled, failing, disabled), Redis memory.
 
 What it shows the API does not serve (RQ's worker registry, leases, the scheduler's lock, Redis
 memory), so it reads Redis itself: the one found by :func:`cli.platform_info.operator_target`
@@ -46,7 +47,7 @@ async def read_status(s: Settings) -> PlatformStatus:
                 f"cannot reach Redis at {target.describe()} (from {source}): {type(exc).__name__}"
             ) from None
         # On a Redis Cluster, RQ's registry of workers is on its own Redis (WEBHOOKS_RQ_REDIS_URL).
-        rq = async_rq_client(target) if target.rq_url else None
+        rq = async_rq_client(target) if target.rq_apart else None
         try:
             return await snapshot(r, int(time.time() * 1000), rq)
         finally:
@@ -95,6 +96,23 @@ def cmd_status(s: Settings, args: argparse.Namespace) -> int:
             ("dead letters", st.dead_letters),
             ("breakers open", _breakers(st.breakers_open)),
             ("drain jobs", f"{st.drain_jobs} queued for workers"),
+        ],
+    )
+    out.table(
+        f"endpoints not healthy ({len(st.endpoints_not_healthy)})",
+        ["tenant", "endpoint", "state", "failures", "next attempt", "ready", "retrying", "url"],
+        [
+            (
+                e.tenant_id,
+                e.endpoint_id,
+                e.state,
+                e.consecutive_failures,
+                e.next_attempt_at,
+                e.ready,
+                e.retrying,
+                e.url,
+            )
+            for e in st.endpoints_not_healthy
         ],
     )
     out.table(

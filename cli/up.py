@@ -1,11 +1,17 @@
 """``webhooks up``: the whole platform on one machine, owned by this one process.
 
 Order: lock the data folder (a second ``up`` there stops with the holder's pid), start the
-embedded Redis unless ``WEBHOOKS_REDIS_URL``/``_SENTINELS`` name one, then the API, the workers
-and the scheduler as children (cli/supervisor.py: they end when this process ends, however it
-ends), wait for ``/readyz``, print a summary and record ``<data>/platform.json`` for the operator
-commands. Children's logs go to ``<data>/logs/``; ``--verbose`` shows them here too. A child
-that dies is restarted; Ctrl-C, SIGTERM or SIGHUP stop everything cleanly (exit 0).
+embedded Redis unless ``WEBHOOKS_REDIS_URL``/``_SENTINELS`` name one, check the data format in it
+(webhooks/queueing/dataformat.py), then start the API, the workers and the scheduler as children
+(cli/supervisor.py: they end when this process ends, however it ends), wait for ``/readyz``,
+print a summary and record ``<data>/platform.json`` for the operator commands. Children's logs go
+to ``<data>/logs/``; ``--verbose`` shows them here too. A child that dies is
+restarted; Ctrl-C, SIGTERM or SIGHUP stop everything cleanly (exit 0).
+
+``--dev`` is for trying it out on a laptop: private and loopback targets are allowed
+(``WEBHOOKS_ALLOW_PRIVATE_TARGETS=true``, so a receiver on localhost works) and retries follow a
+short schedule (:data:`DEV_RETRY_SCHEDULE`, unless ``WEBHOOKS_RETRY_SCHEDULE`` is set); the
+summary says so.
 """
 
 import argparse
@@ -32,11 +38,13 @@ from cli.snapshot import server_name
 from cli.supervisor import Supervisor
 from webhooks import __version__
 from webhooks.errors import ConfigError
+from webhooks.queueing import dataformat
 from webhooks.runtime.connection import RedisTarget, sync_client, warn_if_not_durable
 from webhooks.settings import Settings
 from webhooks.wiring import target_of
 
 READY_TIMEOUT_S = 60.0
+DEV_RETRY_SCHEDULE = "1,2,4"  # seconds: a failing delivery dies in about 7 s under --dev
 ME = [sys.executable, "-m", "cli"]
 
 
@@ -110,6 +118,10 @@ class Up:
     def __init__(self, s: Settings, args: argparse.Namespace, data_dir: Path, lock: DataLock) -> None:
         self.s, self.args, self.data_dir, self.lock = s, args, data_dir, lock
         self.env = dict(os.environ)
+        self.dev = bool(getattr(args, "dev", False))
+        if self.dev:
+            self.env["WEBHOOKS_ALLOW_PRIVATE_TARGETS"] = "true"
+            self.env.setdefault("WEBHOOKS_RETRY_SCHEDULE", DEV_RETRY_SCHEDULE)
         self.sup = Supervisor(data_dir / "logs", self.env)
         self.embedded: EmbeddedRedis | None = None
         self.api_url = f"http://{s.api_host}:{s.api_port}"
@@ -126,6 +138,7 @@ class Up:
             if redis_desc is None:
                 return 2
             token_line = self._credentials()
+            self._check_format()
             self._children()
             if tail:
                 tail.start()
@@ -193,6 +206,17 @@ class Up:
         conn.close()
         return f"{version} at {target_of(self.s).describe()}"
 
+    def _check_format(self) -> None:
+        """The data format, checked once before the children start (they check it again): data newer
+        than this code stops ``up`` with one line instead of children failing and being restarted."""
+        url = self.env.get("WEBHOOKS_REDIS_URL")
+        target = RedisTarget(url) if self.embedded and url else target_of(self.s)
+        conn = sync_client(target)
+        try:
+            dataformat.ensure(conn)
+        finally:
+            conn.close()
+
     def _credentials(self) -> str:
         if self.s.admin_token:
             token_line = "set by WEBHOOKS_ADMIN_TOKEN"
@@ -247,6 +271,11 @@ class Up:
             f"  processes:    api, {n} worker{'s' if n != 1 else ''}, scheduler (logs in {logs}"
             + (")" if self.args.verbose else "; --verbose shows them here)"),
         ]
+        if self.dev:
+            lines.append(
+                "  dev mode:     private and loopback targets allowed; retries after "
+                f"{self.env['WEBHOOKS_RETRY_SCHEDULE']} s (not for production)"
+            )
         if self.metrics:
             host = self.s.metrics_host
             ports = ", ".join(f"{name} http://{host}:{port}/metrics" for name, port in self.metrics.items())

@@ -1,5 +1,6 @@
-"""The docs stand alone: every relative link in README.md and docs/*.md names a file of the
-repository (and a heading of it, when it has an anchor), and none leaves the repository."""
+"""The docs stand alone: every relative link in README.md, the Python client's README and
+docs/*.md names a file of the repository (and a heading of it, when it has an anchor), and none
+leaves the repository."""
 
 import re
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", ROOT / "clients" / "python" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)|!\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
 

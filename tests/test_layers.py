@@ -1,6 +1,11 @@
-"""Dependencies point down: the domain (webhooks/) imports nothing above it; only cli/ imports cli."""
+"""Dependencies point down: the domain (webhooks/) imports nothing above it; only cli/ imports cli.
+
+The Python client (clients/python, import package ``hookyard_client``) is its own distribution:
+it imports nothing of the server, and of the server only cli/ imports it.
+"""
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +26,11 @@ def imported_packages(path: Path) -> set[str]:
 
 @pytest.mark.parametrize(
     ("package", "forbidden"),
-    [("webhooks", {"api", "workers", "cli"}), ("workers", {"api", "cli"}), ("api", {"workers", "cli"})],
+    [
+        ("webhooks", {"api", "workers", "cli", "hookyard_client"}),
+        ("workers", {"api", "cli", "hookyard_client"}),
+        ("api", {"workers", "cli", "hookyard_client"}),
+    ],
 )
 def test_a_layer_imports_nothing_above_it(package: str, forbidden: set[str]) -> None:
     files = sorted((ROOT / package).rglob("*.py"))
@@ -63,9 +72,24 @@ STORAGE = (
 
 def test_the_api_facing_cli_commands_use_the_client_not_the_store() -> None:
     found = imported_modules(ROOT / "cli" / "api_commands.py")
-    assert "webhooks.client" in found, "cli/api_commands.py calls the API through webhooks.client"
+    assert "hookyard_client" in found, "cli/api_commands.py calls the API through hookyard_client"
     wrong = sorted(m for m in found if any(m == s or m.startswith(s) for s in STORAGE))
     assert not wrong, f"cli/api_commands.py must not reach Redis itself: {wrong}"
+
+
+CLIENT = ROOT / "clients" / "python" / "src" / "hookyard_client"
+CLIENT_MAY_IMPORT = {"hookyard_client", "httpx", "pydantic"}  # and the standard library
+
+
+def test_the_client_imports_only_httpx_pydantic_and_the_standard_library() -> None:
+    files = sorted(CLIENT.rglob("*.py"))
+    assert files, "no module under clients/python/src/hookyard_client"
+    wrong = {
+        str(f.relative_to(ROOT)): found
+        for f in files
+        if (found := sorted(imported_packages(f) - CLIENT_MAY_IMPORT - sys.stdlib_module_names))
+    }
+    assert not wrong, f"the client distribution depends on httpx and pydantic only: {wrong}"
 
 
 def test_the_module_walk_sees_from_imports(tmp_path: Path) -> None:
@@ -76,14 +100,13 @@ def test_the_module_walk_sees_from_imports(tmp_path: Path) -> None:
 
 # Inside the domain: each subpackage of webhooks/ and what it must not import (checked per file).
 # The top-level leaves (errors, ids, keys, models, timefmt) import no subpackage at all.
-SUBPACKAGES = ("queueing", "intake", "stores", "outbound", "runtime", "client")
+SUBPACKAGES = ("queueing", "intake", "stores", "outbound", "runtime")
 DOMAIN_RULES = {
-    "runtime": {"queueing", "intake", "stores", "outbound", "client"},  # process plumbing only
-    "outbound": {"queueing", "intake", "stores", "runtime", "client"},  # signing, retry, SSRF guard
-    "queueing": {"intake", "stores", "outbound", "client"},  # the queue engine knows no store
-    "intake": {"stores", "client"},  # ingest writes through the queue, never through a store
-    "stores": {"client"},
-    "client": {"queueing", "intake", "stores", "runtime"},  # an HTTP client: no Redis side
+    "runtime": {"queueing", "intake", "stores", "outbound"},  # process plumbing only
+    "outbound": {"queueing", "intake", "stores", "runtime"},  # signing, retry, SSRF guard
+    "queueing": {"intake", "stores", "outbound"},  # the queue engine knows no store
+    "intake": {"stores"},  # ingest writes through the queue, never through a store
+    "stores": set(),
     "leaves": set(SUBPACKAGES),
 }
 LEAVES = ("errors", "ids", "keys", "models", "timefmt")

@@ -90,3 +90,8 @@ class ReplicationTimeout(StorageError):
     def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class DataFormatError(StorageError):
+    """The data in Redis is of a format this version cannot use: newer than it knows (written by a
+    newer release), or older with no migration registered to bring it up (webhooks/queueing/dataformat.py)."""

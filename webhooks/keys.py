@@ -9,8 +9,9 @@ and in ``webhooks/queueing/lua/``.
 
 A few small global keys live outside any tenant's slot: the tenant list, the
 *active* rotation of tenants with work to lease, the *wake* index of tenants the
-scheduler must visit, the scheduler lock, API key lookups, replays, and when
-tenants' operational notifications are due. They are kept right by separate
+scheduler must visit, the scheduler lock, API key lookups, replays, when
+tenants' operational notifications are due, and the data format (its version,
+migration lock and progress, in a slot of their own: ``{format}``). They are kept right by separate
 idempotent calls; ``docs/architecture.md`` says how a crash between a tenant's
 script and such a call is repaired.
 """
@@ -28,6 +29,14 @@ RQ_QUEUE = "webhooks"  # RQ queue name (RQ owns its own rq:* keys)
 RQ_OPERATIONS_QUEUE = "webhooks-operations"  # RQ queue of the operators' jobs (workers/operations.py)
 OPS_SWEEP_LOCK = PREFIX + "ops:sweep"  # one worker at a time hands abandoned operations' jobs to RQ
 OPS_DUE = PREFIX + "opsdue"  # zset tenant id -> ms at which its operational notifications are due
+
+# The data format (webhooks/queueing/dataformat.py). Its keys share the hash tag ``{format}``, so on a Redis
+# Cluster they live in one slot (any process reads them through the cluster client's routing) and
+# its scripts (lua/format_*.lua) touch that slot only. Each script gets DATA_FORMAT_BASE as KEYS[1].
+DATA_FORMAT_BASE = PREFIX + "{format}:"
+DATA_FORMAT = DATA_FORMAT_BASE + "version"  # string: the format number of the data in this Redis
+DATA_FORMAT_LOCK = DATA_FORMAT_BASE + "lock"  # string with a TTL: the owner token of a migration
+DATA_FORMAT_PROGRESS = DATA_FORMAT_BASE + "progress"  # hash source format -> a migration's cursor
 
 
 def api_key(key_hash: str) -> str:

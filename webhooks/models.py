@@ -2,6 +2,10 @@
 
 Timestamps are ISO 8601 UTC strings; storage keeps Unix milliseconds and
 converts at this boundary (:mod:`webhooks.timefmt`).
+
+The Python client (clients/python, its own distribution) repeats the response shapes in
+``hookyard_client.models``; tests/client/test_models.py fails when the two differ, so a field
+changed here is changed there too.
 """
 
 import enum
@@ -40,6 +44,17 @@ class ApiKeyCreated(ApiKey):
     api_key: str
 
 
+class EndpointHealth(BaseModel):
+    """How an endpoint is doing, from the state the engine keeps (webhooks/stores/health.py)."""
+
+    state: str  # healthy, failing, circuit_open, throttled, paused, disabled
+    consecutive_failures: int
+    next_attempt_at: str | None  # the probe when the circuit is open; else the earliest retry
+    in_flight: int
+    ready: int  # deliveries waiting to be sent now (or when resumed, or when the circuit closes)
+    retrying: int  # deliveries waiting for a retry time
+
+
 class Endpoint(BaseModel):
     id: str
     tenant_id: str
@@ -56,6 +71,8 @@ class Endpoint(BaseModel):
     updated_at: str
     signing: str = "hmac-sha256"  # or "ed25519": the scheme of the newest key
     public_key: str | None = None  # whpk_... when signing is "ed25519"
+    paused: bool = False  # paused by PATCH {"paused": true}: nothing is sent until resumed
+    health: EndpointHealth | None = None  # on reads; absent from create and update answers
 
 
 class EndpointWithSecret(Endpoint):
@@ -98,6 +115,7 @@ class Delivery(BaseModel):
     next_attempt_at: str | None
     last_status_code: int | None
     dead_at: str | None
+    last_error: str | None = None  # the last attempt's error when it got no response ("connection refused")
 
 
 class DeliveryDetail(Delivery):

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # Redis Cluster (issue 14): seed nodes; RQ's trigger queue then needs a plain Redis of its own.
     redis_cluster_nodes: str | None = None
     rq_redis_url: str | None = None
+    # RQ's trigger queue on a Sentinel-managed primary of its own (instead of WEBHOOKS_RQ_REDIS_URL).
+    rq_redis_sentinels: str | None = None
+    rq_redis_sentinel_master: str | None = None
     data_dir: Path = Path("./.webhooks")
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
@@ -181,15 +184,28 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "set one of WEBHOOKS_REDIS_URL, WEBHOOKS_REDIS_SENTINELS, WEBHOOKS_REDIS_CLUSTER_NODES"
                 )
-            if not self.rq_redis_url:
+            if not self.rq_redis_url and not self.rq_redis_sentinels:
                 raise ValueError(
                     "WEBHOOKS_RQ_REDIS_URL is required with WEBHOOKS_REDIS_CLUSTER_NODES: RQ cannot run on "
-                    "a Redis Cluster, so its trigger queue needs a small plain Redis (redis://host:port/0)"
+                    "a Redis Cluster, so its trigger queue needs a small plain Redis (redis://host:port/0), "
+                    "or a Sentinel-managed one (WEBHOOKS_RQ_REDIS_SENTINELS)"
                 )
             for part in self.redis_cluster_nodes.split(","):
                 host, _, port = part.strip().rpartition(":")
                 if part.strip() and (not host or not port.isdigit()):
                     raise ValueError("WEBHOOKS_REDIS_CLUSTER_NODES: host:port pairs separated by commas")
+        if bool(self.rq_redis_sentinels) != bool(self.rq_redis_sentinel_master):
+            raise ValueError("WEBHOOKS_RQ_REDIS_SENTINELS and WEBHOOKS_RQ_REDIS_SENTINEL_MASTER go together")
+        if self.rq_redis_sentinels and self.rq_redis_url:
+            raise ValueError("set WEBHOOKS_RQ_REDIS_URL or WEBHOOKS_RQ_REDIS_SENTINELS, not both")
+        for name, value in (
+            ("WEBHOOKS_REDIS_SENTINELS", self.redis_sentinels),
+            ("WEBHOOKS_RQ_REDIS_SENTINELS", self.rq_redis_sentinels),
+        ):
+            for part in value.split(",") if value else []:
+                host, _, port = part.strip().rpartition(":")
+                if not host or not port.isdigit():
+                    raise ValueError(f"{name} is a list of host:port separated by commas")
         if self.rq_redis_url and not self.rq_redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("WEBHOOKS_RQ_REDIS_URL is a redis:// (or rediss://, unix://) URL")
         if bool(self.operational_webhook_url) != bool(self.operational_webhook_secret):
@@ -205,11 +221,6 @@ class Settings(BaseSettings):
                 )
             except Invalid as exc:
                 raise ValueError(f"WEBHOOKS_OPERATIONAL_WEBHOOK_URL: {exc}") from None
-        if self.redis_sentinels:
-            for part in self.redis_sentinels.split(","):
-                host, _, port = part.strip().rpartition(":")
-                if not host or not port.isdigit():
-                    raise ValueError("WEBHOOKS_REDIS_SENTINELS is a list of host:port separated by commas")
         return self
 
     @property
@@ -251,6 +262,10 @@ class Settings(BaseSettings):
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:
         return _addresses(self.redis_sentinels)
+
+    @property
+    def rq_sentinel_addresses(self) -> list[tuple[str, int]]:
+        return _addresses(self.rq_redis_sentinels)
 
     @property
     def effective_redis_url(self) -> str:

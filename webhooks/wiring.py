@@ -16,13 +16,16 @@ log = logging.getLogger("webhooks")
 
 def target_of(s: Settings) -> RedisTarget:
     """Where Redis is: ``WEBHOOKS_REDIS_URL`` (or its default), the Sentinel settings, or the
-    cluster nodes (``WEBHOOKS_REDIS_CLUSTER_NODES``, with RQ on ``WEBHOOKS_RQ_REDIS_URL``)."""
+    cluster nodes (``WEBHOOKS_REDIS_CLUSTER_NODES``, with RQ on ``WEBHOOKS_RQ_REDIS_URL`` or
+    ``WEBHOOKS_RQ_REDIS_SENTINELS``)."""
     return RedisTarget(
         "" if s.redis_cluster_nodes else s.effective_redis_url,
         tuple(s.sentinel_addresses),
         s.redis_sentinel_master,
         cluster=tuple(s.cluster_addresses),
         rq_url=s.rq_redis_url,
+        rq_sentinels=tuple(s.rq_sentinel_addresses),
+        rq_master=s.rq_redis_sentinel_master,
     )
 
 
@@ -45,5 +48,6 @@ def policy_of(s: Settings) -> Policy:
         tenant_burst=s.tenant_rate_burst,
         retention_ms=s.retention_ms,
         default_max_in_flight=s.endpoint_max_in_flight,
+        operational_events=bool(s.operational_webhook_url),
         ack=s.ack,
     )

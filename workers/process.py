@@ -5,9 +5,18 @@ A worker is an RQ :class:`~rq.SimpleWorker` on two queues: the operators' jobs
 ``webhooks``, whose jobs each drain many deliveries on the process's persistent event loop. By
 default a worker also runs a scheduler in a thread; the scheduler lock lets one act at a time.
 
-RQ's queue lives where :func:`webhooks.runtime.connection.rq_client` says: the platform's Redis, or,
-on a Redis Cluster, the plain Redis of ``WEBHOOKS_RQ_REDIS_URL``. Its jobs are triggers, and the
-operators' resumable jobs (their progress is in the platform's Redis).
+Before anything else each checks the data format in Redis
+(:func:`webhooks.queueing.dataformat.ensure`): data newer than this code stops the process with
+one line; older data is migrated first.
+
+RQ's queue lives where :func:`webhooks.runtime.connection.rq_client` says: the platform's Redis, or
+a Redis of its own (``WEBHOOKS_RQ_REDIS_URL``, or a Sentinel-managed primary named by
+``WEBHOOKS_RQ_REDIS_SENTINELS``; a cluster needs one). Its jobs are the delivery triggers (with a
+Redis of its own, a worker keeps delivering while that Redis is unreachable, :mod:`workers.fallback`,
+and its RQ loop starts again once it answers) and the operators' resumable jobs, whose progress is
+in the platform's Redis (they wait while RQ's Redis is unreachable). RQ's worker keeps its
+registration for ``RQ_WORKER_TTL_S`` and so blocks in a dequeue at most ``RQ_WORKER_TTL_S - 15`` s,
+with a read timeout 10 s longer: the longest a hung RQ Redis holds the RQ loop.
 """
 
 import asyncio
@@ -23,13 +32,17 @@ from rq import Queue, SimpleWorker
 
 from webhooks import keys
 from webhooks.outbound.secretbox import SecretBox
+from webhooks.queueing import dataformat
 from webhooks.runtime import gcpolicy
 from webhooks.runtime.connection import RedisTarget, async_client, rq_client, sync_client, warn_if_not_durable
-from workers import jobs, observe, operations, runtime
+from workers import fallback, jobs, observe, operations, runtime
 from workers.engine import EngineConfig
 from workers.scheduler import Scheduler, SchedulerConfig
 
 log = logging.getLogger("webhooks.worker")
+UNSUBSCRIBE_WAIT_S = 1.0
+
+RQ_WORKER_TTL_S = 30
 
 
 class DeliveryWorker(SimpleWorker):
@@ -42,6 +55,17 @@ class DeliveryWorker(SimpleWorker):
         except RuntimeError:
             pass
         super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+
+    def unsubscribe(self) -> None:
+        """RQ's own, with the wait for its pub/sub thread bounded. That thread waits up to 60 s for a
+        subscription (RQ's ``sleep_time``) once the UNSUBSCRIBE reply is read, and redis-py 8.2's
+        ``stop()`` joins it without a bound: a stopping worker hung there for up to 60 s (past
+        the deployments' stop timeouts) in about one SIGTERM in seven. The thread is a daemon."""
+        if self.pubsub_thread:
+            log.info("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
+            self.pubsub.unsubscribe()
+            self.pubsub_thread.stop(timeout=UNSUBSCRIBE_WAIT_S)
+            self.pubsub.close()
 
 
 def _scheduler_thread(target: RedisTarget, config: SchedulerConfig) -> tuple[threading.Thread, Any]:
@@ -84,13 +108,12 @@ def run_worker(
     per_endpoint_metrics: bool = False,
 ) -> None:
     conn = rq_client(target)
-    wait_for_redis(conn, "worker")
-    if target.cluster or target.rq_url:
-        data = data_client_when_up(target, "worker")
+    data = data_client_when_up(target, "worker")  # RQ's own Redis, when apart, need not answer
+    try:
+        dataformat.ensure(data)  # refuses data newer than this code; migrates older data first
         warn_if_not_durable(data)
+    finally:
         data.close()
-    else:
-        warn_if_not_durable(conn)
     served = observe.serve_metrics(metrics_port, metrics_host, target, per_endpoint=per_endpoint_metrics)
     rt = runtime.build(target, box, config, allow_private=allow_private, proxy_url=proxy_url)
     runtime.install(rt)
@@ -98,6 +121,12 @@ def run_worker(
     gcpolicy.tune()  # the engine is built: what the process holds for its life is out of the collector's way
     operations.install(target, config.retention_ms)  # the operators' jobs (replays, tenant deletions)
     stop_sweeper = operations.start_sweeper(conn, data_client_when_up(target, "worker"))
+    # With RQ on a Redis of its own, deliver without RQ's jobs while that Redis does not answer.
+    watch = (
+        fallback.RqWatch(rq_client(target, timeout_s=fallback.PING_TIMEOUT_S), rt).start()
+        if target.rq_apart
+        else None
+    )
     stop_scheduler = None
     if with_scheduler:
         _, stop_scheduler = _scheduler_thread(
@@ -107,8 +136,9 @@ def run_worker(
     level = logging.getLevelName(logging.getLogger().level)
     try:
         while True:
+            wait_for_redis(conn, "worker")
             queues = [Queue(name, connection=conn) for name in (keys.RQ_OPERATIONS_QUEUE, keys.RQ_QUEUE)]
-            worker = DeliveryWorker(queues, connection=conn)
+            worker = DeliveryWorker(queues, connection=conn, worker_ttl=RQ_WORKER_TTL_S)
             try:
                 worker.work(burst=burst, logging_level=level)
             except redis.RedisError as exc:
@@ -120,14 +150,16 @@ def run_worker(
                 # writes) but our scripts still run (allow-oom). Deliver without a job meanwhile, so
                 # pending work keeps going out and memory comes back; then try RQ again.
                 log.warning("Redis is full: RQ cannot run jobs; delivering without one meanwhile")
-                rt.run(rt.engine.drain(jobs.DRAIN_BUDGET_S / 6))
+                rt.drain(jobs.DRAIN_BUDGET_S / 6)
                 continue
-            # RQ's loop also ends when Redis fails outside a dequeue (it logs "unhandled
-            # exception, quitting"). Unless a stop was asked for, wait for Redis and go on.
-            log.warning("the worker loop ended without a stop request; waiting for Redis to start again")
-            wait_for_redis(conn, "worker")
+            # RQ's loop also ends when Redis fails or times out (it logs "unhandled exception,
+            # quitting" or "Redis connection timeout"). Unless a stop was asked for, wait for RQ's
+            # Redis (at the top of the loop) and go on; the watch delivers meanwhile.
+            log.warning("the worker loop ended without a stop request; waiting for RQ's Redis to answer")
     finally:
         stop_sweeper.set()
+        if watch:
+            watch.close()
         if stop_scheduler:
             stop_scheduler()
         rt.close()
@@ -184,12 +216,13 @@ def run_scheduler(
     metrics_host: str = "127.0.0.1",
 ) -> None:
     conn = data_client_when_up(target, "scheduler")
-    warn_if_not_durable(conn)
-    conn.close()
-    if target.rq_url:
-        rq = rq_client(target)
-        wait_for_redis(rq, "scheduler")
-        rq.close()
+    try:
+        dataformat.ensure(conn)
+        warn_if_not_durable(conn)
+    finally:
+        conn.close()
+    # RQ's Redis need not answer now: the scheduler keeps promoting retries and reclaiming leases
+    # without it and enqueues triggers again once it does.
     served = observe.serve_metrics(metrics_port, metrics_host, target)
 
     async def main() -> None:

@@ -3,19 +3,20 @@
 RQ jobs are plain functions running in the main thread; they hand coroutines to
 the loop thread through :meth:`Runtime.run`. The loop keeps running between jobs,
 so requests in flight, lease heartbeats and outcome writes carry on while RQ does
-its bookkeeping, and the HTTP connection pool persists.
+its bookkeeping, and the HTTP connection pool persists. :meth:`Runtime.drain` runs one drain at a
+time: an RQ job's and, while RQ's Redis is unreachable, the fallback's (:mod:`workers.fallback`).
 """
 
 import asyncio
 import threading
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from webhooks.outbound.egress import delivery_transport
 from webhooks.outbound.secretbox import SecretBox
 from webhooks.runtime.connection import RedisTarget, async_client
-from workers.engine import Engine, EngineConfig
+from workers.engine import DrainStats, Engine, EngineConfig
 
 T = TypeVar("T")
 
@@ -25,6 +26,12 @@ class Runtime:
     loop: asyncio.AbstractEventLoop
     thread: threading.Thread
     engine: Engine
+    drain_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def drain(self, budget_s: float) -> DrainStats:
+        """Lease and start deliveries for up to ``budget_s`` (after any drain already running)."""
+        with self.drain_lock:
+            return self.run(self.engine.drain(budget_s))
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the loop thread and wait for its result."""

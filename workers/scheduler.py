@@ -11,6 +11,15 @@ it keeps the memory budget (:mod:`webhooks.queueing.memory`). With operational w
 creates or corrects the operator tenant when it first acts, emits every tick the notifications
 whose time has come (:func:`webhooks.intake.operational.emit_due`), and its sweep marks due any
 tenant still holding some (:func:`webhooks.intake.operational.rescan`).
+
+RQ's queue is touched off the event loop: keeping one ``drain`` job queued (RQ's synchronous
+``count`` and ``enqueue``) runs in a thread (:func:`asyncio.to_thread`), one call at a time, on a
+client with connect and read timeouts. While RQ's Redis hangs or is down that call fails or waits
+on its own; the ticks go on (due retries promoted, expired leases reclaimed) and a trigger is
+enqueued again at the first tick after RQ answers.
+
+Each sweep first checks that the data format in Redis is not newer than this code
+(webhooks/queueing/dataformat.py); if it is, the scheduler stops.
 """
 
 import asyncio
@@ -27,7 +36,7 @@ from rq import Queue
 from webhooks import keys
 from webhooks.intake import operational
 from webhooks.outbound.secretbox import SecretBox
-from webhooks.queueing import depths, memory, queue, reshard, upkeep
+from webhooks.queueing import dataformat, depths, memory, queue, reshard, upkeep
 from webhooks.timefmt import now_ms
 from workers import jobs
 
@@ -85,6 +94,8 @@ class Scheduler:
         self._next_memory = 0.0
         self._sweep: list[str] = []
         self._barren: dict[str, float] = {}  # tenant -> until when a trim pass is not worth it
+        self._trigger: asyncio.Task[None] | None = None  # the RQ call in its thread, if one runs
+        self.rq_down = False
 
     async def holds_lock(self) -> bool:
         return bool(await self._renew(keys=[keys.SCHEDULER_LOCK], args=[self.owner, LOCK_TTL_MS]))
@@ -104,6 +115,11 @@ class Scheduler:
         await upkeep.retire_idle(self.r)
         mono = time.monotonic()
         if mono >= self._next_sweep:
+            newer = dataformat.newer_than_code(await self.r.get(keys.DATA_FORMAT))
+            if newer:  # a newer release converted the data while this scheduler ran
+                log.error("stopping: %s", newer)
+                self.stop.set()
+                return
             if not self._sweep:
                 self._sweep = await depths.tenant_ids(self.r)
             chunk, self._sweep = self._sweep[:SWEEP_CHUNK], self._sweep[SWEEP_CHUNK:]
@@ -122,7 +138,28 @@ class Scheduler:
         if mono >= self._next_memory:
             self._next_memory = mono + MEMORY_EVERY_S
             await self.keep_memory_budget(now)
-        if await self.r.llen(keys.ACTIVE) and self.rq_queue.count == 0:
+        if await self.r.llen(keys.ACTIVE) and (self._trigger is None or self._trigger.done()):
+            self._trigger = asyncio.create_task(self._keep_triggered())
+
+    async def _keep_triggered(self) -> None:
+        """One ``drain`` job queued on RQ's Redis, the blocking calls in a thread; an RQ Redis that
+        fails or times out is logged at the change, and tried again at a later tick."""
+        try:
+            await asyncio.to_thread(self._enqueue_unless_queued)
+        except redis.RedisError as exc:
+            if not self.rq_down:
+                log.warning("RQ's Redis does not answer (%s): no triggers until it does", type(exc).__name__)
+            self.rq_down = True
+            return
+        except Exception:  # anything else RQ raises is logged here, not lost in an unawaited task
+            log.exception("enqueuing a drain job failed")
+            return
+        if self.rq_down:
+            log.warning("RQ's Redis answers again: triggers resume")
+        self.rq_down = False
+
+    def _enqueue_unless_queued(self) -> None:
+        if self.rq_queue.count == 0:
             self.rq_queue.enqueue(
                 jobs.drain,
                 jobs.DRAIN_BUDGET_S,
@@ -218,6 +255,8 @@ class Scheduler:
                 await asyncio.wait_for(self.stop.wait(), TICK_S if self.active else 1.0)
             except TimeoutError:
                 pass
+        if self._trigger is not None and not self._trigger.done():
+            await asyncio.wait({self._trigger}, timeout=1.0)  # a hung RQ call is left to its thread
         if self.active:
             await self.r.eval(
                 "if redis.call('GET', KEYS[1]) == ARGV[1] then "

@@ -1,4 +1,5 @@
-"""An endpoint's last hour: success rate and latency per five minutes, drawn as a small SVG.
+"""An endpoint's last hour: success rate and latency per five minutes, drawn as two small SVGs, one
+above the other on the same time axis, each with its own vertical axis (percent; milliseconds).
 
 :func:`hour_stats` and :func:`geometry` are pure (explicit ``now_ms``);
 :func:`endpoint_hour` reads through the store what they need, bounded: the
@@ -21,6 +22,7 @@ BUCKETS = 12
 MAX_DELIVERIES = 200
 READ_CONCURRENCY = 16
 WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM = 600, 150, 44, 22
+LATENCY_HEIGHT = 110  # the latency chart's own height, below the success chart
 
 
 def ms_of(iso: str) -> int:
@@ -104,15 +106,19 @@ class Geometry:
     plot_left: int
     plot_bottom: int
     bars: list[Bar]
-    latency_points: str  # an SVG polyline's points; "" without data
+    latency_points: str  # an SVG polyline's points in the latency chart; "" without data
     latency_dots: list[tuple[float, float, str]]  # (x, y, title) of each p50 point
     latency_max_ms: int
     x_labels: list[tuple[float, str]]
+    latency_height: int  # the latency chart: same width and time axis, its own height and ms axis
+    latency_bottom: int
 
 
 def geometry(stats: HourStats) -> Geometry:
-    """Bars: success rate per bucket (full height = 100 %); line: p50 latency, scaled to its max."""
+    """Success chart: a bar per bucket (full height = 100 %). Latency chart (its own axis, 0 to the
+    hour's highest p50): a line through each bucket's p50."""
     plot_w, plot_h = WIDTH - PAD_LEFT - 8, HEIGHT - PAD_BOTTOM - 8
+    lat_h = LATENCY_HEIGHT - PAD_BOTTOM - 8
     step = plot_w / BUCKETS
     top = 8
     lat_max = max((b.p50_ms for b in stats.buckets if b.p50_ms is not None), default=0)
@@ -137,11 +143,23 @@ def geometry(stats: HourStats) -> Geometry:
                 )
             )
         if b.p50_ms is not None and lat_max:
-            y = top + plot_h - (b.p50_ms / lat_max) * plot_h
+            y = top + lat_h - (b.p50_ms / lat_max) * lat_h
             points.append(f"{x + step / 2:.1f},{y:.1f}")
             dots.append((round(x + step / 2, 1), round(y, 1), f"p50 {b.p50_ms} ms"))
     labels = [(PAD_LEFT + i * step, f"-{(BUCKETS - i) * 5}m") for i in range(0, BUCKETS, 3)]
-    return Geometry(WIDTH, HEIGHT, PAD_LEFT, top + plot_h, bars, " ".join(points), dots, lat_max, labels)
+    return Geometry(
+        WIDTH,
+        HEIGHT,
+        PAD_LEFT,
+        top + plot_h,
+        bars,
+        " ".join(points),
+        dots,
+        lat_max,
+        labels,
+        LATENCY_HEIGHT,
+        top + lat_h,
+    )
 
 
 async def endpoint_hour(store: Store, tenant_id: str, endpoint_id: str, now_ms: int) -> HourStats:

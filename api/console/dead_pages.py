@@ -121,10 +121,22 @@ async def replay(request: Request) -> Response:
 
 
 @router.get("/replays")
-async def replays(request: Request) -> HTMLResponse:
+async def replays(
+    request: Request, cursor: Annotated[str | None, Query(max_length=512)] = None
+) -> HTMLResponse:
+    """Every replay of the scope, whatever started it (console, API, CLI, a recover), newest first."""
     session = await web.signed_in(request)
-    found = await web.state(request).replays(scope_of(session))
-    return await web.page(request, "replays.html", session, replays=found)
+    scope = scope_of(session)
+    page = await web.store(request).deliveries.list_replays(scope, 50, cursor)
+    from_console = {r.id for r in await web.state(request).replays(scope)}
+    return await web.page(
+        request,
+        "replays.html",
+        session,
+        replays=page.data,
+        from_console=from_console,
+        next_cursor=page.next_cursor,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +184,15 @@ async def replay_page(request: Request, replay_id: str) -> HTMLResponse:
     session = await web.signed_in(request)
     scope = scope_of(session)
     tracked = await web.state(request).replay(scope, replay_id)
-    if tracked is None:
-        raise errors.NotFound("no such replay started from this console (or it is older than 7 days)")
-    p, rows = await progress(web.store(request), scope, tracked)
+    if tracked is None:  # started elsewhere (API, CLI): its progress, without the deliveries' rows
+        r = await web.store(request).deliveries.get_replay(scope, replay_id)
+        tracked = TrackedReplay(
+            r.id, int(datetime.fromisoformat(r.created_at).timestamp() * 1000), r.matched, [], False
+        )
+        p = Progress(r.matched, r.succeeded, r.dead, r.remaining, r.done - r.succeeded - r.dead)
+        rows: list[Delivery] = []
+    else:
+        p, rows = await progress(web.store(request), scope, tracked)
     return await web.page(
         request,
         "replay.html",

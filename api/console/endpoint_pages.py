@@ -1,4 +1,5 @@
-"""Endpoints: list, create, edit, disable and enable, show and rotate the secret, send a test event."""
+"""Endpoints: list (with each one's health), create, edit, disable and enable, pause and resume,
+show and rotate the secret, send a test event."""
 
 import re
 from typing import Annotated, Any
@@ -132,7 +133,12 @@ async def _detail(request: Request, session: Session, endpoint_id: str, **extra:
     )
 
 
-DONE = {"disabled": "Disabled: it receives nothing until enabled.", "enabled": "Enabled."}
+DONE = {
+    "disabled": "Disabled: it receives nothing until enabled.",
+    "enabled": "Enabled.",
+    "paused": "Paused: nothing is sent until resumed; its deliveries wait, new events still queue.",
+    "resumed": "Resumed: what waited is being sent.",
+}
 
 
 @router.get("/{endpoint_id}")
@@ -164,22 +170,32 @@ async def update_endpoint(request: Request, endpoint_id: str) -> Response:
     raise Redirect(f"{BASE}/endpoints/{endpoint_id}")
 
 
-async def _switch(request: Request, endpoint_id: str, *, disabled: bool) -> Response:
+async def _switch(request: Request, endpoint_id: str, field: str, on: bool, done: str) -> Response:
     session = await web.signed_in(request)
     await web.posted(request, session)
-    changes = {"disabled": disabled}
+    changes = {field: on}
     await web.store(request).endpoints.update_endpoint(web.tenant_of(session), endpoint_id, changes, now_ms())
-    raise Redirect(f"{BASE}/endpoints/{endpoint_id}?done={'disabled' if disabled else 'enabled'}")
+    raise Redirect(f"{BASE}/endpoints/{endpoint_id}?done={done}")
 
 
 @router.post("/{endpoint_id}/disable")
 async def disable(request: Request, endpoint_id: str) -> Response:
-    return await _switch(request, endpoint_id, disabled=True)
+    return await _switch(request, endpoint_id, "disabled", True, "disabled")
 
 
 @router.post("/{endpoint_id}/enable")
 async def enable(request: Request, endpoint_id: str) -> Response:
-    return await _switch(request, endpoint_id, disabled=False)
+    return await _switch(request, endpoint_id, "disabled", False, "enabled")
+
+
+@router.post("/{endpoint_id}/pause")
+async def pause(request: Request, endpoint_id: str) -> Response:
+    return await _switch(request, endpoint_id, "paused", True, "paused")
+
+
+@router.post("/{endpoint_id}/resume")
+async def resume(request: Request, endpoint_id: str) -> Response:
+    return await _switch(request, endpoint_id, "paused", False, "resumed")
 
 
 @router.post("/{endpoint_id}/secret")

@@ -54,9 +54,8 @@ async def get_endpoint(endpoint_id: str, tenant: TenantDep, store: StoreDep) -> 
 async def update_endpoint(
     endpoint_id: str, body: EndpointUpdate, tenant: TenantDep, store: StoreDep
 ) -> Endpoint:
-    return await store.endpoints.update_endpoint(
-        tenant, endpoint_id, body.model_dump(exclude_unset=True), now_ms()
-    )
+    await store.endpoints.update_endpoint(tenant, endpoint_id, body.model_dump(exclude_unset=True), now_ms())
+    return await store.endpoints.get_endpoint(tenant, endpoint_id)  # with its health after the change
 
 
 @router.delete("/{endpoint_id}", status_code=204)

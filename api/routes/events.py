@@ -1,41 +1,21 @@
+"""Reading events: ``GET /v1/events`` and ``GET /v1/events/{id}``.
+
+Events are created by ``POST /v1/events`` and ``POST /v1/events/batch``, which
+:class:`api.ingest.FastIngest` serves in front of FastAPI and :mod:`api.ingest_schema` describes
+in the OpenAPI document: FastAPI has no route for them.
+"""
+
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Query
 
 from api.deps import StoreDep, TenantDep
 from api.errors import responses
-from api.schemas import EventBatch, EventCreate
-from webhooks.errors import Invalid
-from webhooks.intake.ingest import EventIn
 from webhooks.models import Event, Page
-from webhooks.timefmt import ms_from_datetime, now_ms
+from webhooks.timefmt import ms_from_datetime
 
 router = APIRouter(prefix="/v1/events", tags=["events"], responses=responses(401, 404, 422, 503))
-
-
-@router.post("", status_code=202, response_model=Event, responses=responses(413, 415))
-async def create_event(
-    body: EventCreate,
-    tenant: TenantDep,
-    store: StoreDep,
-    idempotency_key: Annotated[str | None, Header(max_length=256)] = None,
-) -> Event:
-    (event,) = await store.ingest(
-        tenant, [EventIn(body.event_type, body.payload, body.id, idempotency_key)], now_ms()
-    )
-    return event
-
-
-@router.post("/batch", status_code=202, response_model=list[Event], responses=responses(413, 415))
-async def create_events(body: EventBatch, tenant: TenantDep, store: StoreDep) -> list[Event]:
-    if len(body.events) > store.policy.max_batch:
-        raise Invalid(
-            f"events: a batch holds at most {store.policy.max_batch} events (got {len(body.events)})"
-        )
-    return await store.ingest(
-        tenant, [EventIn(e.event_type, e.payload, e.id) for e in body.events], now_ms(), batch=True
-    )
 
 
 @router.get("", response_model=Page[Event])

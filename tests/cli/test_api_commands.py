@@ -16,7 +16,6 @@ from cli.main import main
 from tests.api.helpers import delivery_ids, now_ms, post_event, settle_async
 from tests.conftest import ADMIN_TOKEN
 from tests.support.api_server import ApiServer
-from webhooks.client import ApiConnectionError
 from webhooks.errors import ConfigError
 from webhooks.settings import Settings
 
@@ -72,7 +71,7 @@ def test_an_explicit_url_and_token_win(running: Path) -> None:
 
 
 def test_no_platform_and_no_token_are_said_so(tmp_path: Path, running: Path) -> None:
-    with pytest.raises(ApiConnectionError, match="no platform found: WEBHOOKS_API_URL is not set"):
+    with pytest.raises(platform_info.NoApi, match="no platform found: WEBHOOKS_API_URL is not set"):
         platform_info.operator_api(Settings(data_dir=tmp_path / "empty"))
     (running / platform_info.ADMIN_TOKEN_FILE).unlink()
     with pytest.raises(ConfigError, match="WEBHOOKS_ADMIN_TOKEN is not set"):
@@ -109,3 +108,33 @@ def test_dlq_list_and_replay_read_every_page_of_the_api(
     assert report["matched"] == 5 and len(report["replay_ids"]) == 1
     assert run_jobs() == 1  # the replay's job (a worker's, in the platform)
     assert api.get("/v1/dead-letters", headers=auth).json()["data"] == []
+
+
+def test_endpoint_pause_show_and_resume(
+    api_server: ApiServer,
+    api: httpx.Client,
+    admin: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tenant = api.post("/v1/tenants", json={"name": "cli"}, headers=admin).json()
+    auth = {"Authorization": f"Bearer {tenant['api_key']}"}
+    ep = api.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/hook"}, headers=auth).json()
+    monkeypatch.setenv("WEBHOOKS_API_URL", api_server.url)
+    monkeypatch.setenv("WEBHOOKS_ADMIN_TOKEN", ADMIN_TOKEN)
+
+    assert main(["endpoint", "pause", ep["id"], "--tenant", tenant["id"], "--json"]) == 0
+    paused = json.loads(capsys.readouterr().out)
+    post_event(api, auth)
+    assert main(["endpoint", "show", ep["id"], "--tenant", tenant["id"]]) == 0
+    shown = capsys.readouterr().out
+    assert main(["endpoint", "resume", ep["id"], "--tenant", tenant["id"], "--json"]) == 0
+    resumed = json.loads(capsys.readouterr().out)
+
+    assert paused["paused"] is True and paused["health"]["state"] == "paused"
+    assert "paused" in shown and ep["url"] in shown
+    assert [line.split()[-1] for line in shown.splitlines() if line.strip().startswith("ready")] == ["1"]
+    assert (
+        resumed["paused"] is False
+        and api.get(f"/v1/endpoints/{ep['id']}", headers=auth).json()["paused"] is False
+    )

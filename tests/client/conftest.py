@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from hookyard_client import Client
 from tests.conftest import ADMIN_TOKEN
 from tests.support.api_server import ApiServer
-from webhooks.client import Client
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,10 @@ import asyncio
 
 import pytest
 
+from hookyard_client import ApiError, AsyncClient, EventInput
 from tests.conftest import ADMIN_TOKEN
 from tests.support.api_server import ApiServer
 from tests.support.receiver import Receiver
-from webhooks.client import ApiError, AsyncClient, EventInput
 
 
 def test_async_client_end_to_end(api_server: ApiServer, redis_url: str, receiver: Receiver) -> None:

@@ -1,4 +1,4 @@
-"""The retry rules and error reading of :mod:`webhooks.client.core`, step by step (no network).
+"""The retry rules and error reading of :mod:`hookyard_client.core`, step by step (no network).
 
 :func:`exchange` is sans-IO: these tests drive it with :func:`drive` as the blocking transport does,
 answering each ``Send`` with the next outcome and recording the waits instead of sleeping.
@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from webhooks.client import ApiConnectionError, ApiError
-from webhooks.client.core import Call, Outcome, RetryPolicy, Send, Session, drive, exchange
+from hookyard_client import ApiConnectionError, ApiError
+from hookyard_client.core import Call, Outcome, RetryPolicy, Send, Session, drive, exchange
 
 
 def session(**policy: Any) -> Session:

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from hookyard_client import ApiError, Client, EventInput
 from tests.conftest import Processes
 from tests.support.poll import poll
 from tests.support.receiver import Receiver
-from webhooks.client import ApiError, Client, EventInput
 
 Require = Callable[[str, str], None]
 

@@ -5,12 +5,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from hookyard_client import UNSET, ApiError, Client, DeliveryStatus, EventInput
 from tests.client.conftest import Recorder
 from tests.conftest import ADMIN_TOKEN, Processes
 from tests.support.api_server import ApiServer
 from tests.support.poll import poll
 from tests.support.receiver import Receiver
-from webhooks.client import UNSET, ApiError, Client, DeliveryStatus, EventInput
 
 
 def test_tenants_and_api_keys(admin_client: Client, api_server: ApiServer) -> None:
@@ -48,6 +48,9 @@ def test_endpoints_create_get_update_rotate_delete(client: Client, receiver: Rec
     assert changed.description == "billing v2" and changed.event_types is None and changed.disabled
     same = client.endpoints.update(ep.id, rate_limit_per_s=UNSET, disabled=False)
     assert same.description == "billing v2" and not same.disabled, "fields not given stay as they are"
+    held = client.endpoints.update(ep.id, paused=True)
+    assert held.paused and held.health is not None and held.health.state == "paused"
+    assert not client.endpoints.update(ep.id, paused=False).paused
 
     rotated = client.endpoints.rotate_secret(ep.id, grace_period_s=60)
     assert rotated.secret.startswith("whsec_") and rotated.secret != ep.secret

@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
+from hookyard_client import ApiConnectionError, ApiError, AsyncClient, Client, EventInput
 from tests.client.conftest import Recorder
 from tests.conftest import ADMIN_TOKEN
 from tests.support.api_server import ApiServer
 from tests.support.dropping_proxy import DroppingProxy
 from tests.support.receiver import Receiver
-from webhooks.client import ApiConnectionError, ApiError, AsyncClient, Client, EventInput
 
 FAST = {"backoff_s": 0.05, "max_backoff_s": 0.1}
 

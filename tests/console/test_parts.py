@@ -64,6 +64,22 @@ def test_the_chart_draws_one_bar_per_busy_bucket_scaled_to_its_success_rate() ->
     assert chart.geometry(chart.hour_stats([], NOW)).bars == []
 
 
+def test_latency_has_its_own_chart_and_axis_not_the_success_rates() -> None:
+    # a bucket of 10 % success at 900 ms and one of 100 % at 300 ms
+    slow = [attempt(1000, 500, 900)] * 9 + [attempt(1000, 200, 900)]
+    stats = chart.hour_stats([*slow, attempt(30 * 60_000, 200, 300)], NOW)
+    g = chart.geometry(stats)
+    ys = sorted(y for _, y, _ in g.latency_dots)
+    assert g.latency_max_ms == 900
+    assert ys[0] == pytest.approx(8), "the highest p50 is at the top of the latency axis"
+    lat_plot = g.latency_bottom - 8
+    assert ys[1] == pytest.approx(g.latency_bottom - lat_plot / 3, abs=0.2), "300 ms is a third of 900 ms"
+    assert all(8 <= y <= g.latency_bottom < g.latency_height for y in ys)
+    # the success bars keep their own scale: 10 % is a tenth of the height of 100 %
+    low, high = sorted(g.bars, key=lambda b: b.height)
+    assert low.height == pytest.approx(high.height / 10, abs=0.2)
+
+
 def test_rebuilt_headers_are_the_senders_but_for_the_signature() -> None:
     custom = {"X-Team": "blue", "Authorization": "Bearer receiver-token"}
     a = attempt(5000, 200, 12)

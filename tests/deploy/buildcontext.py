@@ -1,13 +1,15 @@
 """What deploy/Dockerfile's first stage builds, rebuilt without a container engine.
 
 :func:`build_context` copies exactly what the Dockerfile's ``COPY`` lines take, each checked
-against the ``.dockerignore`` allowlist (``__pycache__`` and ``*.pyc`` left out, as there).
-:func:`image_venv` then does the stage's ``python -m venv`` and ``pip install .`` of that
-folder. Offline: the build uses the test virtualenv's setuptools (``--no-build-isolation``) and
-the dependencies are not downloaded but seen through one ``.pth`` line naming the test
-virtualenv's site-packages. A plain path line does not process the ``.pth`` files of that folder,
-so the test virtualenv's editable install (a ``.pth`` file there) stays inert: the platform's own
-packages come from the build context only (the image test checks where each was imported from).
+against the ``.dockerignore`` allowlist (``__pycache__``, ``*.pyc``, ``*.egg-info`` and the
+client's ``build`` folder left out, as there). :func:`image_venv` then does the stage's
+``python -m venv`` and its ``pip install`` of what the Dockerfile's ``RUN`` line names (the
+client's folder and ``.``). Offline: the build uses the test virtualenv's setuptools
+(``--no-build-isolation``) and the dependencies are not downloaded but seen through one ``.pth``
+line naming the test virtualenv's site-packages. A plain path line does not process the ``.pth``
+files of that folder, so the test virtualenv's editable installs (``.pth`` files there) stay
+inert: the platform's own packages and the client come from the build context only (the image
+test checks where each was imported from).
 """
 
 import re
@@ -51,10 +53,21 @@ def build_context(dest: Path) -> Path:
             src = ROOT / source
             if src.is_dir():
                 to = dest / target
-                shutil.copytree(src, to, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                left_out = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build")
+                shutil.copytree(src, to, ignore=left_out)
             else:
                 shutil.copy2(src, dest / target / source if target.endswith("/") else dest / target)
     return dest
+
+
+def pip_install_args() -> list[str]:
+    """What the Dockerfile's ``RUN .../pip install ...`` installs (``./clients/python .``)."""
+    (args,) = [
+        rest.split(" install ", 1)[1].split()
+        for word, rest in dockerfile_instructions()
+        if word == "RUN" and "/pip install " in rest
+    ]
+    return args
 
 
 def image_venv(context: Path, venv: Path) -> Path:
@@ -74,7 +87,7 @@ def image_venv(context: Path, venv: Path) -> Path:
     run_pip(venv, "uninstall", "-q", "-y", "setuptools")
     ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (site / "zz_test_dependencies.pth").write_text("".join(f"{p}\n" for p in sorted(ours)))
-    run_pip(venv, "install", "-q", "--no-deps", "--no-build-isolation", ".", cwd=context)
+    run_pip(venv, "install", "-q", "--no-deps", "--no-build-isolation", *pip_install_args(), cwd=context)
     return venv / "bin"
 
 

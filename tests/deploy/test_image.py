@@ -150,8 +150,8 @@ def platform(tmp_path: Path, redis_url: str) -> Iterator[Platform]:
 
 def test_the_image_venv_runs_every_command_of_the_manifests(platform: Platform, receiver: Receiver) -> None:
     where = platform.run(
-        "python", "-c", "import api, cli, webhooks, workers; print(api.__file__, cli.__file__, "
-        "webhooks.__file__, workers.__file__)",
+        "python", "-c", "import api, cli, hookyard_client, webhooks, workers; print(api.__file__, "
+        "cli.__file__, hookyard_client.__file__, webhooks.__file__, workers.__file__)",
     )  # fmt: skip
     assert where.returncode == 0, where.stderr
     for path in where.stdout.split():

@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import Processes, Tenant
 from tests.support.poll import poll
+from webhooks.outbound.netguard import ALLOW_HINT
 
 SECRET = "tok3n-s3cr3t"
 BROKEN = {
@@ -138,9 +139,10 @@ def test_a_refusal_by_the_network_guard_reads_refused_once(
 
     assert len(errors) == 4
     assert sorted(set(errors)) == [
-        "refused: 127.0.0.1 is not a public address (loopback)",
-        "refused: localhost resolves only to forbidden addresses (127.0.0.1: loopback)",
+        f"refused: 127.0.0.1 is not a public address (loopback); {ALLOW_HINT}",
+        f"refused: localhost resolves only to forbidden addresses (127.0.0.1: loopback); {ALLOW_HINT}",
     ]
+    assert "WEBHOOKS_ALLOW_PRIVATE_TARGETS" in ALLOW_HINT  # the refusal says how to allow it
     for error in errors:
         assert_clean(error)
     assert raw_receivers["bad-header"].requests == 0

@@ -1,7 +1,6 @@
 """Operational webhooks end to end: a real worker (with its scheduler) sends signed ``endpoint.disabled``,
 ``endpoint.recovered`` and summarised ``delivery.dead`` events to a loopback receiver that verifies them."""
 
-import time
 from typing import Any
 
 import httpx
@@ -70,7 +69,12 @@ def test_an_endpoint_failing_past_the_window_sends_one_signed_endpoint_disabled(
 
 
 def test_many_deaths_at_one_endpoint_make_a_few_summaries_whose_counts_add_up(
-    api: httpx.Client, tenant: Tenant, receiver: Receiver, procs: Processes
+    api: httpx.Client,
+    tenant: Tenant,
+    receiver: Receiver,
+    procs: Processes,
+    rds: "redis.Redis",
+    admin: dict[str, str],
 ) -> None:
     ep = api.post("/v1/endpoints", json={"url": receiver.url("fail/many")}, headers=tenant.auth).json()
     procs.worker(env=ops_env(receiver))
@@ -81,7 +85,21 @@ def test_many_deaths_at_one_endpoint_make_a_few_summaries_whose_counts_add_up(
         return sum(d["data"]["count"] for d in ops_events(receiver, "delivery.dead"))
 
     poll(lambda: counted() >= 60, 40, what="summaries counting all 60 deaths")
-    time.sleep(1.5)  # one more window: nothing else may come
+
+    def stored_operator_events() -> int:
+        page = api.get("/v1/events", params={"tenant_id": OPERATOR_TENANT, "limit": 1000}, headers=admin)
+        return len(page.json()["data"])
+
+    # Nothing else can come once no summary is open or waiting (the tenant's opsdead and outbox
+    # are gone) and every event the operator tenant holds has been received.
+    poll(
+        lambda: (
+            rds.exists(keys.ops_dead(tenant.id), keys.ops_outbox(tenant.id)) == 0
+            and stored_operator_events() == len(ops_events(receiver))
+        ),
+        20,
+        what="no summary left open or unsent",
+    )
     summaries = ops_events(receiver, "delivery.dead")
     assert counted() == 60 and 1 <= len(summaries) <= 6, [s["data"]["count"] for s in summaries]
     for s in summaries:
@@ -131,3 +149,27 @@ def test_with_the_setting_unset_nothing_is_recorded_or_sent(
     assert rds.hget(keys.endpoint(tenant.id, ep["id"]), "disabled") == "1"
     assert rds.exists(keys.ops_outbox(tenant.id), keys.ops_dead(tenant.id), keys.OPS_DUE) == 0
     assert not rds.exists(keys.tenant(OPERATOR_TENANT)) and receiver.to("ok/ops") == []
+
+
+def test_pausing_and_resuming_an_endpoint_send_endpoint_paused_and_endpoint_resumed(
+    make_api: Any, tenant: Tenant, receiver: Receiver, procs: Processes
+) -> None:
+    api = make_api(operational_events=True)  # an API told operational webhooks are on
+    ep = api.post("/v1/endpoints", json={"url": receiver.url("ok/p")}, headers=tenant.auth).json()
+    procs.worker(env=ops_env(receiver))
+    assert (
+        api.patch(f"/v1/endpoints/{ep['id']}", json={"paused": True}, headers=tenant.auth).status_code == 200
+    )
+    (paused,) = poll(lambda: ops_events(receiver, "endpoint.paused"), 20, what="endpoint.paused")
+    assert (paused["data"]["endpoint_id"], paused["data"]["url"]) == (ep["id"], ep["url"])
+    # setting what is already set records nothing
+    assert (
+        api.patch(f"/v1/endpoints/{ep['id']}", json={"paused": True}, headers=tenant.auth).status_code == 200
+    )
+    assert (
+        api.patch(f"/v1/endpoints/{ep['id']}", json={"paused": False}, headers=tenant.auth).status_code == 200
+    )
+    (resumed,) = poll(lambda: ops_events(receiver, "endpoint.resumed"), 20, what="endpoint.resumed")
+    assert resumed["data"]["tenant_id"] == tenant.id
+    assert resumed["data"]["resumed_at"] >= paused["data"]["paused_at"]
+    assert len(ops_events(receiver, "endpoint.paused")) == 1

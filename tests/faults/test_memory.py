@@ -200,7 +200,10 @@ def test_a_redis_full_of_pending_work_refuses_ingest_keeps_reads_and_loses_nothi
         assert stack.http.get("/v1/deliveries?limit=5", headers=auth).status_code == 200
         ready = poll(lambda: (r := stack.http.get("/readyz")).status_code == 503 and r, 30, what="readyz 503")
         assert ready.json()["status"] == "storage_full"
-        time.sleep(3)  # workers and scheduler ride on for a while at full memory
+        # Workers and scheduler ride on at full memory: the breaker's probes and the retries the
+        # scheduler makes due keep reaching the receiver.
+        seen = len(receiver.to("switch/full"))
+        poll(lambda: len(receiver.to("switch/full")) >= seen + 3, 30, what="attempts at full memory")
         assert stack.alive()
         receiver.down.clear()
         want = set(accepted)

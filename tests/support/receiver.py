@@ -48,6 +48,7 @@ class Receiver:
         self.peak: dict[str, int] = defaultdict(int)
         self.down: set[str] = set()
         self.concurrency: dict[str, list[int]] = defaultdict(list)  # requests in flight at each arrival
+        self.answered: dict[str, list[int]] = defaultdict(list)  # the statuses sent back, in order
         self.stopping = threading.Event()
         receiver = self
 
@@ -78,6 +79,8 @@ class Receiver:
                     receiver.stopping.wait()
                     return
                 payload = b'{"received": true}'
+                with receiver.lock:
+                    receiver.answered[self.path].append(status)
                 self.send_response(status)
                 for k, v in extra.items():
                     self.send_header(k, v)

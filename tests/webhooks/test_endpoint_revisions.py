@@ -66,7 +66,7 @@ def test_a_lease_carries_the_revision_and_a_stale_one_gets_no_rate_slot(
         ),
     )
     run(loop, store.endpoints.update_endpoint(tenant.id, ep.id, {"description": "one"}, NOW))
-    run(loop, store.ingest(tenant.id, [EventIn("a.b", {"n": 1})], NOW))
+    run(loop, store.accept(tenant.id, [EventIn("a.b", {"n": 1})], NOW))
     lease = run(loop, queue.lease(ar, tenant.id, 10, 10_000, NOW))
     assert [d.endpoint_id for d in lease.deliveries] == [ep.id]
     assert lease.revisions == {ep.id: "1"}
@@ -87,7 +87,7 @@ def test_the_engine_disabling_an_endpoint_on_410_bumps_its_revision(
     store = Store(ar, SecretBox(None), Policy(allow_private_targets=True))
     tenant = run(loop, store.tenants.create_tenant("acme", NOW))
     ep = run(loop, store.endpoints.create_endpoint(tenant.id, url="http://127.0.0.1:9/a", now_ms=NOW))
-    run(loop, store.ingest(tenant.id, [EventIn("a.b", {"n": 1}), EventIn("a.b", {"n": 2})], NOW))
+    run(loop, store.accept(tenant.id, [EventIn("a.b", {"n": 1}), EventIn("a.b", {"n": 2})], NOW))
     lease = run(loop, queue.lease(ar, tenant.id, 10, 10_000, NOW))
     gone = outcome_of(lease.id, lease.deliveries[0], "dead", 410, at_ms=NOW, gone=True)
     run(loop, queue.complete(ar, [gone], [], NOW))

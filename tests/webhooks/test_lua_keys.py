@@ -73,7 +73,8 @@ def lua_shapes(code: str) -> set[str]:
 
 
 def keys_shapes() -> set[str]:
-    """The suffix shapes of every tenant key webhooks/keys.py defines, with each argument a hole."""
+    """The suffix shapes of every tenant key webhooks/keys.py defines, with each argument a hole, and
+    of the data format's keys."""
     base = keys.tenant_base("T")
     shapes = set()
     for name, fn in inspect.getmembers(keys, inspect.isfunction):
@@ -83,6 +84,11 @@ def keys_shapes() -> set[str]:
         key = fn("T", *[HOLE] * (len(params) - 1))
         if key.startswith(base):
             shapes.add(key[len(base) :].replace(HOLE, "<>"))
+    # The data format's keys (lua/format_*.lua build them from keys.DATA_FORMAT_BASE, their KEYS[1]).
+    fmt = keys.DATA_FORMAT_BASE
+    for value in vars(keys).values():
+        if isinstance(value, str) and value.startswith(fmt) and value != fmt:
+            shapes.add(value[len(fmt) :])
     return shapes
 
 

@@ -812,3 +812,9 @@ def test_session_follows_no_redirects_ignores_proxies_and_keeps_no_cookies(
 def test_make_guarded_session_needs_a_running_loop() -> None:
     with pytest.raises(RuntimeError):
         make_guarded_session(allow_private=False, limit=1, timeout_s=1)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/x", "http://10.1.2.3/x", "http://localhost/x"])
+def test_a_refused_private_target_names_the_setting_that_allows_it(url: str) -> None:
+    with pytest.raises(InvalidTarget, match="WEBHOOKS_ALLOW_PRIVATE_TARGETS=true"):
+        check_target_url(url, allow_private=False)

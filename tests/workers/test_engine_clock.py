@@ -70,7 +70,7 @@ def test_an_endpoint_failing_for_five_days_on_the_engine_clock_is_disabled_and_t
         transport = delivery_transport(None, allow_private=True, limit=16, timeout_s=5)
         engine = Engine(r, transport, box, config, clock=clock)
         try:
-            await store.ingest(tenant.id, [EventIn("a.b", {"n": 1})], clock())
+            await store.accept(tenant.id, [EventIn("a.b", {"n": 1})], clock())
             await engine.drain(1.0)
             await engine.idle()
             assert (await store.endpoints.get_endpoint(tenant.id, ep.id)).disabled is False

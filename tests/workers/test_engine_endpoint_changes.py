@@ -43,7 +43,7 @@ def test_a_lease_held_past_the_recheck_bound_is_not_sent_on_a_changed_endpoint(
         now_ms = int(time.time() * 1000)
         tenant = await store.tenants.create_tenant("acme", now_ms)
         ep = await store.endpoints.create_endpoint(tenant.id, url=receiver.url("ok/old"), now_ms=now_ms)
-        await store.ingest(tenant.id, [EventIn("a.b", {"n": i}) for i in range(5)], now_ms)
+        await store.accept(tenant.id, [EventIn("a.b", {"n": i}) for i in range(5)], now_ms)
         transport = delivery_transport(None, allow_private=True, limit=16, timeout_s=5)
         engine = Engine(r, transport, box, config)
         try:

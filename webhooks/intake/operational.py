@@ -1,6 +1,6 @@
 """Operational webhooks: the platform tells its operator about endpoints and dead letters.
 
-With ``WEBHOOKS_OPERATIONAL_WEBHOOK_URL`` set, three event types go to that URL, signed with
+With ``WEBHOOKS_OPERATIONAL_WEBHOOK_URL`` set, these event types go to that URL, signed with
 ``WEBHOOKS_OPERATIONAL_WEBHOOK_SECRET``:
 
 - ``endpoint.disabled``: the engine disabled an endpoint (failing for ``WEBHOOKS_DISABLE_AFTER_S``
@@ -10,7 +10,10 @@ With ``WEBHOOKS_OPERATIONAL_WEBHOOK_URL`` set, three event types go to that URL,
 - ``delivery.dead``: a summary per tenant and endpoint of the deliveries that died there in one
   window (``WEBHOOKS_OPERATIONAL_SUMMARY_S``): count, first and last death, a few sample delivery
   ids, the last status code and error. An outage of one endpoint is one event per window, not
-  one per dead delivery.
+  one per dead delivery;
+- ``endpoint.paused`` / ``endpoint.resumed``: someone paused or resumed an endpoint
+  (``PATCH /v1/endpoints/{id} {"paused": ...}``; recorded by ``webhooks/stores/endpoints.py`` in
+  the same transaction as the change).
 
 They are delivered by the same engine as every other event: they are events of a reserved
 **operator tenant** (:data:`OPERATOR_TENANT`) with one endpoint (:data:`OPERATOR_ENDPOINT`) at
@@ -48,7 +51,10 @@ OPERATOR_NAME = "operational webhooks"
 ENDPOINT_DISABLED = "endpoint.disabled"
 ENDPOINT_RECOVERED = "endpoint.recovered"
 DELIVERY_DEAD = "delivery.dead"
-EVENT_TYPES = (ENDPOINT_DISABLED, ENDPOINT_RECOVERED, DELIVERY_DEAD)
+ENDPOINT_PAUSED = "endpoint.paused"
+ENDPOINT_RESUMED = "endpoint.resumed"
+EVENT_TYPES = (ENDPOINT_DISABLED, ENDPOINT_RECOVERED, DELIVERY_DEAD, ENDPOINT_PAUSED, ENDPOINT_RESUMED)
+OPS_OUTBOX_MAX = 1000  # lua/complete.lua keeps as many
 MAX_IN_FLIGHT = 16
 TENANTS_PER_PASS = 100
 ENTRIES_PER_TENANT = 100
@@ -118,6 +124,8 @@ def payload(tenant_id: str, entry: dict[str, Any], url: str | None) -> tuple[str
             failing_since=iso_from_ms(entry.get("since")),
             disabled_at=iso_from_ms(entry["at"]),
         )
+    elif kind in (ENDPOINT_PAUSED, ENDPOINT_RESUMED):
+        out["paused_at" if kind == ENDPOINT_PAUSED else "resumed_at"] = iso_from_ms(entry["at"])
     elif kind == ENDPOINT_RECOVERED:
         out.update(failing_since=iso_from_ms(entry.get("since")), recovered_at=iso_from_ms(entry["at"]))
     else:

@@ -26,7 +26,7 @@ _RESERVED_HEADERS = {
     "connection",
 }
 _RESERVED_PREFIXES = ("webhook-",)
-_EVENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]+$")
+EVENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]+$")
 
 
 def is_utf8_text(value: str) -> bool:
@@ -65,7 +65,7 @@ def check_headers(headers: dict[str, str] | None) -> dict[str, str]:
 
 
 def check_event_id(value: str) -> str:
-    if not value or len(value) > MAX_EVENT_ID or not _EVENT_ID_RE.fullmatch(value):
+    if not value or len(value) > MAX_EVENT_ID or not EVENT_ID_RE.fullmatch(value):
         raise Invalid(f"id: 1 to {MAX_EVENT_ID} characters of letters, digits and _.:-")
     return value
 

@@ -80,6 +80,10 @@ _LOCAL_SUFFIXES: Final = (".localhost", ".internal", ".local", ".localdomain", "
 _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 
 
+# Said with every refusal of a private, loopback or local target: the setting that allows them.
+ALLOW_HINT = "WEBHOOKS_ALLOW_PRIVATE_TARGETS=true allows private and loopback targets (development)"
+
+
 def _refuse(message: str) -> InvalidTarget:
     return InvalidTarget(f"invalid endpoint URL: {message}")
 
@@ -102,7 +106,7 @@ def _check_host(host: str, *, allow_private: bool) -> None:
     if ip is not None:
         reason = forbidden_reason(ip)
         if reason is not None and not allow_private:
-            raise _refuse(f"host {host!r} is not a public address ({reason})")
+            raise _refuse(f"host {host!r} is not a public address ({reason}); {ALLOW_HINT}")
         bare = host[1:-1] if host.startswith("[") else host
         if isinstance(ip, ipaddress.IPv4Address) and bare != str(ip):
             raise _refuse(f"host {host!r} is an unusual spelling of the IPv4 address {ip}; write it as {ip}")
@@ -114,9 +118,9 @@ def _check_host(host: str, *, allow_private: bool) -> None:
         raise _refuse("it has no host")
     if not allow_private:
         if name in _LOCAL_NAMES or name.endswith(_LOCAL_SUFFIXES):
-            raise _refuse(f"host {host!r} is a local name")
+            raise _refuse(f"host {host!r} is a local name; {ALLOW_HINT}")
         if "." not in name:
-            raise _refuse(f"host {host!r} is not a fully qualified domain name")
+            raise _refuse(f"host {host!r} is not a fully qualified domain name; {ALLOW_HINT}")
     if name.isascii():
         labels = name.split(".")
         if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
@@ -240,10 +244,12 @@ def _filter_results(host: str, results: list[ResolveResult]) -> list[ResolveResu
         return kept
     if len(refused) == 1 and parse_host_as_ip(host) is not None:
         (reason,) = refused.values()
-        raise ForbiddenAddressError(f"refused: {host} is not a public address ({reason})")
+        raise ForbiddenAddressError(f"refused: {host} is not a public address ({reason}); {ALLOW_HINT}")
     shown = "; ".join(f"{addr}: {reason}" for addr, reason in list(refused.items())[:4])
     more = f"; and {len(refused) - 4} more" if len(refused) > 4 else ""
-    raise ForbiddenAddressError(f"refused: {host} resolves only to forbidden addresses ({shown}{more})")
+    raise ForbiddenAddressError(
+        f"refused: {host} resolves only to forbidden addresses ({shown}{more}); {ALLOW_HINT}"
+    )
 
 
 class GuardedResolver(AbstractResolver):
@@ -284,7 +290,7 @@ def _guarded_socket_factory(addr_info: tuple[Any, ...]) -> socket.socket:
     host = str(address[0])
     reason = _address_reason(host)
     if reason is not None:
-        raise ForbiddenAddressError(f"refused: connection to {host} is not allowed ({reason})")
+        raise ForbiddenAddressError(f"refused: connection to {host} is not allowed ({reason}); {ALLOW_HINT}")
     return socket.socket(family=family, type=type_, proto=proto)
 
 

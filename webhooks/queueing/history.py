@@ -125,7 +125,7 @@ def delivery(tenant_id: str, delivery_id: str, h: dict[str, str]) -> Delivery:
     """A delivery as the API shows it, from its hash (which must not be empty)."""
     created = ids.ms_of(delivery_id)
     packed = h.get("a")
-    last_code = orjson.loads(packed.rpartition("\n")[2])[1] if packed else None
+    last = (orjson.loads(packed.rpartition("\n")[2]) + [None] * 4)[:4] if packed else [None] * 4
     return Delivery(
         id=delivery_id,
         tenant_id=tenant_id,
@@ -137,6 +137,7 @@ def delivery(tenant_id: str, delivery_id: str, h: dict[str, str]) -> Delivery:
         created_at=iso_from_ms(created) or "",
         updated_at=iso_from_ms(_int(h.get("u")) or created) or "",
         next_attempt_at=iso_from_ms(_int(h.get("na"))),
-        last_status_code=last_code,
+        last_status_code=last[1],
         dead_at=iso_from_ms(_int(h.get("da"))),
+        last_error=last[3],
     )

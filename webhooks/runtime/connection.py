@@ -4,7 +4,11 @@ server's configuration.
 On a Redis Cluster (``RedisTarget.cluster``) the data clients are redis-py's ``RedisCluster``
 (sync and asyncio), which route each command to the primary of its key's hash slot and follow
 failovers and slot moves. RQ cannot run on a cluster (its keys carry no hash tag), so its trigger
-queue lives on a plain Redis of its own (``RedisTarget.rq_url``): :func:`rq_client`.
+queue lives on a plain Redis of its own (``RedisTarget.rq_url``, or a Sentinel-managed primary:
+``rq_sentinels`` and ``rq_master``): :func:`rq_client`. Every RQ client has connect and read
+timeouts (``RQ_CONNECT_TIMEOUT_S``, ``RQ_SOCKET_TIMEOUT_S``), so a hung RQ Redis costs a caller
+seconds, never forever; RQ's worker raises the read timeout of its own connection above its
+blocking dequeue (see :mod:`workers.process`).
 """
 
 import logging
@@ -28,14 +32,21 @@ log = logging.getLogger("webhooks")
 @dataclass(frozen=True, slots=True)
 class RedisTarget:
     """Where Redis is: a URL, Sentinel addresses plus the master's name, or Redis Cluster nodes
-    (then ``rq_url`` names the plain Redis of RQ's trigger queue; it may be set without a cluster
-    too)."""
+    (then ``rq_url``, or ``rq_sentinels`` with ``rq_master``, names the Redis of RQ's trigger
+    queue; either may be set without a cluster too)."""
 
     url: str
     sentinels: tuple[tuple[str, int], ...] = ()
     master: str | None = None
     cluster: tuple[tuple[str, int], ...] = ()
     rq_url: str | None = None
+    rq_sentinels: tuple[tuple[str, int], ...] = ()
+    rq_master: str | None = None
+
+    @property
+    def rq_apart(self) -> bool:
+        """True when RQ's trigger queue lives on a Redis of its own, not the platform's."""
+        return bool(self.rq_url or self.rq_sentinels)
 
     def describe(self) -> str:
         """Where Redis is, without the password a URL may carry."""
@@ -151,23 +162,53 @@ def sync_client(target: RedisTarget, *, decode: bool = True) -> "redis.Redis":
     )
 
 
-def rq_client(target: RedisTarget) -> "redis.Redis":
+# RQ's Redis holds only triggers: a client of it gives up fast (a hung server must not hold a
+# scheduler tick or a worker's fallback), and retries only a broken connection, not a timeout.
+RQ_CONNECT_TIMEOUT_S = 2.0
+RQ_SOCKET_TIMEOUT_S = 5.0
+
+
+def _rq_kwargs(*, async_: bool, timeout_s: float | None = None) -> dict[str, Any]:
+    backoff = ExponentialWithJitterBackoff(base=0.05, cap=1.0)
+    retry = AsyncRetry(backoff, 2) if async_ else SyncRetry(backoff, 2)
+    return {
+        "socket_connect_timeout": timeout_s or RQ_CONNECT_TIMEOUT_S,
+        "socket_timeout": timeout_s or RQ_SOCKET_TIMEOUT_S,
+        "retry": retry,
+        "retry_on_error": [redis.ConnectionError],
+    }
+
+
+def rq_client(target: RedisTarget, *, timeout_s: float | None = None) -> "redis.Redis":
     """The blocking client RQ's trigger queue lives on (``decode_responses=False``, as RQ needs):
-    ``target.rq_url`` when set, else the platform's own Redis (never a cluster: the settings
-    refuse a cluster without ``rq_url``)."""
-    if target.rq_url:
-        return redis.Redis.from_url(
-            target.rq_url, socket_connect_timeout=5, health_check_interval=30, **_retries(async_=False)
+    ``target.rq_url`` or the primary ``target.rq_sentinels`` name when set, else the platform's
+    own Redis (never a cluster: the settings refuse a cluster without a Redis for RQ). Connect and
+    read timeouts are ``RQ_CONNECT_TIMEOUT_S`` and ``RQ_SOCKET_TIMEOUT_S``, or both ``timeout_s``."""
+    kw = _rq_kwargs(async_=False, timeout_s=timeout_s)
+    if target.rq_sentinels or (target.sentinels and not target.rq_url):
+        sentinels, master = (
+            (target.rq_sentinels, target.rq_master)
+            if target.rq_sentinels
+            else (target.sentinels, target.master)
         )
+        return cast(
+            "redis.Redis", Sentinel(list(sentinels), **kw).master_for(master or "", health_check_interval=30)
+        )
+    if target.rq_url:
+        return redis.Redis.from_url(target.rq_url, health_check_interval=30, **kw)
     if target.cluster:
         raise ValueError("RQ cannot run on a Redis Cluster: give the target an rq_url")
-    return sync_client(target, decode=False)
+    return redis.Redis.from_url(target.url, health_check_interval=30, **kw)
 
 
 def async_rq_client(target: RedisTarget) -> "redis.asyncio.Redis":
     """An asyncio client (decoding) of the Redis RQ lives on, for reading its registries."""
+    if target.rq_sentinels:
+        sentinel = AsyncSentinel(list(target.rq_sentinels), **_rq_kwargs(async_=True))
+        client = sentinel.master_for(target.rq_master or "", decode_responses=True)
+        return cast("redis.asyncio.Redis", client)
     if target.rq_url:
-        return redis.asyncio.Redis.from_url(target.rq_url, decode_responses=True, socket_connect_timeout=5)
+        return redis.asyncio.Redis.from_url(target.rq_url, decode_responses=True, **_rq_kwargs(async_=True))
     return async_client(target)
 
 

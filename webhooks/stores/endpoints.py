@@ -7,6 +7,15 @@ and the scheduling fields the Lua scripts keep (``mif`` max in flight, ``fifo``;
 transaction, so cached routes are never used after it (``webhooks/intake/ingest.py``), and the endpoint's
 own revision (field ``rev``), so a worker holding deliveries of it under the old settings hands them
 back unsent instead of sending them (``workers/engine.py``).
+
+Pausing (``paused`` in the document, ``pz`` = 1 in the hash for the scripts) stops every attempt:
+``lua/lease.lua`` leases nothing from it and ``wake_endpoint`` keeps it off the runnable list, so
+its deliveries wait ``pending`` (new ones are still routed to it); the revision bump hands back
+unsent what workers hold. Resuming clears ``pz`` and makes the endpoint due at once, so the
+scheduler's tick puts it back on the runnable list with its ready work. Both record an
+operational notification (``endpoint.paused`` / ``endpoint.resumed``) when those are on.
+Reads carry the endpoint's ``health`` (:mod:`webhooks.stores.health`), one pipelined round trip
+for a page.
 """
 
 from collections.abc import Sequence
@@ -14,14 +23,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
-from webhooks import ids, keys
+from webhooks import ids, keys, timefmt
 from webhooks.errors import Invalid, LimitExceeded, NotFound
-from webhooks.intake import routing, validation
-from webhooks.models import Endpoint, EndpointWithSecret, Page, Secret
+from webhooks.intake import operational, routing, validation
+from webhooks.models import Endpoint, EndpointHealth, EndpointWithSecret, Page, Secret
 from webhooks.outbound.netguard import check_target_url
 from webhooks.outbound.signing import HMAC_SHA256, NewKey, check_scheme, generate_key
 from webhooks.queueing.scripts import SLOW_START
-from webhooks.stores import paging
+from webhooks.stores import health, paging
 from webhooks.timefmt import iso_from_ms
 
 if TYPE_CHECKING:
@@ -59,7 +68,13 @@ class Endpoints:
         self.policy = policy
         self.tenants = tenants
 
-    def _endpoint_out(self, doc: dict[str, Any], disabled: str | None, reason: str | None) -> Endpoint:
+    def _endpoint_out(
+        self,
+        doc: dict[str, Any],
+        disabled: str | None,
+        reason: str | None,
+        state: EndpointHealth | None = None,
+    ) -> Endpoint:
         return Endpoint(
             id=doc["id"],
             tenant_id=doc["tenant_id"],
@@ -76,6 +91,8 @@ class Endpoints:
             updated_at=iso_from_ms(doc["updated_at"]) or "",
             signing=doc.get("signing", HMAC_SHA256),
             public_key=doc.get("public_key"),
+            paused=bool(doc.get("paused")),
+            health=state,
         )
 
     def _check_url(self, url: str) -> str:
@@ -155,12 +172,39 @@ class Endpoints:
             pipe.zadd(keys.tenant_endpoints(tenant_id), {doc["id"]: 0})
             pipe.incr(keys.endpoint_version(tenant_id))
             await pipe.execute()
-        out = self._endpoint_out(doc, "1" if disabled else "0", "disabled on creation")
+        fresh = health.health_of({"disabled": "1" if disabled else "0"}, 0, 0, [], now_ms)
+        out = self._endpoint_out(doc, "1" if disabled else "0", "disabled on creation", fresh)
         return EndpointWithSecret(**out.model_dump(), secret=_shown_secret(key))
 
-    async def get_endpoint(self, tenant_id: str, endpoint_id: str) -> Endpoint:
-        doc, h = await self.endpoint_raw(tenant_id, endpoint_id)
-        return self._endpoint_out(doc, h.get("disabled"), h.get("disabled_reason"))
+    async def get_endpoint(self, tenant_id: str, endpoint_id: str, now_ms: int | None = None) -> Endpoint:
+        """The endpoint with its ``health`` (as of ``now_ms``, default the clock)."""
+        page = await self._read(tenant_id, [endpoint_id], now_ms)
+        if not page:
+            raise NotFound("no such endpoint")
+        return page[0]
+
+    async def _read(self, tenant_id: str, endpoint_ids: list[str], now_ms: int | None) -> list[Endpoint]:
+        """The endpoints that exist among ``endpoint_ids``, with their health: one round trip."""
+        wanted = [e for e in endpoint_ids if ids.has_prefix(e, ids.ENDPOINT)]
+        if not wanted:
+            return []
+        async with self.r.pipeline(transaction=False) as pipe:
+            for endpoint_id in wanted:
+                pipe.hgetall(keys.endpoint(tenant_id, endpoint_id))
+                health.read_state(pipe, tenant_id, endpoint_id)
+            replies = await pipe.execute()
+        now = timefmt.now_ms() if now_ms is None else now_ms
+        out = []
+        step = 1 + health.READS_PER_ENDPOINT
+        for i in range(len(wanted)):
+            h, ready, retrying, first_due = replies[i * step : (i + 1) * step]
+            if "doc" not in h:  # missing, deleted (only scheduling state left), or another tenant's
+                continue
+            state = health.health_of(h, int(ready), int(retrying), first_due, now)
+            out.append(
+                self._endpoint_out(orjson.loads(h["doc"]), h.get("disabled"), h.get("disabled_reason"), state)
+            )
+        return out
 
     async def endpoint_secret(self, tenant_id: str, endpoint_id: str) -> Secret:
         """The newest key as the receiver needs it; an Ed25519 private key is never shown."""
@@ -169,16 +213,13 @@ class Endpoints:
         secret = self.box.open(doc["secrets"][0]["s"]) if scheme == HMAC_SHA256 else None
         return Secret(secret=secret, signing=scheme, public_key=doc.get("public_key"))
 
-    async def list_endpoints(self, tenant_id: str, limit: int | None, cursor: str | None) -> Page[Endpoint]:
+    async def list_endpoints(
+        self, tenant_id: str, limit: int | None, cursor: str | None, now_ms: int | None = None
+    ) -> Page[Endpoint]:
         page_ids, next_cursor = await paging.lex_page(
             self.r, keys.tenant_endpoints(tenant_id), paging.check_limit(limit), paging.decode_cursor(cursor)
         )
-        out = []
-        for endpoint_id in page_ids:
-            try:
-                out.append(await self.get_endpoint(tenant_id, endpoint_id))
-            except NotFound:
-                continue
+        out = await self._read(tenant_id, [str(e) for e in page_ids], now_ms)
         return Page[Endpoint](data=out, next_cursor=next_cursor)
 
     async def update_endpoint(
@@ -206,6 +247,12 @@ class Endpoints:
             )
         if "ordering" in changes:
             doc["ordering"] = check_ordering(changes["ordering"])
+        was_paused = bool(doc.get("paused"))
+        if changes.get("paused") is not None:
+            if not isinstance(changes["paused"], bool):
+                raise Invalid("paused: true or false")
+            doc["paused"] = changes["paused"]
+        pause_changed = bool(doc.get("paused")) != was_paused
         doc["updated_at"] = now_ms
         fields: dict[str, str | bytes | int] = {
             "doc": orjson.dumps(doc),
@@ -217,13 +264,28 @@ class Endpoints:
             disabled = "1" if changes["disabled"] else "0"
             reason = "disabled by the tenant" if changes["disabled"] else ""
             fields.update(disabled=disabled, disabled_reason=reason)
+        # `pz` holds the scripts back; disabled wins over paused (its queued deliveries end dead at
+        # lease, so they must be leased), and re-enabling a still paused endpoint holds it again
+        fields["pz"] = "1" if doc.get("paused") and disabled != "1" else "0"
+        released = h.get("pz") == "1" and fields["pz"] == "0"
+        notify = 0  # the number of the operational notification, when one is recorded
+        if pause_changed and self.policy.operational_events and tenant_id != operational.OPERATOR_TENANT:
+            notify = int(await self.r.incr(keys.ops_sequence(tenant_id)))
         async with self.r.pipeline(transaction=True) as pipe:
             pipe.hset(keys.endpoint(tenant_id, endpoint_id), mapping=fields)  # type: ignore[arg-type]
             pipe.hincrby(keys.endpoint(tenant_id, endpoint_id), "rev", 1)  # held copies are stale
             if changes.get("disabled") is False:
                 pipe.hdel(keys.endpoint(tenant_id, endpoint_id), "f", "fs")  # a fresh start for the breaker
             pipe.incr(keys.endpoint_version(tenant_id))  # routing may change: see webhooks/intake/ingest.py
+            if released:  # resumed (or disabled): the tick puts it back on the runnable list
+                pipe.zadd(keys.due_endpoints(tenant_id), {endpoint_id: 0})
+            if pause_changed and notify:
+                _note_pause(pipe, tenant_id, endpoint_id, bool(doc.get("paused")), now_ms, notify)
             await pipe.execute()
+        if released:
+            await self.r.zadd(keys.WAKE, {tenant_id: 0})
+        if pause_changed and notify:
+            await self.r.zadd(keys.OPS_DUE, {tenant_id: now_ms}, lt=True)
         return self._endpoint_out(doc, disabled, reason)
 
     async def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> None:
@@ -231,7 +293,7 @@ class Endpoints:
         meet them: the endpoint is made due at once so that the scheduler puts them in reach."""
         await self.endpoint_raw(tenant_id, endpoint_id)
         async with self.r.pipeline(transaction=True) as pipe:
-            pipe.hdel(keys.endpoint(tenant_id, endpoint_id), "doc", "disabled", "disabled_reason", "pu")
+            pipe.hdel(keys.endpoint(tenant_id, endpoint_id), "doc", "disabled", "disabled_reason", "pu", "pz")
             pipe.hincrby(keys.endpoint(tenant_id, endpoint_id), "rev", 1)  # held copies are stale
             pipe.zrem(keys.tenant_endpoints(tenant_id), endpoint_id)
             pipe.incr(keys.endpoint_version(tenant_id))
@@ -263,6 +325,14 @@ class Endpoints:
             pipe.hincrby(keys.endpoint(tenant_id, endpoint_id), "rev", 1)  # held copies are stale
             await pipe.execute()
         return Secret(secret=_shown_secret(key), signing=key.scheme, public_key=key.public_key)
+
+
+def _note_pause(pipe: Any, tenant_id: str, endpoint_id: str, paused: bool, now_ms: int, n: int) -> None:
+    """Queue the operational notification of a pause or resume in the tenant's outbox (as
+    ``lua/complete.lua`` records its own; the scheduler turns it into an operator event)."""
+    kind = operational.ENDPOINT_PAUSED if paused else operational.ENDPOINT_RESUMED
+    pipe.rpush(keys.ops_outbox(tenant_id), orjson.dumps({"k": kind, "ep": endpoint_id, "at": now_ms, "n": n}))
+    pipe.ltrim(keys.ops_outbox(tenant_id), -operational.OPS_OUTBOX_MAX, -1)
 
 
 def _shown_secret(key: NewKey) -> str | None:

@@ -20,4 +20,5 @@ class Policy:
     tenant_burst: float = 0.0
     retention_ms: int = queue.DEFAULT_RETENTION_MS
     default_max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    operational_events: bool = False  # operational webhooks on: pausing notifies the operator
     ack: AckPolicy = NO_ACK  # what a write waits for before it is answered (replicas, fsync)

@@ -117,35 +117,6 @@ class Store:
             raise Invalid(f"events: a batch holds at most {self.policy.max_batch} events (got {len(events)})")
         return await self.ingestor.ingest(tenant_id, events, now_ms, batch=batch)
 
-    async def ingest(
-        self, tenant_id: str, events: Sequence[EventIn], now_ms: int, *, batch: bool = False
-    ) -> list[Event]:
-        """Accept events all-or-nothing; an id or idempotency key seen before answers the stored event.
-
-        With ``batch``, an error names the event by its position (``events.3.event_type: ...``).
-        """
-        out = []
-        for (new, existing), given in zip(
-            await self.accept(tenant_id, events, now_ms, batch=batch), events, strict=True
-        ):
-            if existing is None:
-                out.append(
-                    Event(
-                        id=new.event_id,
-                        tenant_id=tenant_id,
-                        event_type=new.event_type,
-                        created_at=iso_from_ms(now_ms) or "",
-                        payload=given.payload,
-                        deliveries=[
-                            DeliverySummary(id=d, endpoint_id=e, status=DeliveryStatus.PENDING)
-                            for d, e in new.deliveries
-                        ],
-                    )
-                )
-            else:
-                out.append(await self.deliveries.event_out(existing))
-        return out
-
     async def send_test_event(self, tenant_id: str, endpoint_id: str, now_ms: int) -> Event:
         """A ``webhooks.test`` event delivered to this endpoint only, whatever its event types (the
         console's "send a test event"); :class:`Conflict` when it is disabled, as nothing would go."""

@@ -16,11 +16,13 @@ local function free_slots(ek)
   return limit - (tonumber(f[1]) or 0)
 end
 
--- Put the endpoint on the tenant's runnable list when it has ready work, a free slot and no pause.
+-- Put the endpoint on the tenant's runnable list when it has ready work, a free slot and no pause
+-- (`pu` a pause until then: retry wait, Retry-After, open breaker; `pz` = 1 paused by an operator
+-- until resumed, webhooks/stores/endpoints.py).
 local function wake_endpoint(ep, now)
   local ek = B .. 'ep:' .. ep
-  local f = redis.call('HMGET', ek, 'q', 'pu')
-  if f[1] == '1' then return end
+  local f = redis.call('HMGET', ek, 'q', 'pu', 'pz')
+  if f[1] == '1' or f[3] == '1' then return end
   if f[2] and tonumber(f[2]) > now then return end
   if redis.call('LLEN', B .. 'r:' .. ep) == 0 then return end
   if free_slots(ek) <= 0 then return end

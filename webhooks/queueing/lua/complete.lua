@@ -21,7 +21,8 @@
 -- The breaker: `f` consecutive failures reaching the threshold open it (pause `bo` ms, doubling
 -- up to the longest); the first request after a pause is the probe (`h` = half-open: one slot);
 -- a success closes it and sends everything waiting in the due zset at once, at a cap that starts
--- again from SLOW_START and grows by one per success.
+-- again from SLOW_START and grows by one per success. Throttling (th=1) halves the cap and stamps
+-- `th` (when), which stays until the cap has grown back: what endpoint health calls "throttled".
 -- Operational webhooks (window > 0; webhooks/intake/operational.py): an endpoint disabled here, or one
 -- answering again after its breaker opened (`od` = failing since, set when it opened or was
 -- disabled), appends a notification to the outbox `ops`; a delivery dying adds to its endpoint's
@@ -73,7 +74,7 @@ end
 
 local function disable(ek, ep, reason)
   if redis.call('HGET', ek, 'disabled') == '1' or redis.call('HEXISTS', ek, 'doc') == 0 then return end
-  redis.call('HSET', ek, 'disabled', '1', 'disabled_reason', reason)
+  redis.call('HSET', ek, 'disabled', '1', 'disabled_reason', reason, 'pz', '0')  -- disabled wins over paused
   redis.call('HINCRBY', ek, 'rev', 1)  -- workers holding its deliveries hand them back unsent
   redis.call('INCR', B .. 'epver')
   disabled[#disabled + 1] = ep
@@ -121,7 +122,7 @@ local function succeeded(ek, ep)
   end
   if f[3] then  -- throttled: one more slot per success, back to max_in_flight
     local cap, limit = limit_of(f[2], f[3])
-    if cap + 1 >= limit then redis.call('HDEL', ek, 'cap') else redis.call('HSET', ek, 'cap', cap + 1) end
+    if cap + 1 >= limit then redis.call('HDEL', ek, 'cap', 'th') else redis.call('HSET', ek, 'cap', cap + 1) end
   end
 end
 
@@ -131,9 +132,9 @@ local function failed(ek, ep, throttle)
   redis.call('HSET', ek, 'f', fails)
   local since = tonumber(f[2])
   if not since then since = now; redis.call('HSET', ek, 'fs', now) end
-  if throttle == 1 then
+  if throttle == 1 then  -- `th`: lowered by throttling (not slow start), until the cap is back
     local cap = limit_of(f[6], f[7])
-    redis.call('HSET', ek, 'cap', math.max(1, math.floor(cap / 2)))
+    redis.call('HSET', ek, 'cap', math.max(1, math.floor(cap / 2)), 'th', now)
   end
   local paused = f[5] and tonumber(f[5]) > now
   if (fails >= threshold or f[3] == '1') and not paused then

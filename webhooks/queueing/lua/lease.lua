@@ -7,7 +7,8 @@
 -- An endpoint gives at most its free slots (max in flight across all workers, less those already
 -- in flight), so nothing leased has to be handed back for lack of room. A paused endpoint (retry
 -- wait of a FIFO endpoint, Retry-After, open breaker) leaves the runnable list; the scheduler's
--- tick puts it back when the pause ends.
+-- tick puts it back when the pause ends. An endpoint paused by an operator (`pz` = 1) gives
+-- nothing and leaves the list too; resuming makes it due, and the tick puts it back.
 -- The ids move to the lease's list and the lease into the tenant's leases zset in the same step,
 -- so a worker that dies at any point leaves them where the scheduler's reclaim finds them.
 -- Returns {deliveries, events, endpoints, deactivate}:
@@ -32,7 +33,8 @@ while budget > 0 and guard > 0 do
   local ek = B .. 'ep:' .. ep
   redis.call('HSET', ek, 'q', '0')
   local k = math.min(budget, quantum, free_slots(ek))
-  if tonumber(redis.call('HGET', ek, 'pu') or '0') <= now and k > 0 then
+  local hold = redis.call('HMGET', ek, 'pu', 'pz')
+  if tonumber(hold[1] or '0') <= now and hold[2] ~= '1' and k > 0 then
     local got = 0
     for _, id in ipairs(redis.call('LPOP', B .. 'r:' .. ep, k) or {}) do
       local dk = B .. 'd:' .. id

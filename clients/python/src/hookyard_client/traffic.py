@@ -1,16 +1,15 @@
 """Resources of the traffic: events, deliveries, dead letters, replays
-(conventions: :mod:`webhooks.client.methods`)."""
+(conventions: :mod:`hookyard_client.methods`)."""
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import TypeAdapter
 
-from webhooks import ids
-from webhooks.client.core import Call, Listing, compact
-from webhooks.client.fields import When, new_idempotency_key, nothing, route_path
-from webhooks.client.methods import M, Resource, listing, operation
-from webhooks.client.models import (
+from hookyard_client.core import Call, Listing, compact
+from hookyard_client.fields import When, new_event_id, new_idempotency_key, nothing, route_path
+from hookyard_client.methods import M, Resource, listing, operation
+from hookyard_client.models import (
     Delivery,
     DeliveryDetail,
     DeliveryStatus,
@@ -60,7 +59,7 @@ class Events(Resource[M]):
             if isinstance(e, EventInput) and e.id is not None:
                 item["id"] = e.id
             if assign_ids and not item.get("id"):
-                item["id"] = ids.new_id(ids.EVENT)
+                item["id"] = new_event_id()
             body.append(item)
         safe = all(item.get("id") for item in body)
         body_json = {"events": body}

@@ -1,16 +1,17 @@
 """The errors the client raises.
 
-Both derive from :class:`webhooks.errors.WebhooksError`, so a caller (the CLI
-among them) that prints ``str(error)`` and exits non-zero handles them with
-the rest of the domain's errors.
+Both derive from :class:`ClientError`, so one ``except ClientError`` handles every failure
+of a call; ``str(error)`` is a one-line description.
 """
 
 from typing import Any
 
-from webhooks.errors import WebhooksError
+
+class ClientError(Exception):
+    """The base of the errors this package raises."""
 
 
-class ApiError(WebhooksError):
+class ApiError(ClientError):
     """The API answered with an error (any status outside 2xx, after the retries the call allows).
 
     ``status`` is the HTTP status; ``code`` the API's ``error`` field (``not_found``,
@@ -38,7 +39,7 @@ class ApiError(WebhooksError):
         self.retry_after_s = retry_after_s
 
 
-class ApiConnectionError(WebhooksError):
+class ApiConnectionError(ClientError):
     """The API could not be reached, or the connection failed before a whole answer arrived.
 
     Raised once the call's retries are spent (or at once when retrying would not be safe);

@@ -4,7 +4,7 @@ The core is sans-IO. A resource method describes its request as a :class:`Call` 
 :class:`Listing` for a paged list); :func:`exchange` turns a call into a generator that
 yields the next step — send this request (:class:`Send`) or wait this long (:class:`Wait`) —
 and is sent back what sending gave (an ``httpx.Response`` or the ``httpx.TransportError``).
-The sync and async transports (:mod:`webhooks.client.transport`) only perform those steps,
+The sync and async transports (:mod:`hookyard_client.transport`) only perform those steps,
 so both follow this one implementation of the retry rules and of error parsing.
 
 Retry rules (the contract of every client method):
@@ -20,8 +20,8 @@ Retry rules (the contract of every client method):
   for more than ``max_retry_after_s`` is not waited for: it raises at once.
 - A ``DELETE`` whose earlier attempt may have been applied (the connection broke after the
   request went out) and whose retry answers 404 has done its job: it returns normally.
-- Once the retries are spent, the last answer raises :class:`~webhooks.client.ApiError`, or
-  the last connection failure :class:`~webhooks.client.ApiConnectionError`.
+- Once the retries are spent, the last answer raises :class:`~hookyard_client.ApiError`, or
+  the last connection failure :class:`~hookyard_client.ApiConnectionError`.
 """
 
 import random
@@ -29,19 +29,19 @@ import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Generic, TypeVar
 
 import httpx
 
-from webhooks import __version__
-from webhooks.client.errors import ApiConnectionError, ApiError
-from webhooks.outbound.retry import parse_retry_after
+from hookyard_client._version import __version__
+from hookyard_client.errors import ApiConnectionError, ApiError
 
 T = TypeVar("T")
 RETRY_STATUSES = frozenset({429, 503})
 # Failures in which the request certainly never reached the server.
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-USER_AGENT = f"webhooks-client/{__version__}"
+USER_AGENT = f"hookyard-client/{__version__}"
 
 Outcome = httpx.Response | httpx.TransportError
 
@@ -234,3 +234,17 @@ def api_error(response: httpx.Response, now_ms: int) -> ApiError:
 def _retry_after(response: httpx.Response, now_ms: int) -> float | None:
     header = response.headers.get("retry-after")
     return parse_retry_after(header, now_ms) if header else None
+
+
+def parse_retry_after(value: str, now_ms: int) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date); None if unreadable."""
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now_ms / 1000)

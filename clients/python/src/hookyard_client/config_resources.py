@@ -1,15 +1,15 @@
 """Resources that configure the platform: tenants, endpoints, the event-type catalogue
-(conventions: :mod:`webhooks.client.methods`)."""
+(conventions: :mod:`hookyard_client.methods`)."""
 
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import TypeAdapter
 
-from webhooks.client.core import Call, Listing, compact
-from webhooks.client.fields import UNSET, Unset, When, changes, nothing, route_path
-from webhooks.client.methods import M, Resource, listing, operation
-from webhooks.client.models import (
+from hookyard_client.core import Call, Listing, compact
+from hookyard_client.fields import UNSET, Unset, When, changes, nothing, route_path
+from hookyard_client.methods import M, Resource, listing, operation
+from hookyard_client.models import (
     ApiKey,
     ApiKeyCreated,
     Endpoint,
@@ -135,9 +135,11 @@ class Endpoints(Resource[M]):
         max_in_flight: int | Unset | None = UNSET,
         ordering: str | Unset | None = UNSET,
         disabled: bool | Unset = UNSET,
+        paused: bool | Unset = UNSET,
     ) -> Call[Endpoint]:
         """``PATCH /v1/endpoints/{id}``: changes the fields given (None sets one to null: all event
-        types, no rate limit...); ``disabled=False`` re-enables. Retried (it sets values)."""
+        types, no rate limit...); ``disabled=False`` re-enables; ``paused=True`` holds every
+        delivery (pending, nothing sent) until ``paused=False``. Retried (it sets values)."""
         body = changes(
             url=url,
             description=description,
@@ -147,6 +149,7 @@ class Endpoints(Resource[M]):
             max_in_flight=max_in_flight,
             ordering=ordering,
             disabled=disabled,
+            paused=paused,
         )
         path = route_path("/v1/endpoints/{}", endpoint_id)
         return Call("PATCH", path, Endpoint.model_validate, json=body, retry_safe=True)

@@ -1,26 +1,40 @@
 """The blocking :class:`Client` and the asyncio :class:`AsyncClient`: one set of resources
-(:mod:`webhooks.client.config_resources`, :mod:`webhooks.client.traffic`) over a sync or an async
+(:mod:`hookyard_client.config_resources`, :mod:`hookyard_client.traffic`) over a sync or an async
 transport."""
 
+import os
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 import httpx
 
-from webhooks.client.config_resources import Endpoints, EventTypes, Tenants
-from webhooks.client.core import RetryPolicy, Session
-from webhooks.client.methods import Async, M, Sync
-from webhooks.client.traffic import DeadLetters, Deliveries, Events, Replays
-from webhooks.client.transport import AsyncTransport, SyncTransport, Transport
+from hookyard_client.config_resources import Endpoints, EventTypes, Tenants
+from hookyard_client.core import RetryPolicy, Session
+from hookyard_client.methods import Async, M, Sync
+from hookyard_client.traffic import DeadLetters, Deliveries, Events, Replays
+from hookyard_client.transport import AsyncTransport, SyncTransport, Transport
 
 H = TypeVar("H", httpx.Client, httpx.AsyncClient)
+
+# Read when the constructor is not given ``base_url`` or ``token`` (the server's `webhooks` CLI
+# reads the same WEBHOOKS_API_URL for its operator commands).
+API_URL_VARIABLE = "WEBHOOKS_API_URL"
+API_KEY_VARIABLE = "WEBHOOKS_API_KEY"
+
+
+def _from_env(given: str | None, variable: str, what: str) -> str:
+    value = given if given is not None else os.environ.get(variable, "").strip()
+    if not value:
+        raise ValueError(f"{what}: pass it, or set {variable}")
+    return value
 
 
 class _Base(Generic[M, H]):
     """The constructor and resources both clients share.
 
-    ``base_url`` is the API's root (``http://127.0.0.1:8000``); ``token`` a tenant API key
-    (``whk_…``) or the admin token; ``tenant_id`` makes an admin-token client act for that
+    ``base_url`` is the API's root (``http://127.0.0.1:8000``), by default the environment
+    variable ``WEBHOOKS_API_URL``; ``token`` a tenant API key (``whk_…``) or the admin token,
+    by default ``WEBHOOKS_API_KEY``; ``tenant_id`` makes an admin-token client act for that
     tenant (it is sent as the ``tenant_id`` query parameter on tenant-scoped routes).
     ``timeout_s`` bounds each attempt; ``max_retries`` is how many times a call that may be
     retried is tried again (0: never), waiting ``backoff_s`` doubling up to ``max_backoff_s``
@@ -31,8 +45,8 @@ class _Base(Generic[M, H]):
 
     def __init__(
         self,
-        base_url: str,
-        token: str,
+        base_url: str | None = None,
+        token: str | None = None,
         *,
         tenant_id: str | None = None,
         timeout_s: float = 10.0,
@@ -42,10 +56,10 @@ class _Base(Generic[M, H]):
         max_retry_after_s: float = 60.0,
         http: H | None = None,
     ) -> None:
+        base_url = _from_env(base_url, API_URL_VARIABLE, "base_url: the API's http:// or https:// URL")
+        token = _from_env(token, API_KEY_VARIABLE, "token: a tenant API key or the admin token")
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url: an http:// or https:// URL (got {base_url!r})")
-        if not token:
-            raise ValueError("token: a tenant API key or the admin token")
         if max_retries < 0 or timeout_s <= 0:
             raise ValueError("max_retries must be 0 or more and timeout_s above 0")
         policy = RetryPolicy(max_retries, backoff_s, max_backoff_s, max_retry_after_s)

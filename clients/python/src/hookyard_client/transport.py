@@ -1,4 +1,4 @@
-"""The two ways to perform the core's steps (:func:`webhooks.client.core.exchange`): blocking
+"""The two ways to perform the core's steps (:func:`hookyard_client.core.exchange`): blocking
 (``httpx.Client``, ``time.sleep``) and asyncio (``httpx.AsyncClient``, ``asyncio.sleep``).
 
 Nothing here decides anything: what to send, whether to retry and how to read the answer
@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 
-from webhooks.client.core import Call, Listing, Outcome, Send, Session, Wait, drive, exchange
+from hookyard_client.core import Call, Listing, Outcome, Send, Session, Wait, drive, exchange
 
 T = TypeVar("T")
 
@@ -64,7 +64,7 @@ class AsyncTransport:
             return exc
 
     async def run(self, call: Call[T]) -> T:
-        """:func:`~webhooks.client.core.drive`, awaiting each request and wait."""
+        """:func:`~hookyard_client.core.drive`, awaiting each request and wait."""
         steps = exchange(call, self.session)
         reply: Outcome | None = None
         try:

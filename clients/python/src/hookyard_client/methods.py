@@ -1,14 +1,14 @@
 """Resources written once for both clients.
 
 A resource method is written as a function that *describes* its request (a
-:class:`~webhooks.client.core.Call`, or a :class:`~webhooks.client.core.Listing` for a
+:class:`~hookyard_client.core.Call`, or a :class:`~hookyard_client.core.Listing` for a
 paged list) and is decorated with :class:`operation` or :class:`listing`. Read from a
 resource of the blocking client (``Resource[Sync]``) the method returns the result; read
 from one of the asyncio client (``Resource[Async]``) it returns an awaitable (a list: an
 async iterator). The overloads of ``__get__`` give type checkers exactly those types.
 
 Each method's docstring names its route and says whether the client retries it (the rules
-are in :mod:`webhooks.client.core`). ``page_size`` of a list is the API's ``limit`` (1 to
+are in :mod:`hookyard_client.core`). ``page_size`` of a list is the API's ``limit`` (1 to
 1000, default 50): it only changes how many requests a full iteration takes.
 """
 
@@ -16,8 +16,8 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar, final, overload
 
-from webhooks.client.core import Call, Listing
-from webhooks.client.transport import Transport
+from hookyard_client.core import Call, Listing
+from hookyard_client.transport import Transport
 
 P = ParamSpec("P")
 T = TypeVar("T")
