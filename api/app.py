@@ -18,7 +18,8 @@ from api.metrics import HttpMetrics
 from api.routes import dead_letters, deliveries, endpoints, event_types, events, health, replays, tenants
 from webhooks import __version__
 from webhooks.outbound.secretbox import SecretBox
-from webhooks.runtime.connection import RedisTarget, async_client
+from webhooks.runtime.connection import RedisTarget, async_client, rq_client
+from webhooks.stores.jobqueue import OperationQueue
 from webhooks.stores.policy import Policy
 from webhooks.stores.store import Store
 
@@ -83,7 +84,9 @@ def create_app(config: ApiConfig) -> FastIngest:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         r = async_client(config.target)
-        app.state.webhooks = AppState(Store(r, config.box, config.policy), config.admin_token)
+        rq = rq_client(config.target)  # where the operators' jobs are enqueued (replays, deletions)
+        store = Store(r, config.box, config.policy, OperationQueue(rq))
+        app.state.webhooks = AppState(store, config.admin_token)
         watcher = None
         if config.format_watch_pid is not None:
             watcher = asyncio.create_task(format_watch.watch(r, config.format_watch_pid))
@@ -93,6 +96,7 @@ def create_app(config: ApiConfig) -> FastIngest:
             if watcher:
                 watcher.cancel()
             await r.aclose()
+            rq.close()
 
     app = FastAPI(
         title="webhooks",

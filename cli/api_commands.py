@@ -204,9 +204,12 @@ def cmd_dlq_replay(s: Settings, args: argparse.Namespace) -> int:
                 tick.advance(len(part))
         pace = f" at {args.rate:g}/s (about {requeued / args.rate:.0f}s)" if args.rate and requeued else ""
         report: dict[str, Any] = {"replay_ids": replays, "matched": requeued}
+        names = ", ".join(str(i) for i in replays) or "-"
+        if args.wait and requeued:  # each replay's RQ job requeues; then its deliveries go out
+            report["requeued"] = requeued = await _requeued(api, [i for i in replays if i], args.wait_s)
         if not args.json:
-            names = ", ".join(str(i) for i in replays) or "-"
-            out.line(f"replay {names}: {requeued} dead deliveries requeued{pace}")
+            done = "requeued" if args.wait else "matched; their replay's job requeues them"
+            out.line(f"replay {names}: {requeued} dead deliveries {done}{pace}")
         if args.wait and requeued:
             report["outcome"] = await _follow(api, ids, out, args.wait_s)
             if not args.json:
@@ -236,6 +239,17 @@ async def _state(api: AsyncClient, delivery_id: str, gate: asyncio.Semaphore) ->
             if exc.status == 404:
                 return "gone"
             raise
+
+
+async def _requeued(api: AsyncClient, replay_ids: list[str], timeout_s: float) -> int:
+    """Wait until each replay's job went through (past ``matching`` and ``requeueing``); returns
+    how many they requeued."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = [await api.replays.get(i) for i in replay_ids]
+        if all(r.state not in ("matching", "requeueing") for r in found) or time.monotonic() > deadline:
+            return sum(r.requeued for r in found)
+        await asyncio.sleep(0.2)
 
 
 async def _follow(api: AsyncClient, ids: list[str], out: Out, timeout_s: float) -> dict[str, int]:

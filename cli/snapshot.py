@@ -9,6 +9,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from rq import Queue
+from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.utils import utcparse
 from rq.worker import Worker
 from rq.worker_registration import REDIS_WORKER_KEYS
@@ -26,6 +27,16 @@ class WorkerStatus:
     state: str
     last_heartbeat_ms: int | None
     birth_ms: int | None
+
+
+@dataclass(slots=True)
+class RqQueueStatus:
+    """One RQ queue as RQ's own keys have it: jobs waiting, running (started), failed for good."""
+
+    name: str
+    queued: int
+    started: int
+    failed: int
 
 
 @dataclass(slots=True)
@@ -73,6 +84,8 @@ class PlatformStatus:
     paused_tenants: list[str] = field(default_factory=list)
     drain_jobs: int = 0  # RQ jobs waiting on the RQ queue
     endpoints_not_healthy: list[EndpointStatus] = field(default_factory=list)  # by tenant
+    # RQ's queues: the delivery triggers (webhooks) and the operators' jobs (webhooks-operations)
+    rq_queues: list[RqQueueStatus] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
     # each tenant's stored bytes against its share of maxmemory (webhooks/queueing/shares.py), fullest first
     tenant_storage: list[TenantStorageRow] = field(default_factory=list)
@@ -113,6 +126,22 @@ async def _workers(r: "Redis") -> list[WorkerStatus]:
     return out
 
 
+async def _rq_queues(r: "Redis") -> list[RqQueueStatus]:
+    """Each of our RQ queues: its list's length and its started and failed registries' sizes (the
+    keys RQ's ``Queue`` and registries use, read on the async client)."""
+    names = (keys.RQ_QUEUE, keys.RQ_OPERATIONS_QUEUE)
+    async with r.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.llen(Queue.redis_queue_namespace_prefix + name)
+            pipe.zcard(StartedJobRegistry.key_template.format(name))
+            pipe.zcard(FailedJobRegistry.key_template.format(name))
+        rows = await pipe.execute()
+    return [
+        RqQueueStatus(name, int(rows[3 * i]), int(rows[3 * i + 1]), int(rows[3 * i + 2]))
+        for i, name in enumerate(names)
+    ]
+
+
 async def snapshot(
     r: "Redis", now_ms: int, rq: "Redis | None" = None, tenant_max_share: float = shares.DEFAULT_MAX_SHARE
 ) -> PlatformStatus:
@@ -133,6 +162,7 @@ async def snapshot(
         pipe.pttl(keys.SCHEDULER_LOCK)
         leader, ttl = await pipe.execute()
     drain_jobs = await rq.llen(Queue.redis_queue_namespace_prefix + keys.RQ_QUEUE)
+    rq_queues = await _rq_queues(rq)
     tenants = await depths.tenant_ids(r)
     async with r.pipeline(transaction=False) as pipe:
         for t in tenants:
@@ -166,6 +196,7 @@ async def snapshot(
         paused_tenants=[t for t, flagged in zip(tenants, flags, strict=True) if flagged],
         drain_jobs=int(drain_jobs),
         endpoints_not_healthy=sick,
+        rq_queues=rq_queues,
         counters=d.counters,
         tenant_storage=[
             TenantStorageRow(

@@ -117,6 +117,11 @@ def cmd_status(s: Settings, args: argparse.Namespace) -> int:
             for e in st.endpoints_not_healthy
         ],
     )
+    out.table(
+        "RQ queues (webhooks: delivery triggers; webhooks-operations: replays, tenant deletions)",
+        ["queue", "queued", "started", "failed"],
+        [(q.name, q.queued, q.started, q.failed) for q in st.rq_queues],
+    )
     if st.paused_tenants:
         out.note(
             f"{len(st.paused_tenants)} tenants are paused by a slot move that did not finish"

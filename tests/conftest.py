@@ -19,6 +19,7 @@ import redis
 
 from api.app import ApiConfig
 from tests.support.api_server import ApiServer
+from tests.support.jobs import run_operations
 from tests.support.receiver import Receiver
 from tests.support.redis_proc import RedisProc
 from webhooks.outbound.secretbox import SecretBox
@@ -44,6 +45,12 @@ def redis_url(redis_proc: RedisProc) -> str:
     client.flushall()
     client.close()
     return redis_proc.url
+
+
+@pytest.fixture
+def run_jobs(redis_url: str) -> Callable[[], int]:
+    """``run_jobs()``: run the queued operators' jobs (replays, tenant deletions) as a worker would."""
+    return lambda: run_operations(redis_url)
 
 
 @pytest.fixture

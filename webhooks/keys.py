@@ -26,6 +26,8 @@ WAKE = PREFIX + "wake"  # zset tenant id -> unix ms at which the scheduler must 
 SCHEDULER_LOCK = PREFIX + "sched:lock"
 MEMORY = PREFIX + "memory"  # hash written by the scheduler: used, max, level (ok|trimming|full), at
 RQ_QUEUE = "webhooks"  # RQ queue name (RQ owns its own rq:* keys)
+RQ_OPERATIONS_QUEUE = "webhooks-operations"  # RQ queue of the operators' jobs (workers/operations.py)
+OPS_SWEEP_LOCK = PREFIX + "ops:sweep"  # one worker at a time hands abandoned operations' jobs to RQ
 OPS_DUE = PREFIX + "opsdue"  # zset tenant id -> ms at which its operational notifications are due
 
 # The data format (webhooks/queueing/dataformat.py). Its keys share the hash tag ``{format}``, so on a Redis
@@ -222,6 +224,27 @@ def tenant_replays(tenant_id: str) -> str:
 def replay_members(tenant_id: str, replay_id: str) -> str:
     """List of this tenant's delivery ids a replay requeued (its progress is read from them)."""
     return tenant_base(tenant_id) + "rp:" + replay_id
+
+
+def replay_progress(tenant_id: str, replay_id: str) -> str:
+    """Hash: where a replay's job is in this tenant (``c`` its cursor, ``fin`` 1 when it went through,
+    ``due`` the next paced due ms, ``n`` requeued), written with each chunk (``lua/replay_chunk.lua``)."""
+    return tenant_base(tenant_id) + "rpp:" + replay_id
+
+
+def replay_todo(tenant_id: str, replay_id: str) -> str:
+    """List of the delivery ids a replay of named ids is to requeue in this tenant."""
+    return tenant_base(tenant_id) + "rpq:" + replay_id
+
+
+def operation_alive(job_id: str) -> str:
+    """Set, with a short TTL, by an operation's job while it works (workers/operations.py)."""
+    return f"{PREFIX}ops:alive:{job_id}"
+
+
+def tenant_deletion(tenant_id: str) -> str:
+    """Hash: a tenant's deletion as a resource (state, keys deleted, scan cursor); outlives the tenant."""
+    return f"{PREFIX}deletion:{tenant_id}"
 
 
 # -- operational webhooks (webhooks/intake/operational.py, lua/complete.lua, lua/outbox.lua) -------

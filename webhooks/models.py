@@ -159,9 +159,12 @@ class Page(BaseModel, Generic[T]):
 
 
 class ReplayState(enum.StrEnum):
-    RUNNING = "running"  # requeued deliveries still at work
+    MATCHING = "matching"  # answered; its job has not started scanning yet
+    REQUEUEING = "requeueing"  # its job scans the dead letters and requeues the matching ones
+    DELIVERING = "delivering"  # all requeued; requeued deliveries still at work
     DONE = "done"  # every requeued delivery settled again
     CANCELLED = "cancelled"  # called off: what had not gone out went back to the dead letters
+    FAILED = "failed"  # its job failed for good (``error`` says why); what it requeued goes on
 
 
 class Replay(BaseModel):
@@ -178,3 +181,22 @@ class Replay(BaseModel):
     rate_per_s: float | None
     created_at: str
     cancelled_at: str | None
+    requeued: int = 0  # requeued so far by its job
+    error: str | None = None  # why its job failed, when ``state`` is ``failed``
+
+
+class TenantDeletionState(enum.StrEnum):
+    DELETING = "deleting"  # its job deletes the tenant's keys (or waits for a worker to start)
+    DONE = "done"  # nothing of the tenant is left
+    FAILED = "failed"  # its job failed for good (``error`` says why)
+
+
+class TenantDeletion(BaseModel):
+    """A tenant's deletion, run as an RQ job whose id is the tenant id (``DELETE /v1/tenants/{id}``)."""
+
+    tenant_id: str
+    state: TenantDeletionState
+    deleted_keys: int  # keys deleted so far
+    created_at: str
+    finished_at: str | None
+    error: str | None = None

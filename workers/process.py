@@ -1,9 +1,9 @@
 """Process entry points: ``webhooks worker`` and ``webhooks scheduler``.
 
-A worker is an RQ :class:`~rq.SimpleWorker` on the single queue ``webhooks``
-(single-queue workers dequeue with an atomic BLMOVE). Each RQ job drains many
-deliveries on the process's persistent event loop. By default a worker also
-runs a scheduler in a thread; the scheduler lock lets one act at a time.
+A worker is an RQ :class:`~rq.SimpleWorker` on two queues: the operators' jobs
+(``webhooks-operations``: replays, tenant deletions, :mod:`workers.operations`) first, then
+``webhooks``, whose jobs each drain many deliveries on the process's persistent event loop. By
+default a worker also runs a scheduler in a thread; the scheduler lock lets one act at a time.
 
 Before anything else each checks the data format in Redis
 (:func:`webhooks.queueing.dataformat.ensure`): data newer than this code stops the process with
@@ -11,11 +11,12 @@ one line; older data is migrated first.
 
 RQ's queue lives where :func:`webhooks.runtime.connection.rq_client` says: the platform's Redis, or
 a Redis of its own (``WEBHOOKS_RQ_REDIS_URL``, or a Sentinel-managed primary named by
-``WEBHOOKS_RQ_REDIS_SENTINELS``; a cluster needs one). Its jobs are only triggers: with a Redis of
-its own, a worker keeps delivering while that Redis is unreachable (:mod:`workers.fallback`) and
-its RQ loop starts again once it answers. RQ's worker keeps its registration for ``RQ_WORKER_TTL_S``
-and so blocks in a dequeue at most ``RQ_WORKER_TTL_S - 15`` s, with a read timeout 10 s longer:
-the longest a hung RQ Redis holds the RQ loop.
+``WEBHOOKS_RQ_REDIS_SENTINELS``; a cluster needs one). Its jobs are the delivery triggers (with a
+Redis of its own, a worker keeps delivering while that Redis is unreachable, :mod:`workers.fallback`,
+and its RQ loop starts again once it answers) and the operators' resumable jobs, whose progress is
+in the platform's Redis (they wait while RQ's Redis is unreachable). RQ's worker keeps its
+registration for ``RQ_WORKER_TTL_S`` and so blocks in a dequeue at most ``RQ_WORKER_TTL_S - 15`` s,
+with a read timeout 10 s longer: the longest a hung RQ Redis holds the RQ loop.
 """
 
 import asyncio
@@ -35,7 +36,7 @@ from webhooks.outbound.secretbox import SecretBox
 from webhooks.queueing import dataformat
 from webhooks.runtime import gcpolicy
 from webhooks.runtime.connection import RedisTarget, async_client, rq_client, sync_client, warn_if_not_durable
-from workers import fallback, jobs, observe, runtime
+from workers import fallback, jobs, observe, operations, runtime
 from workers.engine import EngineConfig
 from workers.scheduler import Scheduler, SchedulerConfig
 
@@ -119,6 +120,8 @@ def run_worker(
     runtime.install(rt)
     observe.watch_engine(rt.engine)
     gcpolicy.tune()  # the engine is built: what the process holds for its life is out of the collector's way
+    operations.install(target, config.retention_ms)  # the operators' jobs (replays, tenant deletions)
+    stop_sweeper = operations.start_sweeper(conn, data_client_when_up(target, "worker"))
     # With RQ on a Redis of its own, deliver without RQ's jobs while that Redis does not answer.
     watch = (
         fallback.RqWatch(rq_client(target, timeout_s=fallback.PING_TIMEOUT_S), rt).start()
@@ -138,9 +141,8 @@ def run_worker(
     try:
         while True:
             wait_for_redis(conn, "worker")
-            worker = DeliveryWorker(
-                [Queue(keys.RQ_QUEUE, connection=conn)], connection=conn, worker_ttl=RQ_WORKER_TTL_S
-            )
+            queues = [Queue(name, connection=conn) for name in (keys.RQ_OPERATIONS_QUEUE, keys.RQ_QUEUE)]
+            worker = DeliveryWorker(queues, connection=conn, worker_ttl=RQ_WORKER_TTL_S)
             try:
                 worker.work(burst=burst, logging_level=level)
             except redis.RedisError as exc:
@@ -159,6 +161,7 @@ def run_worker(
             # Redis (at the top of the loop) and go on; the watch delivers meanwhile.
             log.warning("the worker loop ended without a stop request; waiting for RQ's Redis to answer")
     finally:
+        stop_sweeper.set()
         if watch:
             watch.close()
         if stop_scheduler:

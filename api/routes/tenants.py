@@ -6,7 +6,8 @@ from api.deps import AdminDep, Caller, CallerDep, StoreDep
 from api.errors import responses
 from api.schemas import TenantCreate, TenantUpdate
 from webhooks.errors import Forbidden, NotFound
-from webhooks.models import ApiKey, ApiKeyCreated, Page, Tenant, TenantCreated
+from webhooks.models import ApiKey, ApiKeyCreated, Page, Tenant, TenantCreated, TenantDeletion
+from webhooks.stores import operations
 from webhooks.stores.catalogue import EventTypeStore
 from webhooks.timefmt import now_ms
 
@@ -56,10 +57,19 @@ async def update_tenant(tenant_id: str, body: TenantUpdate, who: CallerDep, stor
     return await store.tenants.get_tenant(tenant_id)
 
 
-@router.delete("/{tenant_id}", status_code=204)
+@router.delete("/{tenant_id}", status_code=204, response_class=Response, responses=responses(409))
 async def delete_tenant(tenant_id: str, _: AdminDep, store: StoreDep) -> Response:
-    await store.delete_tenant(tenant_id)
-    return Response(status_code=204)
+    """The tenant vanishes at once (keys, endpoints, record): 204, as the contract has it; an RQ job
+    whose id is the tenant id then deletes its data. ``Location`` names where to follow it
+    (``GET /v1/tenants/{id}/deletion``: ``deleting``, ``done``, ``failed``)."""
+    await store.start_tenant_deletion(tenant_id, now_ms())
+    return Response(status_code=204, headers={"Location": f"/v1/tenants/{tenant_id}/deletion"})
+
+
+@router.get("/{tenant_id}/deletion", response_model=TenantDeletion)
+async def get_tenant_deletion(tenant_id: str, _: AdminDep, store: StoreDep) -> TenantDeletion:
+    """A tenant's deletion and its progress (``deleted_keys``), kept 30 days."""
+    return await operations.get_deletion(store.r, tenant_id)
 
 
 @router.post(

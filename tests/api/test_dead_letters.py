@@ -230,7 +230,7 @@ def test_replay_dry_run_counts_and_changes_nothing(
 
 
 def test_replay_by_filter_requeues_the_matching_dead_letters(
-    api: httpx.Client, tenant: Any, graveyard: Graveyard, rds: "redis.Redis"
+    api: httpx.Client, tenant: Any, graveyard: Graveyard, rds: "redis.Redis", run_jobs: Callable[[], int]
 ) -> None:
     matching = newest_first(graveyard, lambda ep, ty, at: ep == graveyard.ep2 and ty == "invoice.paid")
 
@@ -243,6 +243,13 @@ def test_replay_by_filter_requeues_the_matching_dead_letters(
     assert resp.status_code == 202, resp.text
     body = resp.json()
     assert body["matched"] == 2 and body["dry_run"] is False and body["replay_id"].startswith("rpl_")
+    # Answered before anything is requeued: the record exists, its job waits on RQ's queue.
+    record = api.get(f"/v1/replays/{body['replay_id']}", headers=tenant.auth).json()
+    assert (record["state"], record["matched"], record["requeued"]) == ("matching", 2, 0)
+    assert ready_ids(rds) == []
+    assert run_jobs() == 1
+    record = api.get(f"/v1/replays/{body['replay_id']}", headers=tenant.auth).json()
+    assert (record["state"], record["matched"], record["requeued"]) == ("delivering", 2, 2)
     assert sorted(ready_ids(rds)) == sorted(matching)
     for d in matching:
         detail = api.get(f"/v1/deliveries/{d}", headers=tenant.auth).json()
@@ -251,6 +258,7 @@ def test_replay_by_filter_requeues_the_matching_dead_letters(
     remaining = [d["id"] for d in list_dead(api, tenant.auth)[0]]
     assert remaining == [d for d in newest_first(graveyard) if d not in matching]
     # Replaying again finds nothing more to do.
+    run_jobs()
     again = api.post(
         "/v1/dead-letters/replay",
         json={"endpoint_id": graveyard.ep2, "event_type": "invoice.paid"},
@@ -260,7 +268,7 @@ def test_replay_by_filter_requeues_the_matching_dead_letters(
 
 
 def test_replay_by_time_window(
-    api: httpx.Client, tenant: Any, graveyard: Graveyard, rds: "redis.Redis"
+    api: httpx.Client, tenant: Any, graveyard: Graveyard, rds: "redis.Redis", run_jobs: Callable[[], int]
 ) -> None:
     t0, t1, _ = graveyard.times
 
@@ -271,10 +279,13 @@ def test_replay_by_time_window(
     )
 
     assert resp.json()["matched"] == 4
+    run_jobs()
     assert sorted(ready_ids(rds)) == sorted(newest_first(graveyard, lambda ep, ty, at: at <= t1))
 
 
-def test_replay_by_ids(api: httpx.Client, tenant: Any, graveyard: Graveyard, rds: "redis.Redis") -> None:
+def test_replay_by_ids(
+    api: httpx.Client, tenant: Any, graveyard: Graveyard, rds: "redis.Redis", run_jobs: Callable[[], int]
+) -> None:
     chosen = newest_first(graveyard)[:2]
     ids = [*chosen, chosen[0], graveyard.alive[0]]  # a repeat, and one that is not dead
 
@@ -283,6 +294,7 @@ def test_replay_by_ids(api: httpx.Client, tenant: Any, graveyard: Graveyard, rds
 
     assert dry.json()["matched"] == 2
     assert resp.status_code == 202 and resp.json()["matched"] == 2
+    run_jobs()
     assert sorted(ready_ids(rds)) == sorted(chosen)
     assert api.get(f"/v1/deliveries/{graveyard.alive[0]}", headers=tenant.auth).json()["status"] == "retrying"
     assert len(list_dead(api, tenant.auth)[0]) == len(graveyard.dead) - 2
@@ -301,13 +313,14 @@ def test_replay_by_unknown_id_is_404_and_replays_nothing(
 
 
 def test_replay_with_rate_spaces_deliveries_in_the_due_set(
-    api: httpx.Client, tenant: Any, graveyard: Graveyard, rds: "redis.Redis"
+    api: httpx.Client, tenant: Any, graveyard: Graveyard, rds: "redis.Redis", run_jobs: Callable[[], int]
 ) -> None:
     started = now_ms()
 
     resp = api.post("/v1/dead-letters/replay", json={"rate_per_s": 4}, headers=tenant.auth)
 
     assert resp.json()["matched"] == 6
+    run_jobs()
     assert len(ready_ids(rds)) == 0
     due = {m: int(s) for m, s in due_ids(rds) if m in graveyard.dead}
     assert set(due) == set(graveyard.dead)
@@ -335,6 +348,7 @@ def test_admin_lists_and_replays_dead_letters_of_every_tenant(
     make_tenant: Callable[..., Any],
     settle: Callable[..., int],
     rds: "redis.Redis",
+    run_jobs: Callable[[], int],
 ) -> None:
     other = make_tenant("other")
     api.post("/v1/endpoints", json={"url": URL}, headers=other.auth)
@@ -350,4 +364,5 @@ def test_admin_lists_and_replays_dead_letters_of_every_tenant(
     assert [d["id"] for d in only_other] == [theirs]
     assert dry["matched"] == len(graveyard.dead) + 1
     assert replayed.json()["matched"] == 1
+    run_jobs()
     assert ready_ids(rds) == [theirs]

@@ -148,22 +148,38 @@ def test_get_unknown_tenant_is_404(api: httpx.Client, admin: dict[str, str]) -> 
 
 
 def test_delete_tenant_removes_it_and_revokes_its_keys(
-    api: httpx.Client, admin: dict[str, str], make_tenant: Callable[..., Any]
+    api: httpx.Client,
+    admin: dict[str, str],
+    make_tenant: Callable[..., Any],
+    rds: "redis.Redis",
+    run_jobs: Callable[[], int],
 ) -> None:
     t = make_tenant("doomed")
     other = make_tenant("stays")
     assert api.get("/v1/endpoints", headers=t.auth).status_code == 200
+    api.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/h"}, headers=t.auth).raise_for_status()
+    events = [{"event_type": "a.b", "payload": {"i": i}} for i in range(50)]
+    assert api.post("/v1/events/batch", json={"events": events}, headers=t.auth).status_code == 202
 
     resp = api.delete(f"/v1/tenants/{t.id}", headers=admin)
 
-    assert resp.status_code == 204
-    assert resp.content == b""
+    # Answered at once: the tenant is gone for callers, its data waits for its job.
+    assert resp.status_code == 204, resp.text
+    assert resp.headers["location"] == f"/v1/tenants/{t.id}/deletion"
+    deletion = api.get(resp.headers["location"], headers=admin).json()
+    assert deletion["state"] == "deleting" and deletion["tenant_id"] == t.id
+    assert rds.exists(f"wh:{{t:{t.id}}}:ev")
     assert_error(api.get(f"/v1/tenants/{t.id}", headers=admin), 404)
     assert_error(api.get("/v1/endpoints", headers=t.auth), 401)
     assert_error(api.delete(f"/v1/tenants/{t.id}", headers=admin), 404)
     listed = [x["id"] for x in api.get("/v1/tenants", headers=admin).json()["data"]]
     assert listed == [other.id]
     assert api.get("/v1/endpoints", headers=other.auth).status_code == 200
+    assert run_jobs() == 1
+    deletion = api.get(f"/v1/tenants/{t.id}/deletion", headers=admin).json()
+    assert deletion["state"] == "done" and deletion["deleted_keys"] >= 100  # 50 events, 50 deliveries
+    assert list(rds.scan_iter(match=f"wh:{{t:{t.id}}}:*")) == []
+    assert list(rds.scan_iter(match=f"wh:{{t:{other.id}}}:*")) != []
 
 
 def test_tenant_key_cannot_use_admin_routes(

@@ -4,7 +4,7 @@ token (cli/platform_info.py), and that a listing reads every page of the real AP
 import asyncio
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -85,6 +85,7 @@ def test_dlq_list_and_replay_read_every_page_of_the_api(
     redis_url: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    run_jobs: Callable[[], int],
 ) -> None:
     tenant = api.post("/v1/tenants", json={"name": "pages"}, headers=admin).json()
     auth = {"Authorization": f"Bearer {tenant['api_key']}"}
@@ -105,6 +106,7 @@ def test_dlq_list_and_replay_read_every_page_of_the_api(
     assert sorted(listed) == sorted(dead)
     assert "3 dead deliveries shown (more exist; raise --limit)" in limited.err
     assert report["matched"] == 5 and len(report["replay_ids"]) == 1
+    assert run_jobs() == 1  # the replay's job (a worker's, in the platform)
     assert api.get("/v1/dead-letters", headers=auth).json()["data"] == []
 
 

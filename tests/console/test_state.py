@@ -5,6 +5,7 @@ import hashlib
 import time
 
 import pytest
+import redis
 import redis.asyncio
 
 from api.console.state import (
@@ -19,6 +20,7 @@ from tests.support.poll import poll
 from webhooks import keys
 from webhooks.errors import Invalid
 from webhooks.outbound.secretbox import SecretBox
+from webhooks.stores.jobqueue import OperationQueue
 from webhooks.stores.store import Store
 
 ADMIN = "the-admin-token-0123456789"
@@ -34,7 +36,9 @@ def sha(value: str) -> str:
 
 
 def tenant_and_key(loop: Loop, ar: "redis.asyncio.Redis") -> tuple[Store, str, str]:
-    store = Store(ar, SecretBox(None))
+    where = ar.connection_pool.connection_kwargs
+    rq = redis.Redis(host=where["host"], port=where["port"])  # where a deletion's job is enqueued
+    store = Store(ar, SecretBox(None), operations=OperationQueue(rq))
     created = loop.run_until_complete(store.tenants.create_tenant("acme", now()))
     return store, created.id, created.api_key
 
@@ -77,7 +81,7 @@ def test_a_session_ends_when_what_opened_it_no_longer_holds(loop: Loop, ar: "red
     assert loop.run_until_complete(st.session(keyed.cookie, now(), ADMIN)) is None
     assert loop.run_until_complete(st.session(portal.cookie, now(), ADMIN)) is not None
 
-    loop.run_until_complete(store.delete_tenant(tenant_id))
+    loop.run_until_complete(store.start_tenant_deletion(tenant_id, now()))
     assert loop.run_until_complete(st.session(portal.cookie, now(), ADMIN)) is None
 
 
@@ -139,7 +143,7 @@ def test_a_portal_link_of_a_deleted_tenant_opens_nothing(loop: Loop, ar: "redis.
     store, tenant_id, _ = tenant_and_key(loop, ar)
     st = ConsoleState(ar)
     token, _ = loop.run_until_complete(st.create_portal_link(tenant_id, 600, now()))
-    loop.run_until_complete(store.delete_tenant(tenant_id))
+    loop.run_until_complete(store.start_tenant_deletion(tenant_id, now()))
     assert loop.run_until_complete(st.use_portal_link(tenant_id, token)) == LinkState.UNKNOWN
 
 

@@ -128,7 +128,14 @@ def test_dlq_and_status_next_to_up(up: UpProcess, receiver: Receiver) -> None:
     replayed = cli(data, "dlq", "replay", "--endpoint", ep["id"], "--wait", "--wait-s", "60")
     assert replayed.returncode == 0, replayed.stderr
     assert "2 dead deliveries requeued" in replayed.stdout and "settled: 2 succeeded" in replayed.stdout
-    assert json.loads(cli(data, "status", "--json").stdout)["dead_letters"] == 0
+    after = json.loads(cli(data, "status", "--json").stdout)
+    assert after["dead_letters"] == 0
+    # RQ's side: the replay ran as a job on the operations queue, and nothing of it is left waiting.
+    queues = {q["name"]: q for q in after["rq_queues"]}
+    assert set(queues) == {"webhooks", "webhooks-operations"}
+    ops = queues["webhooks-operations"]
+    assert (ops["queued"], ops["started"], ops["failed"]) == (0, 0, 0)
+    assert "webhooks-operations" in cli(data, "status").stdout
 
     created = cli(data, "tenant", "create", "second")
     assert created.returncode == 0, created.stderr

@@ -43,14 +43,14 @@ def test_a_paced_replay_survives_a_worker_kill_shows_progress_and_can_be_cancell
         return dict(resp.json())
 
     first = poll(lambda: (p := progress())["done"] >= 5 and p, 30, what="the replay under way")
-    assert first["matched"] == 40 and first["state"] == "running"
+    assert first["matched"] == 40 and first["state"] == "delivering"
     assert first["done"] + first["remaining"] == 40
     victim.send_signal(signal.SIGKILL)  # the replay lives in Redis, not in a worker
     victim.wait()
     later = poll(
         lambda: (p := progress())["done"] >= first["done"] + 5 and p, 30, what="progress after the kill"
     )
-    assert later["state"] == "running"
+    assert later["state"] == "delivering"
     cancelled = api.delete(f"/v1/replays/{replay_id}", headers=tenant.auth)
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["state"] == "cancelled"

@@ -319,6 +319,47 @@ async def requeue(
     return [str(s) for s in statuses]
 
 
+async def replay_chunk(
+    r: "Redis",
+    tenant_id: str,
+    replay_id: str,
+    delivery_ids: list[str],
+    *,
+    cursor: str,
+    next_cursor: str,
+    last: bool,
+    step_ms: int,
+    now_ms: int,
+    retention_ms: int,
+    created_ms: int,
+    ttl_ms: int,
+) -> int:
+    """One chunk of a replay's job (``lua/replay_chunk.lua``): requeue what is still dead of
+    ``delivery_ids`` and move the job's cursor from ``cursor`` to ``next_cursor``, atomically. Returns
+    how many were requeued, -1 when the stored cursor is not ``cursor`` (the chunk was applied), -2 when
+    the replay was cancelled."""
+    n, act, wake = await scripts(r).replay_chunk(
+        keys=[keys.tenant_base(tenant_id)],
+        args=[
+            now_ms,
+            replay_id,
+            cursor,
+            next_cursor,
+            1 if last else 0,
+            step_ms,
+            retention_ms,
+            created_ms,
+            ttl_ms,
+            *delivery_ids,
+        ],
+    )
+    if int(act):
+        await activate(r, [tenant_id])
+    if int(wake) >= 0:
+        await wake_at(r, {tenant_id: int(wake)})
+    return int(n)
+
+
 def rate_window(per_s: float) -> tuple[int, int]:
     """``(window ms, sends per window)`` for a limit of ``per_s`` sends per second (fractions allowed)."""
     window_s = max(1, math.ceil(1 / per_s))

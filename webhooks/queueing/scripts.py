@@ -50,6 +50,8 @@ class Scripts:
             "complete",
             "tick",
             "requeue",
+            "replay_chunk",
+            "dead_count",
             "rate",
             "heartbeat",
             "trim",
@@ -66,6 +68,8 @@ class Scripts:
     complete: AsyncScript
     tick: AsyncScript
     requeue: AsyncScript
+    replay_chunk: AsyncScript
+    dead_count: AsyncScript
     rate: AsyncScript
     heartbeat: AsyncScript
     trim: AsyncScript

@@ -7,13 +7,12 @@ to, so no second index per delivery is kept (memory: see ``docs/memory.md``).
 """
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from typing import cast
 
 from redis.asyncio import Redis
 
 from webhooks import ids, keys
-from webhooks.errors import Conflict, Invalid, NotFound
+from webhooks.errors import Conflict, Invalid, NotFound, StorageError
 from webhooks.models import (
     Delivery,
     DeliveryDetail,
@@ -27,38 +26,13 @@ from webhooks.models import (
 from webhooks.queueing import depths, history, queue
 from webhooks.queueing.history import StoredEvent
 from webhooks.stores import paging, replays
+from webhooks.stores.deadfilter import DeadFilter, count_dead, dead_matches
 from webhooks.stores.endpoints import Endpoints
+from webhooks.stores.jobqueue import OperationQueue
 from webhooks.stores.policy import Policy
 from webhooks.timefmt import iso_from_ms
 
 MIN_REPLAY_RATE = 0.001  # deliveries per second; spacing stays below 1000 s
-
-
-@dataclass(frozen=True, slots=True)
-class DeadFilter:
-    """Which dead letters: ``status_code`` is the last attempt's response status, ``500``
-    exactly, a class like ``5xx``, or ``none`` (no response: timeout, connection error)."""
-
-    endpoint_id: str | None = None
-    event_type: str | None = None
-    since_ms: int | None = None
-    until_ms: int | None = None
-    status_code: str | None = None
-
-    def __post_init__(self) -> None:
-        self.status_matches(None)  # a bad status_code is refused before anything is read
-
-    def status_matches(self, code: int | None) -> bool:
-        if self.status_code is None:
-            return True
-        spec = self.status_code.strip().lower()
-        if spec == "none":
-            return code is None
-        if len(spec) == 3 and spec[0] in "12345" and spec[1:] == "xx":
-            return code is not None and code // 100 == int(spec[0])
-        if spec.isdigit() and 100 <= int(spec) <= 599:
-            return code == int(spec)
-        raise Invalid(f"status_code: a status (500), a class (5xx) or none, not {self.status_code!r}")
 
 
 def _split(value: str) -> tuple[int, str]:
@@ -70,10 +44,13 @@ class Deliveries:
     """A tenant's events, deliveries, dead letters and replays; ``endpoints`` answers whether an
     endpoint a filter names exists."""
 
-    def __init__(self, r: "Redis", policy: Policy, endpoints: Endpoints) -> None:
+    def __init__(
+        self, r: "Redis", policy: Policy, endpoints: Endpoints, operations: "OperationQueue | None" = None
+    ) -> None:
         self.r = r
         self.policy = policy
         self.endpoints = endpoints
+        self.operations = operations
 
     # -- events ------------------------------------------------------------------------------
 
@@ -309,18 +286,11 @@ class Deliveries:
                 for member, _ in rows:
                     pipe.hgetall(keys.delivery(tenant_id, member))
                 hashes = await pipe.execute()
-            chunk = []
-            for (member, score), h in zip(rows, hashes, strict=True):
-                if h.get("s") != "dead":
-                    continue
-                if f.endpoint_id and h["p"] != f.endpoint_id:
-                    continue
-                if f.event_type and h.get("y") != f.event_type:
-                    continue
-                d = history.delivery(tenant_id, member, h)
-                if f.status_matches(d.last_status_code):
-                    chunk.append((d, score))
-            yield chunk
+            yield [
+                (history.delivery(tenant_id, member, h), score)
+                for (member, score), h in zip(rows, hashes, strict=True)
+                if dead_matches(tenant_id, member, h, f)
+            ]
 
     async def _dead_page(
         self, tenant_id: str, f: DeadFilter, after: tuple[int, str] | None, want: int
@@ -405,47 +375,47 @@ class Deliveries:
         rate_per_s: float | None,
         now_ms: int,
     ) -> ReplayResult:
-        """Requeue matching dead deliveries for a fresh retry series; ``rate_per_s`` spaces them out."""
+        """Start a replay of the matching dead deliveries (a fresh retry series each; ``rate_per_s``
+        spaces them out): its record, then its RQ job (:mod:`webhooks.stores.operations`), which
+        scans and requeues. ``matched`` is counted now; a dry run only counts. Dead letters that die
+        after now (a replayed one dying again among them) are not this replay's."""
         if rate_per_s is not None and not MIN_REPLAY_RATE <= rate_per_s <= 100000:
             raise Invalid(f"rate_per_s: a number from {MIN_REPLAY_RATE} to 100000")
+        until_ms = now_ms if f.until_ms is None else min(f.until_ms, now_ms)
+        named: dict[str, list[str]] = {}
         if delivery_ids is not None:
-            matched = await self._named_dead(tenant_id, f, delivery_ids)
+            named = await self._named_dead(tenant_id, f, delivery_ids)
+            tenants = [t for t, v in named.items() if v]
+            total = sum(len(v) for v in named.values())
         else:
-            matched = {}
             tenants = [tenant_id] if tenant_id is not None else await depths.tenant_ids(self.r)
-            for t in tenants:
-                async for chunk in self._dead_scan(t, f, None):
-                    matched.setdefault(t, []).extend(d.id for d, _ in chunk)
-        total = sum(len(v) for v in matched.values())
+            counts = [await count_dead(self.r, t, f, until_ms) for t in tenants]
+            tenants = [t for t, n in zip(tenants, counts, strict=True) if n]
+            total = sum(counts)
         if not total and f.endpoint_id:
             await self._dead_endpoint(tenant_id, f.endpoint_id)
         if dry_run:
             return ReplayResult(replay_id=None, matched=total, dry_run=True)
+        if self.operations is None:
+            raise StorageError("replays run as RQ jobs: this store has no operations queue")
         replay_id = replays.new_id(now_ms)
-        step_ms = int(1000 / rate_per_s) if rate_per_s else 0
-        first_due = now_ms if rate_per_s else 0
-        requeued: dict[str, list[str]] = {}
-        for t, delivery_list in matched.items():
-            for start in range(0, len(delivery_list), 500):
-                part = delivery_list[start : start + 500]
-                before = await queue.requeue(
-                    self.r,
-                    t,
-                    part,
-                    mode="replay",
-                    now_ms=now_ms,
-                    first_due_ms=first_due,
-                    step_ms=step_ms,
-                    retention_ms=self.policy.retention_ms,
-                )
-                done = [d for d, st in zip(part, before, strict=True) if st == "dead"]
-                requeued.setdefault(t, []).extend(done)
-                if first_due:
-                    first_due += len(done) * step_ms
-        await replays.record(self.r, replay_id, tenant_id, requeued, rate_per_s, now_ms)
-        return ReplayResult(
-            replay_id=replay_id, matched=sum(len(v) for v in requeued.values()), dry_run=False
-        )
+        spec: dict[str, object] = {
+            "mode": "ids" if delivery_ids is not None else "filter",
+            "endpoint_id": f.endpoint_id,
+            "event_type": f.event_type,
+            "since_ms": f.since_ms,
+            "until_ms": until_ms,
+            "status_code": f.status_code,
+        }
+        for t, part in named.items():
+            async with self.r.pipeline(transaction=True) as pipe:
+                for start in range(0, len(part), 5000):
+                    pipe.rpush(keys.replay_todo(t, replay_id), *part[start : start + 5000])
+                pipe.expire(keys.replay_todo(t, replay_id), replays.REPLAY_TTL_S)
+                await pipe.execute()
+        await replays.create(self.r, replay_id, tenant_id, tenants, total, spec, rate_per_s, now_ms)
+        await self.operations.enqueue_replay(replay_id)
+        return ReplayResult(replay_id=replay_id, matched=total, dry_run=False)
 
     async def get_replay(self, tenant_id: str | None, replay_id: str) -> Replay:
         return await replays.get(self.r, tenant_id, replay_id)

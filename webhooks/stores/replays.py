@@ -1,16 +1,20 @@
 """Replays as a resource: what a dead-letter replay requeued, and its progress (part of
 :class:`webhooks.stores.store.Store`).
 
-A replay is requeued in Redis when it is asked for (``deliveries.replay``), so nothing of it
-lives in a worker: a worker's death cannot lose or stall it. Its record (``keys.replay``) names the
-tenants whose deliveries it requeued; each tenant's list of them (``keys.replay_members``) is what
-progress is read from: ``done`` counts those settled again (succeeded, or dead again), ``remaining``
-the rest. Cancelling sends what has not gone out yet (pending, paced for later, or waiting for a
-retry) back to the dead letters; what is in flight finishes.
+A replay's record (``keys.replay``) is written when it is asked for (``deliveries.replay``), before
+its RQ job runs (:mod:`webhooks.stores.operations`): ``phase`` is ``matching`` until the job starts,
+``requeueing`` while it scans and requeues in chunks, ``finished`` when it went through, ``failed``
+when it failed for good. The record names the tenants the job walks; each tenant's list of what it
+requeued (``keys.replay_members``) is what progress is read from: ``done`` counts those settled
+again (succeeded, or dead again), ``remaining`` the rest. Cancelling first marks the record and
+each tenant's progress (the job's next chunk is refused), then sends what has not gone out yet
+(pending, paced for later, or waiting for a retry) back to the dead letters; what is in flight
+finishes.
 """
 
 from typing import cast
 
+import orjson
 from redis.asyncio import Redis
 
 from webhooks import ids, keys
@@ -24,36 +28,53 @@ REPLAY_TTL_S = 30 * 86400
 SETTLED = ("succeeded", "dead")
 
 
-async def record(
+async def create(
     r: "Redis",
     replay_id: str,
     tenant_id: str | None,
-    requeued: dict[str, list[str]],
+    tenants: list[str],
+    matched: int,
+    spec: dict[str, object],
     rate_per_s: float | None,
     now_ms: int,
 ) -> None:
-    """Keep what a replay requeued (``requeued``: tenant -> delivery ids), so its progress can be read."""
-    matched = sum(len(v) for v in requeued.values())
+    """The replay's record, before its job runs (``phase`` ``matching``): ``tenants`` are those its
+    job walks, ``spec`` what it selects (a filter, or named ids already put on each tenant's
+    ``keys.replay_todo``), ``matched`` the count known when it was asked for."""
     fields: dict[str, str | int | float] = {
         "id": replay_id,
         "tenant_id": tenant_id or "",
         "matched": matched,
         "created_at": now_ms,
-        "tenants": ",".join(t for t, v in requeued.items() if v),
+        "tenants": ",".join(tenants),
         "rate": rate_per_s or 0,
+        "spec": orjson.dumps(spec).decode(),
+        "phase": "matching",
     }
-    await r.hset(keys.replay(replay_id), mapping=fields)  # type: ignore[arg-type]
-    await r.expire(keys.replay(replay_id), REPLAY_TTL_S)
-    await r.zadd(keys.REPLAYS, {replay_id: now_ms})
-    for t, delivery_ids in requeued.items():
-        if not delivery_ids:
-            continue
-        async with r.pipeline(transaction=True) as pipe:
-            for start in range(0, len(delivery_ids), 5000):
-                pipe.rpush(keys.replay_members(t, replay_id), *delivery_ids[start : start + 5000])
-            pipe.expire(keys.replay_members(t, replay_id), REPLAY_TTL_S)
-            pipe.zadd(keys.tenant_replays(t), {replay_id: now_ms})
-            await pipe.execute()
+    async with r.pipeline(transaction=False) as pipe:
+        pipe.hset(keys.replay(replay_id), mapping=fields)  # type: ignore[arg-type]
+        pipe.expire(keys.replay(replay_id), REPLAY_TTL_S)
+        pipe.zadd(keys.REPLAYS, {replay_id: now_ms})
+        await pipe.execute()
+    for t in tenants:  # a tenant sees the replay (and can cancel it) from the start
+        await r.zadd(keys.tenant_replays(t), {replay_id: now_ms})
+
+
+async def set_phase(r: "Redis", replay_id: str, phase: str, error: str | None = None) -> None:
+    """``requeueing``, ``finished`` (all requeued) or ``failed`` (with ``error``), kept by its job."""
+    fields: dict[str, str | int | float] = {"phase": phase}
+    if error is not None:
+        fields["error"] = error[:500]
+    if await r.exists(keys.replay(replay_id)):
+        await r.hset(keys.replay(replay_id), mapping=fields)  # type: ignore[arg-type]
+
+
+async def requeued_counts(r: "Redis", tenants: list[str], replay_id: str) -> list[int]:
+    """How many each tenant's part of the job requeued so far (``keys.replay_progress``)."""
+    async with r.pipeline(transaction=False) as pipe:
+        for t in tenants:
+            pipe.hget(keys.replay_progress(t, replay_id), "n")
+        return [int(n or 0) for n in await pipe.execute()]
 
 
 async def _record_of(r: "Redis", caller: str | None, replay_id: str) -> dict[str, str]:
@@ -87,25 +108,36 @@ async def get(r: "Redis", caller: str | None, replay_id: str) -> Replay:
     dead = sum(1 for s in statuses if s == "dead")
     gone = sum(1 for s in statuses if s is None)  # expired or trimmed since: settled long ago
     done = succeeded + dead + gone
-    matched = len(statuses)
+    requeued = len(statuses)
+    phase = h.get("phase", "finished")  # a record from before replays ran as jobs: all requeued
+    # Until its job went through, ``matched`` is the count known when it was asked for.
+    matched = requeued if phase == "finished" else max(int(h.get("matched") or 0), requeued)
     if h.get("cancelled_at"):
         state = ReplayState.CANCELLED
-    elif done >= matched:
+    elif phase == "failed":
+        state = ReplayState.FAILED
+    elif phase == "matching":
+        state = ReplayState.MATCHING
+    elif phase == "requeueing":
+        state = ReplayState.REQUEUEING
+    elif done >= requeued:
         state = ReplayState.DONE
     else:
-        state = ReplayState.RUNNING
+        state = ReplayState.DELIVERING
     return Replay(
         id=replay_id,
         tenant_id=h["tenant_id"] or None,
         matched=matched,
         done=done,
-        remaining=matched - done,
+        remaining=max(matched - done, 0),
         succeeded=succeeded,
         dead=dead,
         state=state,
         rate_per_s=float(h.get("rate") or 0) or None,
         created_at=iso_from_ms(int(h["created_at"])) or "",
         cancelled_at=iso_from_ms(int(h["cancelled_at"])) if h.get("cancelled_at") else None,
+        requeued=requeued,
+        error=h.get("error") or None,
     )
 
 
@@ -129,14 +161,16 @@ async def cancel(r: "Redis", caller: str | None, replay_id: str, now_ms: int, re
     finish). Cancelling a finished or cancelled replay changes nothing."""
     h = await _record_of(r, caller, replay_id)
     tenants = [t for t in h.get("tenants", "").split(",") if t and (caller is None or t == caller)]
+    if not h.get("cancelled_at"):  # first: the job stops at its next chunk (lua/replay_chunk.lua)
+        await r.hset(keys.replay(replay_id), "cancelled_at", now_ms)
     for t in tenants:
+        await r.hset(keys.replay_progress(t, replay_id), "x", 1)
+        await r.pexpire(keys.replay_progress(t, replay_id), REPLAY_TTL_S * 1000)
         members = cast(list[str], await r.lrange(keys.replay_members(t, replay_id), 0, -1))
         for start in range(0, len(members), 500):
             await queue.requeue(
                 r, t, members[start : start + 500], mode="cancel", now_ms=now_ms, retention_ms=retention_ms
             )
-    if not h.get("cancelled_at"):
-        await r.hset(keys.replay(replay_id), "cancelled_at", now_ms)
     return await get(r, caller, replay_id)
 
 

@@ -2,7 +2,8 @@
 
 :class:`Store` is the only way the API and the CLI read or change this state. It holds small
 repositories, one per kind of thing (``store.tenants``, ``store.endpoints``, ``store.deliveries``),
-and itself does only what spans several: deleting a tenant, accepting events, a test event.
+and itself does only what spans several: deleting a tenant (started here, finished by an RQ job:
+:mod:`webhooks.stores.operations`), accepting events, a test event.
 Ownership is enforced here: every read takes the caller's tenant id, and every
 key of a tenant carries that tenant's hash tag, so an object of another tenant
 answers :class:`NotFound`, exactly like a missing one. Tenants and API keys live in
@@ -18,20 +19,24 @@ import orjson
 from redis.asyncio import Redis
 
 from webhooks import keys
-from webhooks.errors import Conflict, Invalid
+from webhooks.errors import Conflict, Invalid, StorageError
 from webhooks.intake.ingest import EventIn, Ingestor, prepare
 from webhooks.intake.operational import OPERATOR_TENANT
 from webhooks.models import (
     DeliveryStatus,
     DeliverySummary,
     Event,
+    TenantDeletion,
 )
 from webhooks.outbound.secretbox import SecretBox
 from webhooks.queueing import arrivals
 from webhooks.queueing.history import StoredEvent
+from webhooks.stores import operations
 from webhooks.stores.auth import Authenticator
-from webhooks.stores.deliveries import DeadFilter, Deliveries
+from webhooks.stores.deadfilter import DeadFilter
+from webhooks.stores.deliveries import Deliveries
 from webhooks.stores.endpoints import Endpoints
+from webhooks.stores.jobqueue import OperationQueue
 from webhooks.stores.policy import Policy
 from webhooks.stores.tenants import Tenants
 from webhooks.timefmt import iso_from_ms
@@ -45,7 +50,13 @@ class Store:
     """The repositories (``tenants``, ``endpoints``, ``deliveries``) over one Redis, and what spans
     them: deleting a tenant, accepting events, the console's test event."""
 
-    def __init__(self, r: "Redis", box: SecretBox, policy: Policy | None = None) -> None:
+    def __init__(
+        self,
+        r: "Redis",
+        box: SecretBox,
+        policy: Policy | None = None,
+        operations: OperationQueue | None = None,
+    ) -> None:
         self.r = r
         self.box = box
         self.policy = policy or Policy()
@@ -59,17 +70,25 @@ class Store:
         )
         self.tenants = Tenants(r, self.auth, self.policy.tenant_max_share)
         self.endpoints = Endpoints(r, box, self.policy, self.tenants)
-        self.deliveries = Deliveries(r, self.policy, self.endpoints)
+        self.operations = operations
+        self.deliveries = Deliveries(r, self.policy, self.endpoints, operations)
 
     # -- what spans the repositories -------------------------------------------------------------
 
-    async def delete_tenant(self, tenant_id: str) -> None:
-        """Delete the tenant, its keys and endpoints; its history expires by retention (or is trimmed
-        first under memory pressure) and queued deliveries end ``dead`` ("endpoint deleted"). The
-        operator tenant (``webhooks.intake.operational``) is refused with :class:`Conflict`."""
+    async def start_tenant_deletion(self, tenant_id: str, now_ms: int) -> TenantDeletion:
+        """Make the tenant vanish now, and hand the deletion of its data to an RQ job.
+
+        At once: its API keys stop working, its endpoints are deleted (deliveries still queued for
+        them end ``dead``, "endpoint deleted", as workers meet them), its record and catalogue go and
+        it leaves the tenant list. Its job (:func:`webhooks.stores.operations.run_tenant_deletion`)
+        then deletes every key left under its key base (history, dead letters, replays), keeping
+        count in the deletion's record. The operator tenant (``webhooks.intake.operational``) is
+        refused with :class:`Conflict`."""
         await self.tenants.get_tenant(tenant_id)
         if tenant_id == OPERATOR_TENANT:
             raise Conflict("this tenant is reserved for operational webhooks and cannot be deleted")
+        if self.operations is None:
+            raise StorageError("tenant deletions run as RQ jobs: this store has no operations queue")
         key_docs = await self.r.hgetall(keys.tenant_api_keys(tenant_id))
         endpoint_ids = cast(list[str], await self.r.zrange(keys.tenant_endpoints(tenant_id), 0, -1))
         for doc in key_docs.values():
@@ -84,6 +103,9 @@ class Store:
             pipe.incr(keys.endpoint_version(tenant_id))
             await pipe.execute()
         await self.r.zrem(keys.TENANTS, tenant_id)
+        await operations.create_deletion(self.r, tenant_id, now_ms)
+        await self.operations.enqueue_tenant_deletion(tenant_id)
+        return await operations.get_deletion(self.r, tenant_id)
 
     # -- ingest --------------------------------------------------------------------------------
 

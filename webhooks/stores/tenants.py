@@ -2,7 +2,7 @@
 holds). A tenant is one hash (``keys.tenant``) listed in ``keys.TENANTS``; its API keys are kept
 hashed (:mod:`webhooks.stores.auth`), each as a document in the tenant's key hash and a lookup key
 from the hash to ``tenant:key id``. Deleting a tenant spans its endpoints too, so it is
-:meth:`webhooks.stores.store.Store.delete_tenant`.
+:meth:`webhooks.stores.store.Store.start_tenant_deletion`.
 """
 
 import secrets

@@ -47,7 +47,8 @@ class Tenants(Resource[M]):
 
     @operation
     def delete(self, tenant_id: str) -> Call[None]:
-        """``DELETE /v1/tenants/{id}``: the tenant, its keys and endpoints."""
+        """``DELETE /v1/tenants/{id}``: the tenant, its keys and endpoints at once; its data in an RQ
+        job (``GET /v1/tenants/{id}/deletion`` follows it)."""
         return Call("DELETE", route_path("/v1/tenants/{}", tenant_id), nothing, retry_safe=True)
 
     @operation

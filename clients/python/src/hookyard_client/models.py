@@ -185,13 +185,16 @@ class _Open(BaseModel):
 
 
 class Replay(_Open):
-    """A replay's progress (``GET /v1/replays/{id}``); ``state`` is e.g. running, done, cancelled."""
+    """A replay's progress (``GET /v1/replays/{id}``); ``state``: matching, requeueing, delivering,
+    done, cancelled or failed (``error`` says why)."""
 
     id: str
     matched: int
     done: int
     remaining: int
     state: str
+    requeued: int = 0  # requeued so far by its job
+    error: str | None = None
 
 
 class EventType(_Open):
