@@ -21,7 +21,7 @@ from api.console.event_pages import READ_CONCURRENCY, UNSETTLED, Str, endpoint_u
 from api.console.state import MAX_TRACKED, Kind, Session, TrackedReplay
 from api.console.web import BASE, ConsoleRoute, Redirect
 from webhooks import errors
-from webhooks.models import Delivery, DeliveryStatus
+from webhooks.models import Delivery, DeliveryStatus, ReplayState
 from webhooks.stores.store import DeadFilter, Store
 from webhooks.timefmt import now_ms
 
@@ -193,6 +193,10 @@ async def replay_page(request: Request, replay_id: str) -> HTMLResponse:
         rows: list[Delivery] = []
     else:
         p, rows = await progress(web.store(request), scope, tracked)
+        record = await web.store(request).deliveries.get_replay(scope, replay_id)
+        if record.state in (ReplayState.MATCHING, ReplayState.REQUEUEING):
+            # Its job has not requeued them all yet: a delivery still dead waits for it, not dead again.
+            p = Progress(p.total, p.succeeded, 0, p.active + p.dead, p.gone)
     return await web.page(
         request,
         "replay.html",
