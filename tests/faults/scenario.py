@@ -900,12 +900,15 @@ class Scenario:
                 rep.duplicate_bound += len(k.in_flight_ids)
             if k.kind == "primary":
                 # Outcomes recorded on the old primary during the replication lag are gone with it:
-                # a delivery that reached the receiver in that window may be sent again.
+                # a delivery that reached the receiver in that window may be sent again. So may one a
+                # worker leased from the old primary in that window and sent just after the kill (its
+                # lease lived only there), e.g. an event the producer was refused (the write never
+                # acknowledged) and posted again to the new primary: up to a lease TTL after the kill.
                 window = c.replication_delay_s + 1.0
                 recent = {
                     d["id"]
                     for (name, eid), got in arrivals.items()
-                    if any(k.at - window <= a.start <= k.at for a in got)
+                    if any(k.at - window <= a.start <= k.at + c.ttl_s for a in got)
                     and (d := by_pair.get((eid, id_of[name]))) is not None
                 } - k.in_flight_ids
                 explained |= recent
