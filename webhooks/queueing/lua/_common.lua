@@ -115,3 +115,22 @@ local function ops_dead_summary(ep, id, code, err, now, window)
   redis.call('HSET', B .. 'opsdead', ep, cjson.encode(s))
   return s.first + window
 end
+
+-- A dead or waiting delivery back to work (requeue.lua, replay_chunk.lua): pending, no expiry, its
+-- event `e` kept for `retention` ms; due at `due` (a paced replay; the next one `step` later) or,
+-- with `due` 0, at the tail of endpoint `ep`'s ready list. Returns the next one's due time.
+local function put_back(dk, id, ep, e, due, step, retention, now)
+  redis.call('PERSIST', dk)
+  redis.call('PEXPIRE', B .. 'e:' .. e, retention)
+  redis.call('HSET', dk, 's', 'pending', 'u', now)
+  if due > 0 then
+    redis.call('ZADD', B .. 'due:' .. ep, due, id)
+    due_at(ep, due)
+    redis.call('HSET', dk, 'na', due)
+    return due + step
+  end
+  redis.call('HDEL', dk, 'na')
+  redis.call('RPUSH', B .. 'r:' .. ep, id)
+  touch(ep)
+  return due
+end

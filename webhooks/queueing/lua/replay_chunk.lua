@@ -34,19 +34,7 @@ for i = 10, #ARGV do
     redis.call('ZREM', B .. 'dead', id)
     redis.call('HDEL', dk, 'da')
     redis.call('HSET', dk, 'sn', 0)
-    redis.call('PERSIST', dk)
-    redis.call('PEXPIRE', B .. 'e:' .. e, retention)
-    redis.call('HSET', dk, 's', 'pending', 'u', now)
-    if due > 0 then
-      redis.call('ZADD', B .. 'due:' .. f[3], due, id)
-      due_at(f[3], due)
-      redis.call('HSET', dk, 'na', due)
-      due = due + step
-    else
-      redis.call('HDEL', dk, 'na')
-      redis.call('RPUSH', B .. 'r:' .. f[3], id)
-      touch(f[3])
-    end
+    due = put_back(dk, id, f[3], e, due, step, retention, now)
     redis.call('RPUSH', mk, id)
     n = n + 1
   end

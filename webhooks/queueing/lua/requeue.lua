@@ -51,19 +51,7 @@ for i = 6, #ARGV do
       redis.call('HDEL', dk, 'da', 'dr')
     end
     if mode == 'replay' then redis.call('HSET', dk, 'sn', 0) end
-    redis.call('PERSIST', dk)
-    redis.call('PEXPIRE', B .. 'e:' .. f[2], retention)
-    redis.call('HSET', dk, 's', 'pending', 'u', now)
-    if due > 0 then
-      redis.call('ZADD', B .. 'due:' .. f[3], due, id)
-      due_at(f[3], due)
-      redis.call('HSET', dk, 'na', due)
-      due = due + step
-    else
-      redis.call('HDEL', dk, 'na')
-      redis.call('RPUSH', B .. 'r:' .. f[3], id)
-      touch(f[3])
-    end
+    due = put_back(dk, id, f[3], f[2], due, step, retention, now)
   end
 end
 wake_touched(now)
