@@ -39,6 +39,8 @@ def test_a_replay_job_that_dies_mid_way_is_resumed_and_requeues_each_dead_letter
     make_endpoint(URL + "/1")
     make_endpoint(URL + "/2")
     dead = make_dead(api, tenant, settle, 7)  # 14 dead letters, two endpoints
+    # one died held behind an open breaker (tick.lua writes its reason, shown as dead_reason)
+    rds.hset(keys.delivery(tenant.id, dead[0]), "dr", "held past the retry schedule's span")
     replay_id = api.post("/v1/dead-letters/replay", json={}, headers=tenant.auth).json()["replay_id"]
 
     async def run(die_after: int | None) -> int:
@@ -72,6 +74,8 @@ def test_a_replay_job_that_dies_mid_way_is_resumed_and_requeues_each_dead_letter
     assert sorted(ready_ids(rds)) == sorted(dead) and dead_ids(rds) == []
     record = api.get(f"/v1/replays/{replay_id}", headers=tenant.auth).json()
     assert (record["state"], record["matched"], record["requeued"]) == ("delivering", 14, 14)
+    # requeued, it is not dead any more: no dead_reason left over (as requeue.lua does for a retry)
+    assert api.get(f"/v1/deliveries/{dead[0]}", headers=tenant.auth).json()["dead_reason"] is None
 
 
 def test_a_chunk_applied_twice_is_refused(

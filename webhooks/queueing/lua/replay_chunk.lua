@@ -32,7 +32,7 @@ for i = 10, #ARGV do
     local e = event_of(id, f[2])
     redis.call('ZREM', B .. 'due:' .. f[3], id)
     redis.call('ZREM', B .. 'dead', id)
-    redis.call('HDEL', dk, 'da')
+    redis.call('HDEL', dk, 'da', 'dr')
     redis.call('HSET', dk, 'sn', 0)
     due = put_back(dk, id, f[3], e, due, step, retention, now)
     redis.call('RPUSH', mk, id)
