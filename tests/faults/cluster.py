@@ -306,7 +306,12 @@ class SentinelCluster:
         *,
         master_name: str = "whmaster",
         appendfsync: str = "everysec",
-        down_after_ms: int = 1000,
+        # Above a sentinel's ping period (1 s): right after a switch a sentinel times its new link to
+        # the promoted primary from the link's creation and pings only a period later, so at 1000 ms
+        # all three sentinels could call the just-promoted primary down before its first answer and
+        # promote the other replica while the first stayed a primary for seconds (seen: a second
+        # failover 1.0 s after the first, two primaries for 11 s, 256 duplicate deliveries).
+        down_after_ms: int = 2000,
         failover_timeout_ms: int = 10000,
         primary_extra: list[str] | None = None,
         replication_delay_s: float = 0.0,
