@@ -247,6 +247,7 @@ class Row:
     peak_rss_mb: float = 0.0
     receiver_cores: float = 0.0
     other_cores: float = 0.0
+    busy_cores: float = 0.0  # the whole machine
     p50_ms: float | None = None
     p99_ms: float | None = None
     posted_per_s: float = 0.0
@@ -293,7 +294,8 @@ def drain(name: str, args: argparse.Namespace, ca: Path, rec: TlsReceiver, healt
         row.peak_rss_mb = sampler.peak_rss_mb
         elapsed = max(time.time() - t0, 1e-6)
         row.receiver_cores = (rec.cpu_s() - rcpu0) / elapsed
-        row.other_cores = meter.read()["foreign_cores"]
+        cores = meter.read()
+        row.other_cores, row.busy_cores = cores["foreign_cores"], cores["busy_cores"]
     finally:
         system.stop()
     log(

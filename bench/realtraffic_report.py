@@ -50,6 +50,7 @@ def summary(rows: list[Any], system: str) -> dict[str, Any]:
     out["max_conns_per_host"] = max((r.max_conns_per_host for r in mine), default=0)
     out["peak_rss_mb"] = max((r.peak_rss_mb for r in mine), default=0.0)
     out["other_cores"] = max((r.other_cores for r in mine), default=0.0)
+    out["busy_cores"] = max((r.busy_cores for r in mine), default=0.0)
     out["receiver_cores"] = max((r.receiver_cores for r in mine), default=0.0)
     return out
 
@@ -116,7 +117,8 @@ def report(rows: list[Any], workers: int) -> str:
         extra = f"; {'; '.join(d['notes'])}" if d.get("notes") else ""
         lines.append(
             f"  {s}: phase 2 posted {d.get('posted_per_s', 0):,.0f} deliveries/s; receiver up to "
-            f"{d['receiver_cores']:.2f} cores; healthy/s counted from {d.get('rate_from', '?')}{extra}"
+            f"{d['receiver_cores']:.2f} cores, whole machine up to {d['busy_cores']:.2f} busy in phase 1; "
+            f"healthy/s counted from {d.get('rate_from', '?')}{extra}"
         )
     if "ours" in sums and "arq" in sums:
         lines.append("Goals (ours vs arq, same run):")
