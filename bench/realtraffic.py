@@ -352,6 +352,7 @@ def paced(name: str, args: argparse.Namespace, ca: Path, rec: TlsReceiver, rate:
 def run(args: argparse.Namespace) -> list[Row]:
     cert_dir = Path(tempfile.mkdtemp(prefix="bench-tls-"))
     rows: list[Row] = []
+    rec: TlsReceiver | None = None
     try:
         files = make_certs(cert_dir, host_addresses(HOSTS))
         rec = TlsReceiver(cert_dir)
@@ -365,6 +366,8 @@ def run(args: argparse.Namespace) -> list[Row]:
         for name in args.systems:
             rows.append(paced(name, args, files.ca, rec, rate))
     finally:
+        if rec is not None:
+            rec.stop()
         Proc.stop_all()
         shutil.rmtree(cert_dir, ignore_errors=True)
     return rows
@@ -381,7 +384,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="4,000 deliveries, 10 s paced")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--deliveries", type=int, default=0, help="phase 1 (default 20,000; 4,000 quick)")
-    parser.add_argument("--rate", type=float, default=0.0, help="phase 2 deliveries/s (default: 65 %% ...)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="phase 2 deliveries/s (default: 65 %% of the slower phase-1 rate)",
+    )
     parser.add_argument("--systems", default="ours,arq")
     args = parser.parse_args(argv)
     args.deliveries = args.deliveries or (4000 if args.quick else 20000)
