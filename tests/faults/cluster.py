@@ -207,6 +207,7 @@ class DelayProxy:
         # Every accepted connection, recorded as it is accepted: a connection whose task is cancelled
         # before its first step (the proxy stopping) never runs _client, and would stay open.
         self.accepted: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
         self.thread = threading.Thread(target=self._run, name="delay-proxy", daemon=True)
         self.ready = threading.Event()
 
@@ -218,10 +219,16 @@ class DelayProxy:
 
     def _run(self) -> None:
         loop = self.loop = asyncio.new_event_loop()
-        server = loop.run_until_complete(asyncio.start_server(self._accept, "127.0.0.1", self.port))
+        listening = asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        server = self.server = loop.run_until_complete(listening)
         self.ready.set()
         loop.run_forever()
         server.close()
+        # A connection accepted just before (clients reconnect at once after a crash) is a bare
+        # socket until its pending task makes the transport and calls _accept: cancelled before
+        # that first step, the task would never close it. Let those tasks take their first steps.
+        for _ in range(3):
+            loop.run_until_complete(asyncio.sleep(0))
         tasks = asyncio.all_tasks(loop)
         for task in tasks:
             task.cancel()
@@ -288,6 +295,8 @@ class DelayProxy:
             return
 
         def drop() -> None:
+            if self.server is not None:
+                self.server.close()  # the machine is gone: nothing more is accepted
             for w in self.writers + self.accepted:
                 w.transport.abort()
             assert self.loop is not None
