@@ -337,6 +337,17 @@ class GuardedConnector(aiohttp.TCPConnector):
         # (its close() also closes ``resolver``, so only when we made that one).
         self._resolver_owner = resolver is None
 
+    async def _get(self, key: Any, traces: list[Any]) -> Any:
+        # aiohttp hands out the idle connection idle the longest (FIFO), which spreads a modest rate
+        # over every pooled connection: each idles past the keep-alive and is closed, then reopened
+        # (a TLS handshake each time), and the one reused is the likeliest to be closing at the
+        # receiver's end. The most recently released first (LIFO) keeps as few connections warm as
+        # the rate needs; the connector's cleanup closes the others once idle past the keep-alive.
+        conns = self._conns.get(key)
+        if conns is not None and len(conns) > 1:
+            conns.rotate(1)
+        return await super()._get(key, traces)
+
     async def _resolve_host(
         self, host: str, port: int, traces: Sequence[Trace] | None = None
     ) -> list[ResolveResult]:
