@@ -16,14 +16,6 @@
   as load rises. Up to ``MAX_WRITERS`` (2) writes are in flight, so Redis never
   waits for the event loop between two groups. Each request still gets its own
   all-or-nothing answer: the script writes all of a group or none of it.
-- **Acknowledgement** (``WEBHOOKS_ACK_REPLICAS``, ``_ACK_FSYNC``): a written group waits for its
-  fence and ``WAIT`` (:func:`webhooks.runtime.replication.acknowledge`) *beside* the writers,
-  which go on to write the next groups meanwhile: the replica's round trip no longer holds the
-  next group back. Up to ``MAX_ACKS`` (2) acknowledgements are in flight; groups written while
-  both are out wait together for the next one, which is sent after their writes returned. So
-  each request is answered only after a ``WAIT`` sent after its own write; on a timeout every
-  request of the groups that ``WAIT`` covered gets :class:`~webhooks.errors.ReplicationTimeout`
-  (on a Redis Cluster, every request of a tenant of the primaries that timed out).
 - **Contention**: a request whose routes went stale is routed again, at once the first time,
   then after a short growing wait with jitter (``STALE_BACKOFF_S``), up to ``STALE_TRIES``
   tries (about 0.3 s in all). If the tenant's endpoints still change under every try, nothing
@@ -34,7 +26,7 @@
 import asyncio
 import random
 from collections import OrderedDict
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -58,9 +50,6 @@ MAX_GROUP_EVENTS = 2000
 # batch (routing, ids, records: ~20 ms of Python per 1,000 events), got round to sending the next
 # write; the API and Redis then took turns instead of working at the same time.
 MAX_WRITERS = 2
-# Acknowledgements (fence + WAIT) in flight at once, beside the writers; groups written while
-# both are out share the next one (one WAIT for many groups: fewer round trips as load rises).
-MAX_ACKS = 2
 ROUTE_CACHE_TENANTS = 10_000
 STALE_TRIES = 8  # routings of one request while its tenant's endpoints change under it
 STALE_BACKOFF_S = 0.005  # the wait before the third try; it doubles per try after that...
@@ -155,15 +144,6 @@ class _Pending:
     done: "asyncio.Future[list[StoredEvent | None]]"
 
 
-@dataclass
-class _Unacked:
-    """A written group's requests, with what each is answered, once a WAIT sent after the write
-    says the replicas hold it."""
-
-    tenant_ids: set[str]
-    answers: list[tuple[_Pending, list[StoredEvent | None]]]
-
-
 class Ingestor:
     def __init__(
         self,
@@ -184,9 +164,6 @@ class Ingestor:
         self._guesses: dict[str, list[str]] = {}  # endpoint sets of views dropped as stale
         self._queue: list[_Pending] = []
         self._writers = 0  # write loops running (at most MAX_WRITERS)
-        self._unacked: list[_Unacked] = []  # written groups no acknowledgement was sent for yet
-        self._ackers = 0  # acknowledgement loops running (at most MAX_ACKS)
-        self._tasks: set[asyncio.Task[None]] = set()  # the loops, held: the event loop holds tasks weakly
         self.memory = LevelCache(r)
 
     async def routes(self, tenant_id: str) -> "_TenantView":
@@ -302,7 +279,7 @@ class Ingestor:
         self._queue.append(_Pending(events, done))
         if self._writers < MAX_WRITERS:
             self._writers += 1
-            self._start(self._write_groups())
+            asyncio.get_running_loop().create_task(self._write_groups())
         return await done
 
     async def _write_groups(self) -> None:
@@ -329,68 +306,30 @@ class Ingestor:
                 max_bytes=self.memory.max_bytes,
                 max_share=self.tenant_max_share,
             )
+            written = {
+                e.tenant_id for e, x in zip(events, stored, strict=True) if not isinstance(x, Exception)
+            }
+            if written:  # one WAIT (and fence) per group commit: webhooks/runtime/replication.py
+                await replication.acknowledge(self.r, self.ack, written)
         except Exception as exc:  # noqa: BLE001 - every waiting request gets the failure
-            self._fail(group, exc)
+            failure = self._failure(exc)
+            for p in group:
+                if not p.done.done():  # a request whose client went away is cancelled
+                    p.done.set_exception(failure)
             return
-        unacked = _Unacked(set(), [])
         at = 0
         for p in group:
             part = stored[at : at + len(p.events)]
             at += len(p.events)
-            if p.done.done():  # a request whose client went away is cancelled
+            if p.done.done():
                 continue
             # Nothing of this request's tenant was written: stale routes (it routes again), or
             # its tenant's script failed (the others of the group are stored and answered).
             failed = next((x for x in part if isinstance(x, Exception)), None)
-            if failed is not None:
-                p.done.set_exception(self._failure(failed))
-                continue
-            answer = [x for x in part if not isinstance(x, Exception)]
-            if self.ack.enabled:
-                unacked.tenant_ids.add(p.events[0].tenant_id)
-                unacked.answers.append((p, answer))
+            if failed is None:
+                p.done.set_result([x for x in part if not isinstance(x, Exception)])
             else:
-                p.done.set_result(answer)
-        if unacked.answers:  # acknowledged beside the writers: the next group is written meanwhile
-            self._unacked.append(unacked)
-            if self._ackers < MAX_ACKS:
-                self._ackers += 1
-                self._start(self._acknowledge_groups())
-
-    async def _acknowledge_groups(self) -> None:
-        """One fence + WAIT (webhooks/runtime/replication.py) for every group written before it is
-        sent, again while groups are left; each request is answered after the one covering it."""
-        try:
-            while self._unacked:
-                covered, self._unacked = self._unacked, []
-                try:
-                    tenant_ids = set().union(*(u.tenant_ids for u in covered))
-                    failed = await replication.acknowledge_tenants(self.r, self.ack, tenant_ids)
-                except Exception as exc:  # noqa: BLE001 - every waiting request gets the failure
-                    self._fail([p for u in covered for p, _ in u.answers], exc)
-                    continue
-                for u in covered:
-                    for p, answer in u.answers:
-                        if p.done.done():
-                            continue
-                        timeout = failed.get(p.events[0].tenant_id)  # on a cluster: its primary's
-                        if timeout is None:
-                            p.done.set_result(answer)
-                        else:
-                            p.done.set_exception(timeout)
-        finally:
-            self._ackers -= 1
-
-    def _start(self, loop: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(loop)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _fail(self, requests: list[_Pending], exc: Exception) -> None:
-        failure = self._failure(exc)
-        for p in requests:
-            if not p.done.done():  # a request whose client went away is cancelled
-                p.done.set_exception(failure)
+                p.done.set_exception(self._failure(failed))
 
     def _failure(self, exc: Exception) -> Exception:
         """What a request is told when its write failed: :class:`StorageFull` (the memory level

@@ -10,15 +10,12 @@ writes nothing at all. :func:`acknowledge` therefore sends, in one pipeline on o
 stream: a replica that acknowledged the fence holds every write the primary applied before it,
 that is every write whose reply the caller has already seen, whichever connection carried it,
 and the earlier write of an event a retry finds stored. The fence costs one small write per
-acknowledgement (one per API write; for events, one per ``WAIT`` of the ingest path, which covers
-every group commit written before it: :mod:`webhooks.intake.ingest`).
+acknowledgement (one per group commit of events, one per API write).
 
 On a Redis Cluster each primary has its own stream: the fence and the wait go to every primary
 written: for events, to each tenant's primary (the fence is a key of the tenant's slot,
 :func:`webhooks.keys.ack_fence`); for the other writes, whose keys span slots, to every primary
 (the fence key is in one of its slots, :func:`fence_key`). Cluster fences expire after a minute.
-:func:`acknowledge_tenants` tells which tenants' events were not acknowledged in time, so that one
-primary's slow replica fails only the requests of that primary's tenants.
 
 When the replicas do not acknowledge in time, :class:`~webhooks.errors.ReplicationTimeout`: the
 write stays on the primary (Redis has no undo), so the client's retry of the same request (the
@@ -122,9 +119,7 @@ async def acknowledge(r: "Redis", policy: AckPolicy, tenant_ids: Iterable[str] |
     if not policy.enabled:
         return
     if is_cluster(r):
-        failed = await _acknowledge_cluster(r, policy, tenant_ids)
-        if failed:
-            raise next(iter(failed.values()))
+        await _acknowledge_cluster(r, policy, tenant_ids)
         return
     async with r.pipeline(transaction=False) as pipe:
         pipe.set(FENCE, "1")
@@ -136,34 +131,9 @@ async def acknowledge(r: "Redis", policy: AckPolicy, tenant_ids: Iterable[str] |
     policy.check(reply)
 
 
-async def acknowledge_tenants(
-    r: "Redis", policy: AckPolicy, tenant_ids: Iterable[str]
-) -> dict[str, Exception]:
-    """:func:`acknowledge` for the events of ``tenant_ids``, with what failed per tenant: each
-    tenant whose writes were not acknowledged in time, with its :class:`ReplicationTimeout`
-    (empty when all were). On a plain Redis one outcome for all; on a Redis Cluster, per primary:
-    the tenants of a primary whose replicas answered are not failed with another primary's.
-    Raises what is no timeout (Redis unreachable, no ``WAITAOF``) for all."""
-    tenant_ids = list(tenant_ids)
-    if not policy.enabled or not tenant_ids:
-        return {}
-    if is_cluster(r):
-        return await _acknowledge_cluster(r, policy, tenant_ids)
-    try:
-        await acknowledge(r, policy)
-    except ReplicationTimeout as exc:
-        return dict.fromkeys(tenant_ids, exc)
-    return {}
-
-
-async def _acknowledge_cluster(
-    r: "Redis", policy: AckPolicy, tenant_ids: Iterable[str] | None
-) -> dict[str, Exception]:
-    """Raises when every primary was to be acknowledged (``tenant_ids`` None), else returns the
-    tenants whose primary did not acknowledge in time."""
+async def _acknowledge_cluster(r: "Redis", policy: AckPolicy, tenant_ids: Iterable[str] | None) -> None:
     cluster = cast(Any, r)
     fences: dict[str, tuple[Any, str]] = {}  # node name -> (node, a fence key of its slots)
-    tenants_of: dict[str, list[str]] = {}  # node name -> the tenants it holds
     if tenant_ids is None:
         for node, slot in _a_slot_of_each_primary(cluster):
             fences[node.name] = (node, fence_key(slot))
@@ -172,9 +142,8 @@ async def _acknowledge_cluster(
             slot = key_slot(keys.tenant_base(tenant_id).encode())
             node = cluster.nodes_manager.get_node_from_slot(slot)
             fences.setdefault(node.name, (node, keys.ack_fence(tenant_id)))
-            tenants_of.setdefault(node.name, []).append(tenant_id)
     if not fences:
-        return {}
+        return
     pipe = cluster.pipeline()
     for node, key in fences.values():
         pipe.set(key, "1", px=FENCE_TTL_MS)
@@ -183,15 +152,8 @@ async def _acknowledge_cluster(
         replies = await pipe.execute()
     except redis.ResponseError as exc:
         raise _problem(exc) from None
-    failed: dict[str, Exception] = {}
-    for name, reply in zip(fences, replies[1::2], strict=True):
-        try:
-            policy.check(reply)
-        except ReplicationTimeout as exc:
-            if tenant_ids is None:
-                raise
-            failed.update(dict.fromkeys(tenants_of[name], exc))
-    return failed
+    for reply in replies[1::2]:
+        policy.check(reply)
 
 
 _primary_slot: dict[str, int] = {}  # node name -> a slot it served when last looked
