@@ -7,6 +7,7 @@ Read-only: a few pipelined reads per tenant and endpoint (:func:`webhooks.queuei
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from redis.asyncio import Redis
 from rq import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
@@ -82,13 +83,16 @@ class PlatformStatus:
     breakers_open: int = 0  # endpoints whose circuit breaker is open or probing: their deliveries wait
     # paused by a slot move (webhooks/queueing/reshard.py)
     paused_tenants: list[str] = field(default_factory=list)
-    drain_jobs: int = 0  # RQ jobs waiting on the RQ queue
+    drain_jobs: int | None = 0  # RQ jobs waiting on the RQ queue (None: RQ's Redis unreachable)
     endpoints_not_healthy: list[EndpointStatus] = field(default_factory=list)  # by tenant
     # RQ's queues: the delivery triggers (webhooks) and the operators' jobs (webhooks-operations)
     rq_queues: list[RqQueueStatus] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
     # each tenant's stored bytes against its share of maxmemory (webhooks/queueing/shares.py), fullest first
     tenant_storage: list[TenantStorageRow] = field(default_factory=list)
+    # Set when RQ has a Redis of its own (WEBHOOKS_RQ_REDIS_URL) and it did not answer: why. Then
+    # workers, drain_jobs and rq_queues are unknown (empty, None); the rest is read as ever.
+    rq_unreachable: str | None = None
 
 
 def server_name(info: dict[str, Any]) -> str:
@@ -149,7 +153,8 @@ async def snapshot(
     tenants paused by a slot move, endpoints not healthy, Redis memory.
 
     ``r`` decodes responses; ``rq`` is the Redis RQ lives on when it is another one (a cluster's
-    ``WEBHOOKS_RQ_REDIS_URL``). Raises ``redis.RedisError`` when Redis cannot be read. The queue
+    ``WEBHOOKS_RQ_REDIS_URL``). Raises ``redis.RedisError`` when the platform's Redis cannot be
+    read; when only ``rq`` cannot, says why in ``rq_unreachable`` and leaves RQ's side unknown. The queue
     figures are summed over every tenant by :func:`webhooks.queueing.depths.depths`; on a cluster the
     memory is the fullest primary's.
     """
@@ -161,8 +166,19 @@ async def snapshot(
         pipe.get(keys.SCHEDULER_LOCK)
         pipe.pttl(keys.SCHEDULER_LOCK)
         leader, ttl = await pipe.execute()
-    drain_jobs = await rq.llen(Queue.redis_queue_namespace_prefix + keys.RQ_QUEUE)
-    rq_queues = await _rq_queues(rq)
+    rq_unreachable: str | None = None
+    workers: list[WorkerStatus] = []
+    drain_jobs: int | None = None
+    rq_queues: list[RqQueueStatus] = []
+    try:
+        drain_jobs = int(await rq.llen(Queue.redis_queue_namespace_prefix + keys.RQ_QUEUE))
+        rq_queues = await _rq_queues(rq)
+        workers = await _workers(rq)
+    except redis.RedisError as exc:
+        if rq is r:  # the platform's own Redis: the caller says it cannot read it
+            raise
+        rq_unreachable = f"{type(exc).__name__}: {exc}"
+        drain_jobs = None
     tenants = await depths.tenant_ids(r)
     async with r.pipeline(transaction=False) as pipe:
         for t in tenants:
@@ -179,7 +195,7 @@ async def snapshot(
         redis_server=server_name(server),
         used_memory_bytes=use.used_bytes,
         maxmemory_bytes=use.max_bytes,
-        workers=await _workers(rq),
+        workers=workers,
         scheduler_leader=leader,
         scheduler_lock_ttl_ms=ttl if leader else None,
         ready=d.ready,
@@ -194,9 +210,10 @@ async def snapshot(
         dead_letters=d.dead,
         breakers_open=d.breakers_open,
         paused_tenants=[t for t, flagged in zip(tenants, flags, strict=True) if flagged],
-        drain_jobs=int(drain_jobs),
+        drain_jobs=drain_jobs,
         endpoints_not_healthy=sick,
         rq_queues=rq_queues,
+        rq_unreachable=rq_unreachable,
         counters=d.counters,
         tenant_storage=[
             TenantStorageRow(

@@ -5,7 +5,9 @@ What it shows the API does not serve (RQ's worker registry, leases, the schedule
 memory), so it reads Redis itself: the one found by :func:`cli.platform_info.operator_target`
 (explicit settings, else the ``platform.json`` of a running ``webhooks up``); on a Redis
 Cluster, RQ's registry from RQ's own Redis (``WEBHOOKS_RQ_REDIS_URL``). It checks that Redis
-answers and says so on stderr with a non-zero exit when it does not.
+answers and says so on stderr with a non-zero exit when it does not. When only RQ's own Redis does
+not answer, it shows everything else, says so (stderr, and a section in place of RQ's workers and
+queues; ``rq_unreachable`` in ``--json``) and exits 0: deliveries go on without RQ meanwhile.
 """
 
 import argparse
@@ -23,6 +25,13 @@ from webhooks.runtime.connection import async_client, async_rq_client
 from webhooks.settings import Settings
 from webhooks.timefmt import iso_from_ms
 
+RQ_DOWN_MEANS = (
+    "RQ's workers, queues and jobs are unknown meanwhile. Deliveries go on: each worker drains the "
+    "queue itself while RQ's Redis does not answer, and the scheduler keeps "
+    "promoting retries and reclaiming leases. Replays, endpoint recoveries and tenant deletions "
+    "are RQ jobs: those queued or running wait until RQ's Redis answers again, and new ones cannot "
+    "be queued meanwhile."
+)
 STORAGE_ROWS = 20  # the fullest tenants shown (--json lists every one)
 
 
@@ -51,7 +60,10 @@ async def read_status(s: Settings) -> PlatformStatus:
         # On a Redis Cluster, RQ's registry of workers is on its own Redis (WEBHOOKS_RQ_REDIS_URL).
         rq = async_rq_client(target) if target.rq_apart else None
         try:
-            return await snapshot(r, int(time.time() * 1000), rq, s.tenant_max_share)
+            st = await snapshot(r, int(time.time() * 1000), rq, s.tenant_max_share)
+            if st.rq_unreachable:
+                st.rq_unreachable = f"{target.describe_rq()} does not answer ({st.rq_unreachable})"
+            return st
         finally:
             if rq is not None:
                 await rq.aclose()
@@ -62,18 +74,26 @@ async def read_status(s: Settings) -> PlatformStatus:
 def cmd_status(s: Settings, args: argparse.Namespace) -> int:
     st = asyncio.run(read_status(s))
     out = Out(args.json)
+    if st.rq_unreachable:
+        out.note(f"RQ's Redis is unreachable: {st.rq_unreachable}. {RQ_DOWN_MEANS}")
     if out.json_mode:
         out.json(dataclasses.asdict(st))
         return 0
     now = st.now_ms
-    out.table(
-        f"workers ({len(st.workers)} registered with RQ)",
-        ["name", "host", "pid", "state", "last heartbeat", "started"],
-        [
-            (w.name, w.hostname, w.pid, w.state, _age(w.last_heartbeat_ms, now), iso_from_ms(w.birth_ms))
-            for w in st.workers
-        ],
-    )
+    if st.rq_unreachable:
+        out.fields(
+            "RQ's Redis: UNREACHABLE",
+            [("where", st.rq_unreachable), ("what it means", RQ_DOWN_MEANS)],
+        )
+    else:
+        out.table(
+            f"workers ({len(st.workers)} registered with RQ)",
+            ["name", "host", "pid", "state", "last heartbeat", "started"],
+            [
+                (w.name, w.hostname, w.pid, w.state, _age(w.last_heartbeat_ms, now), iso_from_ms(w.birth_ms))
+                for w in st.workers
+            ],
+        )
     leader = st.scheduler_leader
     out.fields(
         "scheduler",
@@ -97,7 +117,12 @@ def cmd_status(s: Settings, args: argparse.Namespace) -> int:
             ("retry backlog", f"{st.retry_backlog} ({st.retries_overdue} due now, next {nxt or '-'})"),
             ("dead letters", st.dead_letters),
             ("breakers open", _breakers(st.breakers_open)),
-            ("drain jobs", f"{st.drain_jobs} queued for workers"),
+            (
+                "drain jobs",
+                f"{st.drain_jobs} queued for workers"
+                if st.drain_jobs is not None
+                else "unknown (RQ's Redis is unreachable)",
+            ),
         ],
     )
     out.table(
@@ -117,11 +142,12 @@ def cmd_status(s: Settings, args: argparse.Namespace) -> int:
             for e in st.endpoints_not_healthy
         ],
     )
-    out.table(
-        "RQ queues (webhooks: delivery triggers; webhooks-operations: replays, tenant deletions)",
-        ["queue", "queued", "started", "failed"],
-        [(q.name, q.queued, q.started, q.failed) for q in st.rq_queues],
-    )
+    if not st.rq_unreachable:
+        out.table(
+            "RQ queues (webhooks: delivery triggers; webhooks-operations: replays, tenant deletions)",
+            ["queue", "queued", "started", "failed"],
+            [(q.name, q.queued, q.started, q.failed) for q in st.rq_queues],
+        )
     if st.paused_tenants:
         out.note(
             f"{len(st.paused_tenants)} tenants are paused by a slot move that did not finish"

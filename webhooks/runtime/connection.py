@@ -57,6 +57,14 @@ class RedisTarget:
         parts = urlsplit(self.url)
         return f"{parts.scheme}://{parts.hostname or parts.path}{':' + str(parts.port) if parts.port else ''}"
 
+    def describe_rq(self) -> str:
+        """Where RQ's Redis is, without a password; the platform's own when RQ has none apart."""
+        if self.rq_sentinels:
+            return f"sentinel master {self.rq_master!r} via {len(self.rq_sentinels)} sentinels"
+        if self.rq_url:
+            return RedisTarget(self.rq_url).describe()
+        return self.describe()
+
 
 MAX_ASYNC_CONNECTIONS = 256
 
