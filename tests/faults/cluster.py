@@ -222,13 +222,21 @@ class DelayProxy:
         self.ready.set()
         loop.run_forever()
         server.close()
+        # A connection accepted just before the stop may still be a socket in asyncio's own accept
+        # task, not yet started: cancelled now, that socket would never be closed (a ResourceWarning).
+        # A few steps make it a transport recorded in self.accepted, aborted below.
+        for _ in range(3):
+            loop.run_until_complete(asyncio.sleep(0))
         tasks = asyncio.all_tasks(loop)
         for task in tasks:
             task.cancel()
         loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        for w in self.accepted:
+        for w in self.writers + self.accepted:
             w.transport.abort()
-        loop.run_until_complete(asyncio.sleep(0))  # let the aborted transports close their sockets
+        # Let the aborted transports (and any a cancelled connect closed) close their sockets: each
+        # close is a callback of the next loop step.
+        for _ in range(3):
+            loop.run_until_complete(asyncio.sleep(0))
         loop.close()
 
     def _accept(
