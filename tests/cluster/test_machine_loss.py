@@ -20,21 +20,20 @@ The promoted replica has no replica of its own, so with the setting its tenants'
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import pytest
 import redis
 
 from tests.cluster.conftest import cluster_env, flush, new_tenant, target_of
-from tests.conftest import ApiServers, Processes, Tenant, api_config
+from tests.conftest import Processes, Tenant
 from tests.faults.cluster import DelayProxy
 from tests.support.poll import poll
 from tests.support.receiver import Receiver
 from tests.support.redis_cluster import RedisCluster, parse_cluster_nodes
-from tests.support.redis_proc import RedisProc
+from tests.support.redis_proc import RedisProc, free_port
 from webhooks import keys
 from webhooks.runtime.replication import AckPolicy
 
@@ -118,13 +117,6 @@ class Outcome:
         )
 
 
-@pytest.fixture
-def api_servers() -> Iterator[ApiServers]:
-    servers = ApiServers()
-    yield servers
-    servers.stop_all()
-
-
 def delay_replication(cluster: RedisCluster, primary: int, replica: int) -> DelayProxy:
     """Make ``primary``'s stream reach ``replica`` :data:`DELAY_S` late: the primary announces a
     proxy's port, and its replica follows the announced address."""
@@ -176,16 +168,45 @@ def promoted(cluster: RedisCluster, replica: int) -> bool:
 
 
 def machine_loss(
-    cluster: RedisCluster,
-    rq: RedisProc,
-    api_servers: ApiServers,
-    receiver: Receiver,
-    tmp_path: Path,
-    ack: bool,
+    cluster: RedisCluster, rq: RedisProc, receiver: Receiver, tmp_path: Path, ack: bool
 ) -> Outcome:
     flush(cluster, rq)
     target = target_of(cluster, rq)
-    api = api_servers.start(api_config(target, ack=ACK) if ack else api_config(target))
+    api_port = free_port()
+    env = {
+        **cluster_env(target),
+        "WEBHOOKS_LEASE_TTL_S": "10",
+        "WEBHOOKS_API_HOST": "127.0.0.1",
+        "WEBHOOKS_API_PORT": str(api_port),
+    }
+    if ack:
+        env.update(WEBHOOKS_ACK_REPLICAS=str(ACK.replicas), WEBHOOKS_ACK_TIMEOUT_MS=str(ACK.timeout_ms))
+    # The API in a process of its own, as deployed: its cluster client sees the lost primary's
+    # address change (announced port) and drop it, and closes what it held in its own process.
+    procs = Processes(env, tmp_path)
+    procs.start("api")
+    api = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30)
+    try:
+        poll(lambda: _ready(api), timeout_s=60, interval_s=0.05, what="the API to answer /readyz")
+        return _machine_loss(cluster, api, procs, receiver, ack)
+    except BaseException:
+        print(procs.logs()[-4000:])
+        raise
+    finally:
+        procs.stop_all()
+        api.close()
+
+
+def _ready(api: httpx.Client) -> bool:
+    try:
+        return api.get("/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _machine_loss(
+    cluster: RedisCluster, api: httpx.Client, procs: Processes, receiver: Receiver, ack: bool
+) -> Outcome:
     by_primary: dict[int, list[Tenant]] = {}
     with cluster.client() as rc:
         for i in range(60):  # until one primary holds TENANTS of them
@@ -200,7 +221,6 @@ def machine_loss(
         assert resp.status_code == 201, resp.text
     (replica,) = cluster.replica_of(victim)
     proxy = delay_replication(cluster, victim, replica)
-    procs = Processes({**cluster_env(target), "WEBHOOKS_LEASE_TTL_S": "10"}, tmp_path)
     try:
         lag_s = measure_lag(cluster, victim, replica, tenants[0])
         assert lag_s >= DELAY_S * 0.75, f"the replication stream is only {lag_s:.2f}s late"
@@ -257,23 +277,18 @@ def machine_loss(
             promoted_s=promoted_s,
             refused=dict(producer.refused),
         )
-    except BaseException:
-        print(procs.logs()[-4000:])
-        raise
     finally:
-        procs.stop_all()
         proxy.crash()
 
 
 def test_with_ack_replicas_no_acknowledged_event_is_lost_with_the_primary_machine(
     make_redis_cluster: Callable[..., RedisCluster],
     rq_redis: RedisProc,
-    api_servers: ApiServers,
     receiver: Receiver,
     tmp_path: Path,
 ) -> None:
     cluster = make_redis_cluster(replicas=1, node_timeout_ms=1000)
-    out = machine_loss(cluster, rq_redis, api_servers, receiver, tmp_path, ack=True)
+    out = machine_loss(cluster, rq_redis, receiver, tmp_path, ack=True)
     print(out.line("WEBHOOKS_ACK_REPLICAS=1"))
     assert not out.missing, f"acknowledged events missing from the promoted replica: {out.missing[:10]}"
     assert not out.undelivered
@@ -283,11 +298,10 @@ def test_with_ack_replicas_no_acknowledged_event_is_lost_with_the_primary_machin
 def test_without_ack_replicas_the_same_crash_loses_acknowledged_events(
     make_redis_cluster: Callable[..., RedisCluster],
     rq_redis: RedisProc,
-    api_servers: ApiServers,
     receiver: Receiver,
     tmp_path: Path,
 ) -> None:
     cluster = make_redis_cluster(replicas=1, node_timeout_ms=1000)
-    out = machine_loss(cluster, rq_redis, api_servers, receiver, tmp_path, ack=False)
+    out = machine_loss(cluster, rq_redis, receiver, tmp_path, ack=False)
     print(out.line("WEBHOOKS_ACK_REPLICAS=0"))
     assert out.missing, "events acknowledged within the lag must be missing from the promoted replica"
