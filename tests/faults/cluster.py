@@ -233,9 +233,12 @@ class DelayProxy:
         for task in tasks:
             task.cancel()
         loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        for w in self.accepted:
+        for w in self.writers + self.accepted:
             w.transport.abort()
-        loop.run_until_complete(asyncio.sleep(0))  # let the aborted transports close their sockets
+        # Let the aborted transports (and any a cancelled connect closed) close their sockets: each
+        # close is a callback of the next loop step.
+        for _ in range(3):
+            loop.run_until_complete(asyncio.sleep(0))
         loop.close()
 
     def _accept(

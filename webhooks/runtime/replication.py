@@ -16,12 +16,17 @@ On a Redis Cluster each primary has its own stream: the fence and the wait go to
 written: for events, to each tenant's primary (the fence is a key of the tenant's slot,
 :func:`webhooks.keys.ack_fence`); for the other writes, whose keys span slots, to every primary
 (the fence key is in one of its slots, :func:`fence_key`). Cluster fences expire after a minute.
+Each fence and wait go on one connection of that node and are not retried elsewhere: after a
+failover the cluster client's retry would send the fence to the promoted replica and the wait
+(which has no key) to any node, acknowledging a write that died with the old primary; a
+connection error is the request's failure (503), and the client's retry writes the event again.
 
 When the replicas do not acknowledge in time, :class:`~webhooks.errors.ReplicationTimeout`: the
 write stays on the primary (Redis has no undo), so the client's retry of the same request (the
 same event id) finds it and is answered once it is acknowledged.
 """
 
+import asyncio
 import functools
 from binascii import crc_hqx
 from collections.abc import Iterable
@@ -30,6 +35,7 @@ from typing import Any, cast
 
 import redis
 from redis.asyncio import Redis
+from redis.asyncio.cluster import PipelineCommand
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS as SLOTS
 from redis.crc import key_slot
 
@@ -144,16 +150,26 @@ async def _acknowledge_cluster(r: "Redis", policy: AckPolicy, tenant_ids: Iterab
             fences.setdefault(node.name, (node, keys.ack_fence(tenant_id)))
     if not fences:
         return
-    pipe = cluster.pipeline()
-    for node, key in fences.values():
-        pipe.set(key, "1", px=FENCE_TTL_MS)
-        pipe.execute_command(*policy.command(), target_nodes=node)
     try:
-        replies = await pipe.execute()
+        replies = await asyncio.gather(*(_fence_and_wait(node, key, policy) for node, key in fences.values()))
     except redis.ResponseError as exc:
         raise _problem(exc) from None
-    for reply in replies[1::2]:
+    for reply in replies:
         policy.check(reply)
+
+
+async def _fence_and_wait(node: Any, key: str, policy: AckPolicy) -> Any:
+    """The fence and the wait on one connection of ``node``, never retried elsewhere: the wait
+    vouches only for the writes of the node it runs on. A cluster client's retry (after a
+    connection error, when the primary died) would send the fence to the promoted replica and the
+    wait, which has no key, to whichever node: a 202 for a write that died with the old primary."""
+    fence = PipelineCommand(0, "SET", key, "1", "PX", FENCE_TTL_MS)
+    wait = PipelineCommand(1, *policy.command())
+    await node.execute_pipeline([fence, wait])
+    for cmd in (fence, wait):
+        if isinstance(cmd.result, Exception):
+            raise cmd.result
+    return wait.result
 
 
 _primary_slot: dict[str, int] = {}  # node name -> a slot it served when last looked
