@@ -41,8 +41,18 @@ class AiohttpThread:
             self.started.set()
             return
         self.started.set()
+        lowlevel = runner.server  # aiohttp's server: it lists the connections it holds
         self.loop.run_forever()
         self.loop.run_until_complete(runner.cleanup())
+        # A connection accepted while the site was stopping (a worker reconnecting) may still be a
+        # pending accept task, or become a connection after cleanup closed the others: let those
+        # tasks take their first steps, then close whatever is still open (else a ResourceWarning).
+        for _ in range(3):
+            self.loop.run_until_complete(asyncio.sleep(0))
+        for handler in lowlevel.connections if lowlevel is not None else []:
+            if handler.transport is not None:
+                handler.transport.abort()
+        self.loop.run_until_complete(asyncio.sleep(0))
         self.loop.close()
 
     def stop(self) -> None:
