@@ -85,6 +85,10 @@ def test_fsync_is_refused_at_start_without_aof(tmp_path: Path) -> None:
             assert replication.startup_problems(r, FSYNC) == ([], [])
             _, warnings = replication.startup_problems(r, AckPolicy(replicas=2))
             assert warnings and "WEBHOOKS_ACK_REPLICAS=2 but the primary has 0 connected" in warnings[0]
+            _, warnings = replication.startup_problems(r, AckPolicy(replicas=1, fsync=True))
+            assert "WEBHOOKS_ACK_TIMEOUT_MS=1000 some writes answer 503" in warnings[0], warnings
+            _, warnings = replication.startup_problems(r, AckPolicy(replicas=1, fsync=True, timeout_ms=2000))
+            assert not any("WEBHOOKS_ACK_TIMEOUT_MS" in w for w in warnings), warnings
     finally:
         proc.stop()
 

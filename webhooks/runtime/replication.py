@@ -95,6 +95,9 @@ class AckPolicy:
 
 
 NO_ACK = AckPolicy()  # answered once the primary has the write (the default)
+# With ACK_FSYNC and ACK_REPLICAS an answer waits for a replica's fsync report, about once a second
+# with appendfsync everysec (bench.ack: answers took about 1 s): a shorter timeout refuses some.
+FSYNC_REPLICAS_MIN_TIMEOUT_MS = 2000
 
 
 FENCE_TTL_MS = 60_000  # a cluster fence expires by itself: no key is left behind per slot or tenant
@@ -219,6 +222,13 @@ def startup_problems(r: "redis.Redis", policy: AckPolicy) -> tuple[list[str], li
             refusals.append(f"WEBHOOKS_ACK_FSYNC needs WAITAOF: {WAITAOF_NEEDS}; this server is {server}")
         elif not is_cluster(r) and str(r.config_get("appendonly").get("appendonly")) != "yes":
             refusals.append("WEBHOOKS_ACK_FSYNC needs the primary's AOF on (appendonly yes)")
+    if policy.fsync and policy.replicas and policy.timeout_ms < FSYNC_REPLICAS_MIN_TIMEOUT_MS:
+        warnings.append(
+            f"WEBHOOKS_ACK_FSYNC with WEBHOOKS_ACK_REPLICAS waits for the replicas' AOF fsync, which a "
+            f"replica with appendfsync everysec reports about once a second: with "
+            f"WEBHOOKS_ACK_TIMEOUT_MS={policy.timeout_ms} some writes answer 503 replication_timeout; "
+            f"set it to {FSYNC_REPLICAS_MIN_TIMEOUT_MS} or more"
+        )
     if policy.replicas and not is_cluster(r):
         connected = int(r.info("replication").get("connected_slaves", 0))
         if connected < policy.replicas:
