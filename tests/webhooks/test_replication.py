@@ -73,6 +73,42 @@ def test_the_api_answers_writes_after_the_fsync(valkey: RedisProc) -> None:
         servers.stop_all()
 
 
+def test_a_connection_broken_during_the_wait_is_not_retried(valkey: RedisProc) -> None:
+    """The client retries commands on a broken connection (a restart), but not the fence and wait:
+    after a failover the retry would reach the promoted primary, whose replicas vouch only for its
+    own writes. The error surfaces (the API answers 503) instead of a wait on another server."""
+    policy = AckPolicy(replicas=1, timeout_ms=5000)  # no replica: the WAIT blocks its 5 s
+
+    async def run() -> None:
+        r = redis.asyncio.Redis.from_url(valkey.url, decode_responses=True, **_retrying())
+        try:
+            waiting = asyncio.ensure_future(replication.acknowledge(r, policy))
+            with redis.Redis.from_url(valkey.url, decode_responses=True) as admin:
+                blocked: list[dict[str, object]] = []
+                for _ in range(200):
+                    blocked = [c for c in admin.client_list() if c.get("cmd") == "wait"]
+                    if blocked:
+                        break
+                    await asyncio.sleep(0.01)
+                assert blocked, "the WAIT did not reach the server"
+                admin.client_kill_filter(_id=str(blocked[0]["id"]))
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(redis.ConnectionError):
+                await waiting
+            assert asyncio.get_running_loop().time() - started < 2, "retried: a second 5 s WAIT"
+        finally:
+            await r.aclose()
+
+    asyncio.run(run())
+
+
+def _retrying() -> dict[str, object]:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ConstantBackoff
+
+    return {"retry": Retry(ConstantBackoff(0.01), 3), "retry_on_error": [redis.ConnectionError]}
+
+
 def test_fsync_is_refused_at_start_without_aof(tmp_path: Path) -> None:
     proc = RedisProc(
         tmp_path / "noaof", binary=find_server("valkey").path, extra=["--appendonly", "no"]

@@ -130,14 +130,28 @@ async def acknowledge(r: "Redis", policy: AckPolicy, tenant_ids: Iterable[str] |
     if is_cluster(r):
         await _acknowledge_cluster(r, policy, tenant_ids)
         return
-    async with r.pipeline(transaction=False) as pipe:
-        pipe.set(FENCE, "1")
-        pipe.execute_command(*policy.command())
-        try:
-            _, reply = await pipe.execute()
-        except redis.ResponseError as exc:
-            raise _problem(exc) from None
-    policy.check(reply)
+    policy.check(await _fence_and_wait_once(r, policy))
+
+
+async def _fence_and_wait_once(r: "Redis", policy: AckPolicy) -> Any:
+    """The fence and the wait on one pooled connection, never retried: a retry after the
+    connection broke (the primary died) could reach a newly promoted primary, whose replicas would
+    vouch for its own writes, not for the one that died with the old primary. A broken connection
+    raises instead, answered 503: the client's retry writes the event again where it now goes."""
+    pool = r.connection_pool
+    conn = await pool.get_connection()
+    try:
+        await conn.send_packed_command(conn.pack_commands([("SET", FENCE, "1"), policy.command()]))
+        await conn.read_response()  # the fence's OK
+        return await conn.read_response()
+    except redis.ResponseError as exc:
+        await conn.disconnect()  # a reply may be left unread on it
+        raise _problem(exc) from None
+    except BaseException:
+        await conn.disconnect()
+        raise
+    finally:
+        await pool.release(conn)
 
 
 async def _acknowledge_cluster(r: "Redis", policy: AckPolicy, tenant_ids: Iterable[str] | None) -> None:
