@@ -10,7 +10,9 @@ writes nothing at all. :func:`acknowledge` therefore sends, in one pipeline on o
 stream: a replica that acknowledged the fence holds every write the primary applied before it,
 that is every write whose reply the caller has already seen, whichever connection carried it,
 and the earlier write of an event a retry finds stored. The fence costs one small write per
-acknowledgement (one per group commit of events, one per API write).
+acknowledgement (one per group commit of events, one per API write). The pair is never retried on
+a broken connection (other commands are): after a failover the retry would reach the promoted
+primary, whose replicas vouch for its own writes, not for one that died with the old primary.
 
 On a Redis Cluster each primary has its own stream: the fence and the wait go to every primary
 written: for events, to each tenant's primary (the fence is a key of the tenant's slot,
