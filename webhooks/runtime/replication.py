@@ -141,7 +141,7 @@ async def _fence_and_wait_once(r: "Redis", policy: AckPolicy) -> Any:
     vouch for its own writes, not for the one that died with the old primary. A broken connection
     raises instead, answered 503: the client's retry writes the event again where it now goes."""
     pool = r.connection_pool
-    conn = await pool.get_connection()
+    conn = await cast(Any, pool).get_connection()  # redis-py leaves get_connection untyped
     try:
         await conn.send_packed_command(conn.pack_commands([("SET", FENCE, "1"), policy.command()]))
         await conn.read_response()  # the fence's OK
