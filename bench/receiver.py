@@ -98,7 +98,8 @@ STATE = State()
 _HDR_JSON = [(b"content-type", b"application/json")]
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body of an ASGI request (every ``http.request`` message)."""
     chunks: list[bytes] = []
     while True:
         msg = await receive()
@@ -233,7 +234,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     parts = path.strip("/").split("/")
     if method == "POST" and len(parts) == 2 and parts[0] in MODES:
         mode, endpoint = parts
-        body = await _read_body(receive)
+        body = await read_body(receive)
         entry = _record(scope, mode, endpoint, body)
         if mode == "instant":
             await _respond(send, 200, b"{}")
@@ -263,7 +264,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         qs = scope.get("query_string", b"")
         await _respond(send, 200, _dumps(_stats(b"latency=1" in qs, b"requests=1" in qs)))
     elif path == "/reset" and method == "POST":
-        body = await _read_body(receive)
+        body = await read_body(receive)
         _reset(_loads(body) if body.strip() else {})
         await _respond(send, 200, b"{}")
     elif path == "/healthz":

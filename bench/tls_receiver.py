@@ -39,6 +39,8 @@ from typing import Any
 
 import orjson
 
+from bench.receiver import read_body
+
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -160,18 +162,6 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        msg = await receive()
-        if msg["type"] != "http.request":
-            break
-        chunks.append(msg.get("body", b""))
-        if not msg.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
 async def _respond(send: Send, status: int, body: bytes = b"{}") -> None:
     await send(
         {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]}
@@ -223,7 +213,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     parts = path.strip("/").split("/")
     if method == "POST" and len(parts) == 2 and parts[0] in CLASSES:
         cls, endpoint = parts
-        _record(cls, endpoint, scope, await _read_body(receive))
+        _record(cls, endpoint, scope, await read_body(receive))
         if cls in DELAYS_S:
             await asyncio.sleep(random.uniform(*DELAYS_S[cls]))
             await _respond(send, 200)
@@ -235,7 +225,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     elif path == "/stats" and method == "GET":
         await _respond(send, 200, orjson.dumps(stats(b"latency=1" in scope.get("query_string", b""))))
     elif path == "/reset" and method == "POST":
-        body = await _read_body(receive)
+        body = await read_body(receive)
         reset(orjson.loads(body) if body.strip() else {})
         await _respond(send, 200)
     elif path == "/healthz":
