@@ -39,6 +39,7 @@ from typing import Any
 
 import orjson
 
+from bench.receiver import ModeStats as ClassStats  # the same counts, per endpoint class here
 from bench.receiver import read_body
 
 Scope = dict[str, Any]
@@ -121,14 +122,6 @@ def make_certs(directory: Path, addresses: list[str], days: int = 2) -> CertFile
     files.key.write_bytes(pem_key)
     files.key.chmod(0o600)
     return files
-
-
-@dataclass
-class ClassStats:
-    requests: int = 0
-    unique: int = 0
-    first: float | None = None
-    last: float | None = None
 
 
 @dataclass
